@@ -1,0 +1,3 @@
+from genai_api.cli import main
+
+raise SystemExit(main())

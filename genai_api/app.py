@@ -1,0 +1,46 @@
+"""`create_app(settings)`: the ASGI application, with everything built in its lifespan."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import httpx
+from fastapi import FastAPI
+
+from genai_api import __version__
+from genai_api.gateway import Gateway
+from genai_api.http import handlers
+from genai_api.http.access_log import AccessLogMiddleware
+from genai_api.http.limits import BodyLimitMiddleware
+from genai_api.providers import Provider
+from genai_api.routes import admin, completions, health, models
+from genai_api.settings import Settings
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    provider: Provider | None = None,
+    http_client: httpx.AsyncClient | None = None,
+) -> FastAPI:
+    """The gateway app; `provider` / `http_client` are seams for tests (a respx-mocked client)."""
+    settings = settings or Settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.gateway = await Gateway.start(
+            settings, provider=provider, http_client=http_client
+        )
+        try:
+            yield
+        finally:
+            await app.state.gateway.aclose()
+
+    app = FastAPI(title="genai-api", version=__version__, lifespan=lifespan, docs_url="/docs")
+    handlers.install(app)
+    for module in (completions, models, admin, health):
+        app.include_router(module.router)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_request_bytes)
+    app.add_middleware(AccessLogMiddleware)
+    return app

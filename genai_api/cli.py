@@ -1,0 +1,102 @@
+"""The `genai-api` command: serve the API, warm the cache, print savings."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+
+DESCRIPTION = """\
+genai-api - an OpenAI-compatible gateway with an exact, coalescing response cache.
+
+Configuration comes from the environment and a .env file in the current directory
+(see .env.example): CACHE_BACKEND, REDIS_URL, OPENAI_API_KEY, OPENAI_BASE_URL, ...
+"""
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from genai_api.logs import setup_logging
+    from genai_api.settings import Settings
+
+    settings = Settings()
+    setup_logging(settings.log_level)
+    uvicorn.run(
+        "genai_api.app:create_app",
+        factory=True,
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        access_log=False,
+        log_config=None,
+        loop="uvloop",
+        http="httptools",
+        timeout_graceful_shutdown=10,
+    )
+    return 0
+
+
+def _stats(args: argparse.Namespace) -> int:
+    from genai_api.stats_cli import print_stats
+
+    return print_stats(args.url, os.environ.get("ADMIN_API_KEY"))
+
+
+def _warm(args: argparse.Namespace) -> int:
+    from genai_api.warm import warm_main
+
+    return warm_main(args.file, url=args.url, concurrency=args.concurrency)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="genai-api", description=DESCRIPTION, formatter_class=argparse.RawTextHelpFormatter
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    serve = sub.add_parser("serve", help="run the API server (uvicorn)")
+    serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=8000, help="port to bind (default 8000)")
+    serve.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="worker processes; with CACHE_BACKEND=redis they share one cache (default 1)",
+    )
+    serve.set_defaults(func=_serve)
+
+    warm = sub.add_parser(
+        "warm",
+        help="fill the cache from an OpenAI batch file (JSONL)",
+        description="Run each line of an OpenAI batch file ({custom_id, method, url, body}) "
+        "through the same pipeline as the server, in-process with the same configuration, "
+        "or through a running server with --url. Lines already cached count as hits, so an "
+        "interrupted warm-up can simply be run again.",
+    )
+    warm.add_argument("file", help="JSONL file in OpenAI batch format")
+    warm.add_argument(
+        "--url", help="send the lines to a running server instead, e.g. http://127.0.0.1:8000"
+    )
+    warm.add_argument("--concurrency", type=int, default=8, help="requests in flight (default 8)")
+    warm.set_defaults(func=_warm)
+
+    stats = sub.add_parser(
+        "stats",
+        help="print the savings table of a running server",
+        description="Reads /v1/cache/stats of a running server, sending ADMIN_API_KEY from the "
+        "environment as the bearer when it is set.",
+    )
+    stats.add_argument("--url", default="http://127.0.0.1:8000", help="server base URL")
+    stats.set_defaults(func=_stats)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,78 @@
+"""The stored form of a cached answer: one JSON document per key.
+
+`{"v": 1, "stored_at": <unix s>, "model": ..., "usage": {...}, "response": {...}}`
+The metadata travels with the response so a hit costs one GET, and the response is kept
+exactly as the provider sent it so a hit answers the same bytes a miss did.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+ENTRY_VERSION = 1
+
+
+@dataclass(slots=True)
+class Entry:
+    response: dict[str, Any]
+    stored_at: float
+    model: str
+    usage: dict[str, Any] | None = None
+    chunks: list[dict[str, Any]] | None = None
+
+    @classmethod
+    def fresh(
+        cls, response: dict[str, Any], *, model: str, chunks: list[dict[str, Any]] | None = None
+    ) -> Entry:
+        usage = response.get("usage")
+        return cls(
+            response=response,
+            stored_at=time.time(),
+            model=model,
+            usage=usage if isinstance(usage, dict) else None,
+            chunks=chunks,
+        )
+
+    def encode(self) -> bytes:
+        doc: dict[str, Any] = {
+            "v": ENTRY_VERSION,
+            "stored_at": self.stored_at,
+            "model": self.model,
+            "usage": self.usage,
+            "response": self.response,
+        }
+        if self.chunks is not None:
+            doc["chunks"] = self.chunks
+        return orjson.dumps(doc)
+
+    @classmethod
+    def decode(cls, raw: bytes) -> Entry | None:
+        """The entry, or None for bytes that are not an entry of this version (a miss)."""
+        try:
+            doc = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            return None
+        if not isinstance(doc, dict) or doc.get("v") != ENTRY_VERSION:
+            return None
+        response = doc.get("response")
+        if not isinstance(response, dict):
+            return None
+        return cls(
+            response=response,
+            stored_at=float(doc.get("stored_at") or 0.0),
+            model=str(doc.get("model") or ""),
+            usage=doc.get("usage"),
+            chunks=doc.get("chunks"),
+        )
+
+    def age(self, now: float | None = None) -> int:
+        return max(0, int((now if now is not None else time.time()) - self.stored_at))
+
+    def tokens(self) -> tuple[int, int]:
+        """(prompt, completion) tokens this answer cost the first time."""
+        usage = self.usage or {}
+        return int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0)

@@ -1,0 +1,119 @@
+"""The gateway's exceptions, each carrying the HTTP status and OpenAI error type it maps to.
+
+    GatewayError                 500 server_error
+     ├── InvalidRequest          400 invalid_request_error
+     │    ├── UnsupportedMediaType 415
+     │    └── RequestTooLarge    413
+     ├── NotFound                404 invalid_request_error (unknown model, prompt, route)
+     ├── AuthenticationFailed    401 invalid_api_key
+     ├── PermissionDenied        403 permission_denied
+     ├── ProviderError           the provider's own status, body relayed
+     │    ├── ProviderUnreachable 502 (connection failed)
+     │    └── ProviderTimeout    504 (no answer within UPSTREAM_TIMEOUT)
+     └── CacheUnavailable        never shown to a client: the cache fails open
+
+`genai_api.http.handlers` turns any of them into `{"error": {...}}` in one place.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class GatewayError(Exception):
+    status_code = 500
+    error_type = "server_error"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        param: str | None = None,
+        code: str | None = None,
+        status_code: int | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.param = param
+        self.code = code
+        self.headers = headers or {}
+        if status_code is not None:
+            self.status_code = status_code
+
+    def envelope(self) -> dict[str, Any]:
+        """The OpenAI error body for this exception."""
+        return {
+            "error": {
+                "message": self.message,
+                "type": self.error_type,
+                "param": self.param,
+                "code": self.code,
+            }
+        }
+
+
+class InvalidRequest(GatewayError):
+    status_code = 400
+    error_type = "invalid_request_error"
+
+
+class UnsupportedMediaType(InvalidRequest):
+    status_code = 415
+
+
+class RequestTooLarge(InvalidRequest):
+    status_code = 413
+
+
+class NotFound(GatewayError):
+    status_code = 404
+    error_type = "invalid_request_error"
+
+
+class AuthenticationFailed(GatewayError):
+    status_code = 401
+    error_type = "invalid_request_error"
+
+
+class PermissionDenied(GatewayError):
+    status_code = 403
+    error_type = "invalid_request_error"
+
+
+class ProviderError(GatewayError):
+    """An error answer from the provider, relayed with its status and (when JSON) its body."""
+
+    error_type = "api_error"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status_code: int,
+        body: dict[str, Any] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        err = body or {}
+        super().__init__(
+            str(err.get("message") or message),
+            param=err.get("param"),
+            code=err.get("code"),
+            status_code=status_code,
+            headers=headers,
+        )
+        self.error_type = str(err.get("type") or self.error_type)
+
+
+class ProviderUnreachable(ProviderError):
+    def __init__(self, message: str = "The upstream provider could not be reached.") -> None:
+        super().__init__(message, status_code=502, body={"code": "upstream_unreachable"})
+
+
+class ProviderTimeout(ProviderError):
+    def __init__(self, message: str = "The upstream provider did not answer in time.") -> None:
+        super().__init__(message, status_code=504, body={"code": "upstream_timeout"})
+
+
+class CacheUnavailable(GatewayError):
+    """Raised by a store when its backend fails; the pipeline catches it and bypasses."""

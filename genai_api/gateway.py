@@ -1,0 +1,85 @@
+"""Everything a running gateway holds, built once in the app's lifespan and kept on app.state.
+
+Nothing with a connection exists before `Gateway.start`, so importing the package is free
+and tests build gateways with their own settings.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import httpx
+
+from genai_api.accounting import Accounting
+from genai_api.http.auth import Authenticator
+from genai_api.models_table import ModelTable
+from genai_api.pipeline import Pipeline
+from genai_api.providers import Provider, build_provider
+from genai_api.settings import Settings
+from genai_api.store import CacheStore, build_store
+
+log = logging.getLogger("genai_api")
+
+
+@dataclass
+class Gateway:
+    settings: Settings
+    store: CacheStore
+    provider: Provider
+    models: ModelTable
+    accounting: Accounting
+    pipeline: Pipeline
+    auth: Authenticator
+
+    @classmethod
+    async def start(
+        cls,
+        settings: Settings,
+        *,
+        provider: Provider | None = None,
+        http_client: httpx.AsyncClient | None = None,
+    ) -> Gateway:
+        models = ModelTable.load(settings.models_file)
+        store = build_store(settings)
+        provider = provider or build_provider(settings, http_client)
+        accounting = Accounting()
+        pipeline = Pipeline(
+            store=store,
+            provider=provider,
+            accounting=accounting,
+            namespace=settings.cache_namespace,
+            default_ttl=settings.cache_default_ttl,
+            max_ttl=settings.cache_max_ttl,
+            cache_nondeterministic=settings.cache_nondeterministic,
+            upstream_concurrency=settings.upstream_concurrency,
+            upstream_timeout=settings.upstream_timeout,
+        )
+        auth = Authenticator(
+            settings.client_keys,
+            settings.admin_api_key.get_secret_value() if settings.admin_api_key else None,
+            scope=settings.cache_scope,
+            secret=(
+                settings.tenant_hash_secret.get_secret_value()
+                if settings.tenant_hash_secret
+                else None
+            ),
+        )
+        if provider.name == "mock":
+            log.warning("provider: mock (offline, deterministic answers) - no OPENAI_API_KEY set")
+        else:
+            log.info("provider: openai at %s", settings.openai_base_url or "api.openai.com")
+        log.info(
+            "cache: %s, namespace %r, scope %s",
+            store.name,
+            settings.cache_namespace,
+            settings.cache_scope,
+        )
+        if not await store.ping():
+            log.warning("cache backend %s is not answering; requests will bypass it", store.name)
+        return cls(settings, store, provider, models, accounting, pipeline, auth)
+
+    async def aclose(self) -> None:
+        await self.pipeline.coalescer.aclose()
+        await self.provider.aclose()
+        await self.store.close()

@@ -1,0 +1,1 @@
+"""HTTP plumbing shared by the routes: body reading, auth, error handlers, middleware."""

@@ -1,0 +1,82 @@
+"""Who is calling: client keys for `/v1/*`, the admin key for admin endpoints, tenant ids.
+
+Keys are compared in constant time. A tenant id is an HMAC of the client's key under a
+server secret, so neither cache keys nor stats ever hold a raw API key, and one tenant's
+id cannot be computed by another.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from functools import lru_cache
+
+from starlette.requests import Request
+
+from genai_api.errors import AuthenticationFailed, PermissionDenied
+
+SHARED_TENANT = "shared"
+ANONYMOUS = "anon"
+_DEFAULT_SECRET = b"genai-api/tenant/v1"
+
+
+def bearer_token(request: Request) -> str | None:
+    header = request.headers.get("authorization")
+    if not header:
+        return None
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return None
+    return token.strip()
+
+
+class Authenticator:
+    def __init__(
+        self,
+        client_keys: tuple[str, ...],
+        admin_key: str | None,
+        *,
+        scope: str,
+        secret: str | None,
+    ) -> None:
+        self._client_keys = tuple(k.encode() for k in client_keys)
+        self._admin_key = admin_key.encode() if admin_key else None
+        self.shared = scope == "shared"
+        self._secret = secret.encode() if secret else _DEFAULT_SECRET
+        self.tenant_id = lru_cache(maxsize=4096)(self._tenant_id)
+
+    def _tenant_id(self, key: str) -> str:
+        return hmac.new(self._secret, key.encode(), hashlib.sha256).hexdigest()[:24]
+
+    def _is_client_key(self, token: str | None) -> bool:
+        if token is None:
+            return False
+        raw = token.encode()
+        # Compare against every key so timing does not reveal which one matched.
+        matched = False
+        for key in self._client_keys:
+            matched |= hmac.compare_digest(raw, key)
+        return matched
+
+    def client(self, request: Request) -> str:
+        """The caller's tenant id for cache keys; 401 when keys are required and wrong."""
+        token = bearer_token(request)
+        if self._client_keys and not self._is_client_key(token):
+            raise AuthenticationFailed(
+                "Incorrect API key provided." if token else "Missing bearer API key.",
+                code="invalid_api_key",
+            )
+        if self.shared:
+            return SHARED_TENANT
+        return self.tenant_id(token) if token else ANONYMOUS
+
+    def admin(self, request: Request) -> None:
+        """Admin endpoints: open without ADMIN_API_KEY; else that key, 403 for client keys."""
+        if self._admin_key is None:
+            return
+        token = bearer_token(request)
+        if token is not None and hmac.compare_digest(token.encode(), self._admin_key):
+            return
+        if self._is_client_key(token):
+            raise PermissionDenied("This endpoint needs the admin key.", code="admin_only")
+        raise AuthenticationFailed("Missing or incorrect admin API key.", code="invalid_api_key")

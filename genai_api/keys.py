@@ -1,0 +1,93 @@
+"""Canonical cache keys: SHA-256 over canonical JSON of everything that changes the output.
+
+Canonical JSON = sorted keys, compact separators, UTF-8 (orjson). Fields that never change
+the answer are dropped, and a few parameters equal to the provider's documented default are
+dropped too, so `{"n": 1}` and `{}` share an entry. `KEY_VERSION` is part of every key: bump
+it when the stored entry's shape changes and old entries simply stop matching.
+
+    >>> request_key("chat", {"model": "m", "messages": []}, tenant="t")[:8]  # doctest: +SKIP
+    '3f1c...'
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+from urllib.parse import quote
+
+import orjson
+
+KEY_VERSION = 1
+
+# Fields that do not change the provider's output (CONTRACT §4).
+EXCLUDED_FIELDS = frozenset({"stream", "stream_options", "user", "metadata", "store", "cache"})
+
+# Parameters whose default, when sent explicitly, gives the same output as leaving them out.
+_DEFAULTS: dict[str, Any] = {
+    "n": 1,
+    "presence_penalty": 0,
+    "frequency_penalty": 0,
+    "temperature": 1,
+    "top_p": 1,
+    "logprobs": False,
+}
+_FLOAT_PARAMS = ("temperature", "top_p", "presence_penalty", "frequency_penalty")
+
+
+def _is_default(value: Any, default: Any) -> bool:
+    # bool is an int in Python: True must not pass for n=1, nor 0 for logprobs=False.
+    if isinstance(default, bool) or isinstance(value, bool):
+        return value is default
+    return type(value) in (int, float) and value == default
+
+
+def canonical_body(body: dict[str, Any]) -> dict[str, Any]:
+    """The request body reduced to what changes the output."""
+    out: dict[str, Any] = {}
+    for name, value in body.items():
+        if name in EXCLUDED_FIELDS:
+            continue
+        if name in _DEFAULTS and _is_default(value, _DEFAULTS[name]):
+            continue
+        if name in _FLOAT_PARAMS and type(value) is int:
+            value = float(value)  # 1 and 1.0 are the same temperature
+        out[name] = value
+    return out
+
+
+def digest(payload: dict[str, Any]) -> str:
+    """SHA-256 hex of the canonical JSON of `payload`."""
+    return hashlib.sha256(orjson.dumps(payload, option=orjson.OPT_SORT_KEYS)).hexdigest()
+
+
+def request_key(endpoint: str, body: dict[str, Any], *, tenant: str) -> str:
+    """The cache key of a chat or completion request (the `X-Cache-Key` header value).
+
+    The tenant is hashed in, so a key seen by one client says nothing about another's.
+    """
+    return digest({"v": KEY_VERSION, "e": endpoint, "t": tenant, "b": canonical_body(body)})
+
+
+def embedding_key(model: str, item: str | list[int], *, dimensions: int | None, tenant: str) -> str:
+    """The cache key of one embedding input; `encoding_format` is deliberately not in it."""
+    return digest(
+        {"v": KEY_VERSION, "e": "embeddings", "t": tenant, "m": model, "d": dimensions, "i": item}
+    )
+
+
+def segment(value: str) -> str:
+    """A Redis key segment free of ':' and glob characters, so SCAN MATCH stays exact."""
+    return quote(value, safe="-._~/@+=")
+
+
+def storage_key(
+    namespace: str, kind: str, tenant: str, model: str, digest_hex: str, prompt: str | None = None
+) -> str:
+    """Where an entry lives in the store: readable, and selectable by each invalidation field.
+
+    Layout: ``{namespace}:e:{kind}:{tenant}:{model}:{prompt or -}:{sha256}``.
+    """
+    return (
+        f"{namespace}:e:{kind}:{tenant}:{segment(model)}:"
+        f"{segment(prompt) if prompt else '-'}:{digest_hex}"
+    )

@@ -1,0 +1,156 @@
+"""An offline, deterministic provider: same request, same answer, realistic `usage`.
+
+Used by `make run` when no `OPENAI_API_KEY` is set, so the gateway and its cache can be
+tried without a key or a network.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import math
+import random
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import orjson
+
+
+def _approx_tokens(text: str) -> int:
+    return max(1, math.ceil(len(text) / 4))
+
+
+def _text_of(content: Any) -> str:
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return " ".join(str(p.get("text", "")) for p in content if isinstance(p, dict))
+    return ""
+
+
+class MockProvider:
+    name = "mock"
+
+    def __init__(self, latency_ms: float = 0.0) -> None:
+        self.latency = latency_ms / 1000.0
+        self.calls = 0
+
+    async def create(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        self.calls += 1
+        if self.latency:
+            await asyncio.sleep(self.latency)
+        seed = hashlib.sha256(orjson.dumps(body, option=orjson.OPT_SORT_KEYS)).hexdigest()
+        model = str(body.get("model", "mock"))
+        if path == "/embeddings":
+            return self._embeddings(body, model)
+        n = int(body.get("n") or 1)
+        if path == "/chat/completions":
+            messages = body.get("messages") or []
+            last = _text_of(messages[-1].get("content")) if messages else ""
+            prompt = " ".join(_text_of(m.get("content")) for m in messages if isinstance(m, dict))
+            text = f"This is a mock answer to: {last[:200]}"
+            choices: list[dict[str, Any]] = [
+                {
+                    "index": i,
+                    "message": {"role": "assistant", "content": text, "refusal": None},
+                    "logprobs": None,
+                    "finish_reason": "stop",
+                }
+                for i in range(n)
+            ]
+            obj, prefix = "chat.completion", "chatcmpl"
+        else:
+            prompt = str(body.get("prompt", ""))
+            text = f" mock completion of: {prompt[:200]}"
+            choices = [
+                {"index": i, "text": text, "logprobs": None, "finish_reason": "stop"}
+                for i in range(n)
+            ]
+            obj, prefix = "text_completion", "cmpl"
+        prompt_tokens = _approx_tokens(prompt)
+        completion_tokens = _approx_tokens(text) * n
+        return {
+            "id": f"{prefix}-mock{seed[:24]}",
+            "object": obj,
+            "created": int(time.time()),
+            "model": model,
+            "choices": choices,
+            "usage": {
+                "prompt_tokens": prompt_tokens,
+                "completion_tokens": completion_tokens,
+                "total_tokens": prompt_tokens + completion_tokens,
+            },
+            "system_fingerprint": "fp_mock",
+        }
+
+    def _embeddings(self, body: dict[str, Any], model: str) -> dict[str, Any]:
+        inputs = body.get("input")
+        items = (
+            inputs
+            if isinstance(inputs, list) and inputs and not isinstance(inputs[0], int)
+            else [inputs]
+        )
+        dims = int(body.get("dimensions") or 1536)
+        data = []
+        tokens = 0
+        for i, item in enumerate(items):
+            seed = hashlib.sha256(orjson.dumps([model, dims, item])).digest()
+            rng = random.Random(seed)
+            vec = [rng.uniform(-1.0, 1.0) for _ in range(dims)]
+            norm = math.sqrt(sum(v * v for v in vec)) or 1.0
+            data.append({"object": "embedding", "index": i, "embedding": [v / norm for v in vec]})
+            tokens += len(item) if isinstance(item, list) else _approx_tokens(str(item))
+        return {
+            "object": "list",
+            "data": data,
+            "model": model,
+            "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+        }
+
+    async def stream(self, path: str, body: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
+        full = await self.create(path, body)
+        for chunk in _chunks_of(full):
+            yield chunk
+
+    async def aclose(self) -> None:
+        return None
+
+
+def _chunks_of(full: dict[str, Any]) -> list[dict[str, Any]]:
+    """Split a mock answer into word-sized stream chunks (chat and completion shapes)."""
+    chunks: list[dict[str, Any]] = []
+    chat = full["object"] == "chat.completion"
+    base: dict[str, Any] = {"id": full["id"], "created": full["created"], "model": full["model"]}
+    base["object"] = "chat.completion.chunk" if chat else "text_completion"
+    for choice in full["choices"]:
+        text = choice["message"]["content"] if chat else choice["text"]
+        words = text.split(" ")
+        for j, word in enumerate(words):
+            piece = word if j == 0 else " " + word
+            if chat:
+                delta: dict[str, Any] = {"content": piece}
+                if j == 0:
+                    delta["role"] = "assistant"
+                c = {
+                    "index": choice["index"],
+                    "delta": delta,
+                    "logprobs": None,
+                    "finish_reason": None,
+                }
+            else:
+                c = {
+                    "index": choice["index"],
+                    "text": piece,
+                    "logprobs": None,
+                    "finish_reason": None,
+                }
+            chunks.append({**base, "choices": [c]})
+        end: dict[str, Any] = {"index": choice["index"], "logprobs": None, "finish_reason": "stop"}
+        if chat:
+            end["delta"] = {}
+        else:
+            end["text"] = ""
+        chunks.append({**base, "choices": [end]})
+    chunks.append({**base, "choices": [], "usage": full["usage"]})
+    return chunks

@@ -1,0 +1,100 @@
+"""The real upstream: any OpenAI-compatible server through the official `openai` SDK.
+
+Requests go through the SDK's low-level `post` with the body already serialised (orjson),
+and answers come back as raw bytes parsed once with orjson: the gateway relays JSON, so
+building the SDK's pydantic models for every answer would only cost CPU.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import openai
+import orjson
+
+from genai_api.errors import ProviderError, ProviderTimeout, ProviderUnreachable
+
+_JSON_HEADERS = {"Content-Type": "application/json"}
+
+
+def _status_error(exc: openai.APIStatusError) -> ProviderError:
+    body = exc.body if isinstance(exc.body, dict) else {"message": str(exc.body or exc.message)}
+    headers: dict[str, str] = {}
+    retry_after = exc.response.headers.get("retry-after")
+    if retry_after is not None:
+        headers["Retry-After"] = retry_after
+    return ProviderError(exc.message, status_code=exc.status_code, body=body, headers=headers)
+
+
+class OpenAIProvider:
+    name = "openai"
+
+    def __init__(
+        self,
+        *,
+        api_key: str,
+        base_url: str | None,
+        timeout: float,
+        max_retries: int,
+        http_client: httpx.AsyncClient | None = None,
+    ) -> None:
+        self._client = openai.AsyncOpenAI(
+            api_key=api_key,
+            base_url=base_url,
+            timeout=timeout,
+            max_retries=max_retries,
+            http_client=http_client,
+        )
+
+    async def create(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        try:
+            response = await self._client.post(
+                path,
+                cast_to=httpx.Response,
+                content=orjson.dumps(body),
+                options={"headers": _JSON_HEADERS},
+            )
+        except openai.APITimeoutError as exc:
+            raise ProviderTimeout() from exc
+        except openai.APIConnectionError as exc:
+            raise ProviderUnreachable() from exc
+        except openai.APIStatusError as exc:
+            raise _status_error(exc) from exc
+        try:
+            data = orjson.loads(response.content)
+        except orjson.JSONDecodeError as exc:
+            raise ProviderError(
+                "The upstream provider answered with invalid JSON.", status_code=502
+            ) from exc
+        if not isinstance(data, dict):
+            raise ProviderError(
+                "The upstream provider answered with a non-object.", status_code=502
+            )
+        return data
+
+    async def stream(self, path: str, body: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
+        try:
+            stream = await self._client.post(
+                path,
+                cast_to=object,
+                content=orjson.dumps(body),
+                options={"headers": _JSON_HEADERS},
+                stream=True,
+                stream_cls=openai.AsyncStream[object],
+            )
+            async for chunk in stream:
+                if isinstance(chunk, dict):
+                    yield chunk
+        except openai.APITimeoutError as exc:
+            raise ProviderTimeout() from exc
+        except openai.APIConnectionError as exc:
+            raise ProviderUnreachable() from exc
+        except openai.APIStatusError as exc:
+            raise _status_error(exc) from exc
+        except httpx.HTTPError as exc:
+            raise ProviderUnreachable(f"The upstream stream failed: {exc}") from exc
+
+    async def aclose(self) -> None:
+        await self._client.close()

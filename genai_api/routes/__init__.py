@@ -1,0 +1,1 @@
+"""Thin routers: HTTP in, a pipeline `Call` through, HTTP out."""

@@ -1,0 +1,64 @@
+"""Admin endpoints: savings statistics and invalidation."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from fastapi import APIRouter
+from starlette.requests import Request
+from starlette.responses import Response
+
+from genai_api.errors import CacheUnavailable, GatewayError, InvalidRequest
+from genai_api.http.deps import AdminDep, GatewayDep
+from genai_api.http.responses import json_response
+from genai_api.keys import segment
+
+router = APIRouter()
+
+_FILTERS = ("model", "key", "tenant", "prompt")
+
+
+@router.get("/v1/cache/stats", tags=["admin"])
+async def cache_stats(gateway: GatewayDep, _: AdminDep) -> Response:
+    return json_response(gateway.accounting.snapshot())
+
+
+@router.delete("/v1/cache", tags=["admin"])
+async def invalidate(request: Request, gateway: GatewayDep, _: AdminDep) -> Response:
+    """Delete entries matching every given field (AND); none given = the whole namespace."""
+    raw = await request.body()
+    filters: dict[str, Any] = {}
+    if raw.strip():
+        try:
+            filters = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            raise InvalidRequest("The body must be a JSON object.", code="invalid_json") from None
+        if not isinstance(filters, dict):
+            raise InvalidRequest("The body must be a JSON object.", code="invalid_json")
+    for name, value in filters.items():
+        if name not in _FILTERS:
+            raise InvalidRequest(f"Unknown filter '{name}'.", param=name)
+        if value is not None and (not isinstance(value, str) or not value):
+            raise InvalidRequest(f"'{name}' must be a non-empty string.", param=name)
+    ns = gateway.settings.cache_namespace
+    model = segment(filters["model"]) if filters.get("model") else "*"
+    prompt = segment(filters["prompt"]) if filters.get("prompt") else "*"
+    key = filters["key"].lower() if filters.get("key") else "*"
+    if key != "*" and (len(key) != 64 or any(c not in "0123456789abcdef" for c in key)):
+        raise InvalidRequest("'key' must be a SHA-256 hex digest (X-Cache-Key).", param="key")
+    tenants = ["*"]
+    if filters.get("tenant"):
+        given = filters["tenant"]
+        tenants = sorted({segment(given), gateway.auth.tenant_id(given)})
+    deleted = 0
+    try:
+        for tenant in tenants:
+            deleted += await gateway.store.delete_matching(
+                f"{ns}:e:*:{tenant}:{model}:{prompt}:{key}"
+            )
+    except CacheUnavailable as exc:
+        raise GatewayError(
+            "The cache backend is not answering.", status_code=503, code="cache_unavailable"
+        ) from exc
+    return json_response({"deleted": deleted})

@@ -1,0 +1,57 @@
+"""`POST /v1/chat/completions` and `POST /v1/completions` (and their un-prefixed aliases)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter
+from pydantic import BaseModel
+from starlette.requests import Request
+from starlette.responses import Response
+
+from genai_api.controls import parse_controls
+from genai_api.gateway import Gateway
+from genai_api.http.body import read_json
+from genai_api.http.deps import GatewayDep, TenantDep
+from genai_api.http.render import render
+from genai_api.protocol import ChatCompletionRequest, CompletionRequest, validate
+
+router = APIRouter()
+
+
+async def complete(
+    request: Request,
+    gateway: Gateway,
+    tenant: str,
+    endpoint: str,
+    schema: type[BaseModel],
+    body: dict[str, Any] | None = None,
+    prompt: str | None = None,
+) -> Response:
+    """Shared by chat, completions and prompt templates: validate, run the pipeline, render."""
+    if body is None:
+        body = await read_json(request)
+    validate(schema, body)
+    model = gateway.models.get(body["model"])
+    request.state.model = model.name
+    controls = parse_controls(
+        request.headers, body.pop("cache", None), max_ttl=gateway.settings.cache_max_ttl
+    )
+    call = gateway.pipeline.prepare(
+        endpoint, body, model=model, tenant=tenant, controls=controls, prompt=prompt
+    )
+    return render(await gateway.pipeline.run(call))
+
+
+@router.post("/v1/chat/completions", tags=["completions"])
+@router.post("/chat/completions", include_in_schema=False)
+async def chat_completions(request: Request, gateway: GatewayDep, tenant: TenantDep) -> Response:
+    """OpenAI chat completion, answered from the cache when an identical request was seen."""
+    return await complete(request, gateway, tenant, "chat.completions", ChatCompletionRequest)
+
+
+@router.post("/v1/completions", tags=["completions"])
+@router.post("/completions", include_in_schema=False)
+async def completions(request: Request, gateway: GatewayDep, tenant: TenantDep) -> Response:
+    """OpenAI legacy text completion, cached the same way."""
+    return await complete(request, gateway, tenant, "completions", CompletionRequest)

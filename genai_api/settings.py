@@ -1,0 +1,89 @@
+"""Every setting of the gateway, read once from the environment and `.env` (CONTRACT §2).
+
+One class, built by whoever starts the app (`create_app(Settings())`), so tests build
+their own and nothing reads the environment at import time.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Gateway configuration; field names are the environment variables, upper-cased."""
+
+    model_config = SettingsConfigDict(
+        env_file=".env", env_file_encoding="utf-8", extra="ignore", case_sensitive=False
+    )
+
+    # --- cache backend
+    cache_backend: Literal["memory", "redis"] = "memory"
+    redis_url: SecretStr | None = None
+    redis_host: str = "localhost"
+    redis_port: int = 6379
+    redis_password: SecretStr | None = None
+    redis_db: int = 0
+    redis_timeout: float = Field(0.25, gt=0, description="seconds per Redis operation")
+    redis_max_connections: int = Field(256, ge=1)
+    redis_breaker_seconds: float = Field(
+        1.0, ge=0, description="how long to stop trying Redis after a failure"
+    )
+
+    # --- cache semantics
+    cache_namespace: str = Field("genai", min_length=1, pattern=r"^[A-Za-z0-9_.\-]+$")
+    cache_default_ttl: int = Field(3600, ge=1)
+    cache_max_ttl: int = Field(2_592_000, ge=1)
+    cache_nondeterministic: bool = True
+    cache_scope: Literal["tenant", "shared"] = "tenant"
+    tenant_hash_secret: SecretStr | None = None
+    models_file: Path | None = None
+
+    # --- provider
+    provider: Literal["openai", "mock"] | None = None
+    openai_api_key: SecretStr | None = None
+    openai_base_url: str | None = None
+    upstream_concurrency: int = Field(64, ge=1)
+    upstream_timeout: float = Field(120.0, gt=0)
+    upstream_max_retries: int = Field(0, ge=0, le=5)
+    upstream_http_client: Literal["aiohttp", "httpx"] = "aiohttp"
+    mock_latency_ms: float = Field(0.0, ge=0)
+
+    # --- access and limits
+    gateway_api_keys: SecretStr | None = None
+    admin_api_key: SecretStr | None = None
+    max_request_bytes: int = Field(8_388_608, ge=1024)
+    prompts_dir: Path = Path("prompts")
+    log_level: str = "INFO"
+
+    @field_validator("cache_backend", mode="before")
+    @classmethod
+    def _local_means_memory(cls, value: object) -> object:
+        if isinstance(value, str) and value.strip().lower() == "local":
+            return "memory"
+        return value.strip().lower() if isinstance(value, str) else value
+
+    @field_validator("provider", mode="before")
+    @classmethod
+    def _empty_provider_is_unset(cls, value: object) -> object:
+        if isinstance(value, str) and not value.strip():
+            return None
+        return value
+
+    @property
+    def resolved_provider(self) -> Literal["openai", "mock"]:
+        """`openai` when a key is configured, else the offline mock (CONTRACT §2)."""
+        if self.provider is not None:
+            return self.provider
+        return "openai" if self.openai_api_key else "mock"
+
+    @property
+    def client_keys(self) -> tuple[str, ...]:
+        """Client API keys from the comma-separated `GATEWAY_API_KEYS`; empty = open gateway."""
+        if self.gateway_api_keys is None:
+            return ()
+        raw = self.gateway_api_keys.get_secret_value()
+        return tuple(k.strip() for k in raw.split(",") if k.strip())

@@ -1,0 +1,44 @@
+"""The cache store protocol: bytes in, bytes out, TTL in seconds.
+
+Stores raise `CacheUnavailable` when their backend fails; callers fail open. Keys are full
+storage keys (namespace included), built by `genai_api.keys.storage_key`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol
+
+from aiocache.serializers import BaseSerializer
+
+
+class CacheStore(Protocol):
+    name: str
+
+    async def get(self, key: str) -> bytes | None: ...
+
+    async def get_many(self, keys: Sequence[str]) -> list[bytes | None]: ...
+
+    async def set(self, key: str, value: bytes, ttl: float) -> None: ...
+
+    async def set_many(self, items: Sequence[tuple[str, bytes, float]]) -> None: ...
+
+    async def delete_matching(self, pattern: str) -> int:
+        """Delete every key matching a glob `pattern` without blocking the backend."""
+        ...
+
+    async def ping(self) -> bool: ...
+
+    async def close(self) -> None: ...
+
+
+class BytesSerializer(BaseSerializer):  # type: ignore[misc]
+    """aiocache serializer that leaves values as bytes: entries are already JSON."""
+
+    DEFAULT_ENCODING = None
+
+    def dumps(self, value: bytes) -> bytes:
+        return value
+
+    def loads(self, value: bytes | None) -> bytes | None:
+        return value

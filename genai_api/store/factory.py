@@ -1,0 +1,26 @@
+"""Builds the configured store; called from the app's lifespan, never at import."""
+
+from __future__ import annotations
+
+from genai_api.settings import Settings
+from genai_api.store.base import CacheStore
+from genai_api.store.memory import MemoryStore
+from genai_api.store.redis import RedisStore, redis_options
+
+
+def build_store(settings: Settings) -> CacheStore:
+    if settings.cache_backend == "memory":
+        return MemoryStore()
+    options = redis_options(
+        settings.redis_url.get_secret_value() if settings.redis_url else None,
+        host=settings.redis_host,
+        port=settings.redis_port,
+        password=settings.redis_password.get_secret_value() if settings.redis_password else None,
+        db=settings.redis_db,
+    )
+    return RedisStore(
+        options,
+        timeout=settings.redis_timeout,
+        max_connections=settings.redis_max_connections,
+        breaker_seconds=settings.redis_breaker_seconds,
+    )

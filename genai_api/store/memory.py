@@ -1,0 +1,45 @@
+"""In-process store on aiocache's `SimpleMemoryCache`: the default, per process, no set-up."""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Sequence
+
+from aiocache import SimpleMemoryCache
+
+from genai_api.store.base import BytesSerializer
+
+
+class MemoryStore:
+    name = "memory"
+
+    def __init__(self) -> None:
+        # timeout=None: a dict lookup needs no asyncio.wait_for around it.
+        self._cache = SimpleMemoryCache(serializer=BytesSerializer(), timeout=None)
+
+    async def get(self, key: str) -> bytes | None:
+        value: bytes | None = await self._cache.get(key)
+        return value
+
+    async def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
+        values: list[bytes | None] = await self._cache.multi_get(list(keys))
+        return values
+
+    async def set(self, key: str, value: bytes, ttl: float) -> None:
+        await self._cache.set(key, value, ttl=ttl)
+
+    async def set_many(self, items: Sequence[tuple[str, bytes, float]]) -> None:
+        for key, value, ttl in items:
+            await self._cache.set(key, value, ttl=ttl)
+
+    async def delete_matching(self, pattern: str) -> int:
+        keys = [k for k in list(self._cache._cache) if fnmatch.fnmatchcase(k, pattern)]
+        for key in keys:
+            await self._cache.delete(key)
+        return len(keys)
+
+    async def ping(self) -> bool:
+        return True
+
+    async def close(self) -> None:
+        await self._cache.close()

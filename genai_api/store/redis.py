@@ -1,0 +1,152 @@
+"""Redis store on aiocache's `RedisCache`, with a blocking pool, short timeouts and a breaker.
+
+Why these choices: aiocache's default pool raises past its size under load (a blocking pool
+waits briefly instead); its per-op `asyncio.wait_for` costs CPU on every hit, so it is off
+and redis-py's socket timeouts bound each call instead; and every failure trips a breaker
+so a dead or hung Redis costs one timeout per cool-down, not one per request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, TypeVar, cast
+
+import redis.asyncio as aioredis
+from aiocache import RedisCache
+from redis.connection import parse_url
+from redis.exceptions import RedisError
+
+from genai_api.errors import CacheUnavailable
+from genai_api.store.base import BytesSerializer
+from genai_api.store.breaker import CircuitBreaker
+
+T = TypeVar("T")
+_FAILURES = (RedisError, OSError, asyncio.TimeoutError)
+
+
+def redis_options(
+    url: str | None,
+    *,
+    host: str,
+    port: int,
+    password: str | None,
+    db: int,
+) -> dict[str, Any]:
+    """Connection options from `REDIS_URL` (which wins) or the separate parts."""
+    if url:
+        opts: dict[str, Any] = dict(parse_url(url))  # type: ignore[no-untyped-call]
+        opts.setdefault("host", "localhost")
+        opts.setdefault("port", 6379)
+        opts.setdefault("db", 0)
+        return opts
+    return {"host": host, "port": port, "password": password, "db": db}
+
+
+class RedisStore:
+    name = "redis"
+
+    def __init__(
+        self,
+        options: dict[str, Any],
+        *,
+        timeout: float,
+        max_connections: int,
+        breaker_seconds: float,
+    ) -> None:
+        opts = dict(options)
+        host, port, db = opts.pop("host"), int(opts.pop("port")), int(opts.pop("db", 0))
+        password = opts.pop("password", None)
+        ssl = opts.get("connection_class") is aioredis.SSLConnection
+        if not ssl:
+            opts.pop("connection_class", None)
+        else:
+            opts.pop("connection_class")
+        opts.update(socket_timeout=timeout, timeout=timeout, health_check_interval=0)
+        self._cache = RedisCache(
+            serializer=BytesSerializer(),
+            endpoint=host,
+            port=port,
+            db=db,
+            password=password,
+            ssl=ssl,
+            pool_max_size=max_connections,
+            create_connection_timeout=timeout,
+            connection_pool_class=aioredis.BlockingConnectionPool,
+            connection_pool_kwargs=opts,
+            timeout=None,
+        )
+        self.client: aioredis.Redis = self._cache.client
+        self.breaker = CircuitBreaker(breaker_seconds)
+
+    async def _call(self, op: Callable[[], Awaitable[T]]) -> T:
+        if self.breaker.is_open:
+            raise CacheUnavailable("redis circuit open")
+        try:
+            return await op()
+        except _FAILURES as exc:
+            self.breaker.trip()
+            raise CacheUnavailable(f"redis: {type(exc).__name__}: {exc}") from exc
+
+    async def get(self, key: str) -> bytes | None:
+        value: bytes | None = await self._call(lambda: self._cache.get(key))
+        return value
+
+    async def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
+        if not keys:
+            return []
+        values = await self._call(lambda: self.client.mget(list(keys)))
+        return cast(list[bytes | None], values)
+
+    async def set(self, key: str, value: bytes, ttl: float) -> None:
+        await self._call(lambda: self.client.set(key, value, px=max(1, int(ttl * 1000))))
+
+    async def set_many(self, items: Sequence[tuple[str, bytes, float]]) -> None:
+        if not items:
+            return
+
+        async def write() -> None:
+            async with self.client.pipeline(transaction=False) as pipe:
+                for key, value, ttl in items:
+                    pipe.set(key, value, px=max(1, int(ttl * 1000)))
+                await pipe.execute()
+
+        await self._call(write)
+
+    async def delete_matching(self, pattern: str) -> int:
+        """SCAN in pages and UNLINK each page: never KEYS, never FLUSHDB, never blocking."""
+
+        async def run() -> int:
+            deleted = 0
+            batch: list[bytes] = []
+            async for key in self.client.scan_iter(match=pattern, count=1000):
+                batch.append(key)
+                if len(batch) >= 500:
+                    deleted += int(await self.client.unlink(*batch))
+                    batch.clear()
+            if batch:
+                deleted += int(await self.client.unlink(*batch))
+            return deleted
+
+        if self.breaker.is_open:
+            raise CacheUnavailable("redis circuit open")
+        try:
+            return await run()
+        except _FAILURES as exc:
+            self.breaker.trip()
+            raise CacheUnavailable(f"redis: {exc}") from exc
+
+    async def ping(self) -> bool:
+        """True when Redis answers now; a success also closes the breaker early."""
+        try:
+            ok = bool(await self.client.ping())
+        except _FAILURES:
+            self.breaker.trip()
+            return False
+        if ok:
+            self.breaker.reset()
+        return ok
+
+    async def close(self) -> None:
+        await self.client.aclose()
+        await self.client.connection_pool.disconnect()

@@ -1,0 +1,145 @@
+"""Fixtures that build real things: a throwaway redis-server, an app with a respx provider."""
+
+from __future__ import annotations
+
+import shutil
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import openai
+import pytest
+import respx
+from fastapi import FastAPI
+
+from genai_api.app import create_app
+from genai_api.settings import Settings
+from tests.redis_server import RedisServer, external_redis_url, require_redis
+
+UPSTREAM = "http://upstream.test/v1"
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A Redis shared by the session (tests isolate themselves by namespace)."""
+    if shutil.which("redis-server"):
+        server = RedisServer(tmp_path_factory.mktemp("redis")).start()
+        try:
+            yield server.url
+        finally:
+            server.stop()
+    elif external_redis_url():
+        yield str(external_redis_url())
+    else:
+        require_redis()
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
+    """A Redis of this test's own, to kill and restart."""
+    if not shutil.which("redis-server"):
+        require_redis()
+    server = RedisServer(tmp_path).start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def upstream() -> Iterator[respx.MockRouter]:
+    """The provider, mocked at the HTTP layer: the real openai SDK talks to it."""
+    with respx.mock(base_url=UPSTREAM, assert_all_called=False) as router:
+        yield router
+
+
+def make_settings(**overrides: Any) -> Settings:
+    values: dict[str, Any] = {
+        "cache_backend": "memory",
+        "provider": "openai",
+        "openai_api_key": "sk-test-upstream",
+        "openai_base_url": UPSTREAM,
+        "upstream_http_client": "httpx",
+        "cache_namespace": f"t{uuid.uuid4().hex[:12]}",
+        "redis_url": None,
+    }
+    values.update(overrides)
+    return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+
+
+@dataclass
+class Running:
+    app: FastAPI
+    http: httpx.AsyncClient
+    client: openai.AsyncOpenAI
+
+    @property
+    def gateway(self) -> Any:
+        return self.app.state.gateway
+
+
+@asynccontextmanager
+async def running(settings: Settings, api_key: str = "client-key") -> AsyncIterator[Running]:
+    """The app with its lifespan run, an httpx client and an openai client pointed at it."""
+    app = create_app(settings, http_client=httpx.AsyncClient())
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://gw") as http:
+            client = openai.AsyncOpenAI(
+                base_url="http://gw/v1", api_key=api_key, http_client=http, max_retries=0
+            )
+            yield Running(app, http, client)
+
+
+@pytest.fixture
+def settings_factory() -> Callable[..., Settings]:
+    return make_settings
+
+
+def chat_response(
+    content: str = "Hello there!", prompt: int = 12, completion: int = 5, n: int = 1
+) -> dict[str, Any]:
+    return {
+        "id": f"chatcmpl-{uuid.uuid4().hex[:12]}",
+        "object": "chat.completion",
+        "created": 1_700_000_000,
+        "model": "gpt-4o-mini",
+        "choices": [
+            {
+                "index": i,
+                "message": {"role": "assistant", "content": content},
+                "logprobs": None,
+                "finish_reason": "stop",
+            }
+            for i in range(n)
+        ],
+        "usage": {
+            "prompt_tokens": prompt,
+            "completion_tokens": completion,
+            "total_tokens": prompt + completion,
+        },
+    }
+
+
+def completion_response(
+    text: str = " world", prompt: int = 3, completion: int = 2
+) -> dict[str, Any]:
+    return {
+        "id": f"cmpl-{uuid.uuid4().hex[:12]}",
+        "object": "text_completion",
+        "created": 1_700_000_000,
+        "model": "gpt-3.5-turbo-instruct",
+        "choices": [{"index": 0, "text": text, "logprobs": None, "finish_reason": "stop"}],
+        "usage": {
+            "prompt_tokens": prompt,
+            "completion_tokens": completion,
+            "total_tokens": prompt + completion,
+        },
+    }
+
+
+CHAT = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Say hello"}]}

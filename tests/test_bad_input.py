@@ -1,0 +1,162 @@
+"""Bad input gets a clear 4xx in OpenAI's envelope, reaches no provider and stores nothing."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import respx
+
+from tests.conftest import CHAT, chat_response, make_settings, running
+
+
+def _assert_envelope(answer: httpx.Response, status: int) -> dict[str, Any]:
+    assert answer.status_code == status, answer.text
+    body = answer.json()
+    assert set(body) == {"error"}
+    assert set(body["error"]) == {"message", "type", "param", "code"}
+    assert body["error"]["message"]
+    return dict(body["error"])
+
+
+@pytest.fixture
+def provider(upstream: respx.MockRouter) -> respx.Route:
+    return upstream.post("/chat/completions").mock(
+        return_value=httpx.Response(200, json=chat_response())
+    )
+
+
+async def test_malformed_json_is_400(provider: respx.Route) -> None:
+    async with running(make_settings()) as gw:
+        answer = await gw.http.post(
+            "/v1/chat/completions",
+            content=b'{"model": "gpt-4o",',
+            headers={"Content-Type": "application/json"},
+        )
+    assert _assert_envelope(answer, 400)["code"] == "invalid_json"
+    assert provider.call_count == 0
+
+
+@pytest.mark.parametrize("raw", [b"[1, 2]", b'"text"', b"", b"null"])
+async def test_non_object_body_is_400(provider: respx.Route, raw: bytes) -> None:
+    async with running(make_settings()) as gw:
+        answer = await gw.http.post("/v1/chat/completions", content=raw)
+    _assert_envelope(answer, 400)
+
+
+@pytest.mark.parametrize(
+    ("body", "param"),
+    [
+        ({"messages": CHAT["messages"]}, "model"),
+        ({"model": "gpt-4o-mini", "messages": []}, "messages"),
+        ({"model": "gpt-4o-mini"}, "messages"),
+        ({"model": 5, "messages": CHAT["messages"]}, "model"),
+        ({**CHAT, "temperature": "hot"}, "temperature"),
+        ({**CHAT, "temperature": 3}, "temperature"),
+        ({**CHAT, "n": 0}, "n"),
+        ({**CHAT, "n": "2"}, "n"),
+        ({**CHAT, "max_tokens": -1}, "max_tokens"),
+        (
+            {"model": "gpt-4o-mini", "messages": [{"role": "wizard", "content": "x"}]},
+            "messages.0.role",
+        ),
+        ({"model": "gpt-4o-mini", "messages": ["hello"]}, "messages.0"),
+    ],
+)
+async def test_schema_violations_are_400_naming_the_parameter(
+    provider: respx.Route, body: dict[str, Any], param: str
+) -> None:
+    async with running(make_settings()) as gw:
+        answer = await gw.http.post("/v1/chat/completions", json=body)
+        stored = len(gw.gateway.store._cache._cache)
+    assert _assert_envelope(answer, 400)["param"] == param
+    assert provider.call_count == 0
+    assert stored == 0
+
+
+async def test_completion_without_prompt_is_400(upstream: respx.MockRouter) -> None:
+    async with running(make_settings()) as gw:
+        answer = await gw.http.post("/v1/completions", json={"model": "gpt-3.5-turbo-instruct"})
+    assert _assert_envelope(answer, 400)["param"] == "prompt"
+
+
+@pytest.mark.parametrize(
+    ("headers", "param"),
+    [
+        ({"X-Cache-TTL": "soon"}, "X-Cache-TTL"),
+        ({"X-Cache-TTL": "-5"}, "X-Cache-TTL"),
+        ({"Cache-Control": "max-age=abc"}, "Cache-Control"),
+    ],
+)
+async def test_bad_cache_controls_are_400(
+    provider: respx.Route, headers: dict[str, str], param: str
+) -> None:
+    async with running(make_settings()) as gw:
+        answer = await gw.http.post("/v1/chat/completions", json=CHAT, headers=headers)
+    assert _assert_envelope(answer, 400)["param"] == param
+
+
+async def test_bad_body_cache_object_is_400(provider: respx.Route) -> None:
+    async with running(make_settings()) as gw:
+        answer = await gw.http.post("/v1/chat/completions", json={**CHAT, "cache": "yes"})
+    _assert_envelope(answer, 400)
+
+
+async def test_declared_oversize_body_is_413_before_reading(provider: respx.Route) -> None:
+    async with running(make_settings(max_request_bytes=2048)) as gw:
+        answer = await gw.http.post(
+            "/v1/chat/completions",
+            content=b"x" * 4096,
+            headers={"Content-Type": "application/json"},
+        )
+    assert _assert_envelope(answer, 413)["code"] == "request_too_large"
+
+
+async def test_chunked_oversize_body_is_413(provider: respx.Route) -> None:
+    async def chunks() -> AsyncIterator[bytes]:
+        for _ in range(10):
+            yield b" " * 1024
+
+    async with running(make_settings(max_request_bytes=2048)) as gw:
+        answer = await gw.http.post("/v1/chat/completions", content=chunks())
+        after = await gw.http.post("/v1/chat/completions", json=CHAT)
+    _assert_envelope(answer, 413)
+    assert after.status_code == 200
+
+
+async def test_wrong_content_type_is_415(provider: respx.Route) -> None:
+    async with running(make_settings()) as gw:
+        answer = await gw.http.post(
+            "/v1/chat/completions",
+            content=b"model=gpt-4o",
+            headers={"Content-Type": "application/x-www-form-urlencoded"},
+        )
+    _assert_envelope(answer, 415)
+
+
+async def test_unknown_model_on_closed_list_is_404(tmp_path: Path, provider: respx.Route) -> None:
+    models = tmp_path / "models.toml"
+    models.write_text('closed = true\n[models."gpt-4o-mini"]\nttl = 60\n')
+    async with running(make_settings(models_file=models)) as gw:
+        unknown = await gw.http.post("/v1/chat/completions", json={**CHAT, "model": "gpt-99"})
+        known = await gw.http.post("/v1/chat/completions", json=CHAT)
+    assert _assert_envelope(unknown, 404)["code"] == "model_not_found"
+    assert known.status_code == 200
+
+
+async def test_unknown_model_on_open_list_is_passed_through(provider: respx.Route) -> None:
+    async with running(make_settings()) as gw:
+        answer = await gw.http.post("/v1/chat/completions", json={**CHAT, "model": "llama-3"})
+    assert answer.status_code == 200
+    assert provider.call_count == 1
+
+
+async def test_unknown_route_is_404_in_envelope(provider: respx.Route) -> None:
+    async with running(make_settings()) as gw:
+        answer = await gw.http.post("/v1/nothing", json=CHAT)
+        wrong_method = await gw.http.get("/v1/chat/completions")
+    _assert_envelope(answer, 404)
+    _assert_envelope(wrong_method, 405)

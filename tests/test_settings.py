@@ -1,0 +1,47 @@
+"""Settings: defaults, environment, `.env`, and `.env.example` kept in step with the class."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from genai_api.settings import Settings
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_defaults_match_the_contract(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in Settings.model_fields:
+        monkeypatch.delenv(name.upper(), raising=False)
+    s = Settings(_env_file=None)  # type: ignore[call-arg]
+    assert s.cache_backend == "memory"
+    assert (s.redis_host, s.redis_port, s.redis_db) == ("localhost", 6379, 0)
+    assert s.cache_namespace == "genai"
+    assert (s.cache_default_ttl, s.cache_max_ttl) == (3600, 2592000)
+    assert s.cache_nondeterministic is True
+    assert s.cache_scope == "tenant"
+    assert s.resolved_provider == "mock"
+    assert s.upstream_concurrency == 64 and s.upstream_timeout == 120
+    assert s.client_keys == ()
+    assert s.max_request_bytes == 8388608
+    assert s.prompts_dir == Path("prompts")
+
+
+def test_environment_and_dotenv(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    env_file = tmp_path / ".env"
+    env_file.write_text("CACHE_BACKEND=local\nOPENAI_API_KEY=sk-x\nGATEWAY_API_KEYS= a , b,,\n")
+    monkeypatch.setenv("CACHE_NAMESPACE", "other")
+    monkeypatch.delenv("PROVIDER", raising=False)
+    s = Settings(_env_file=env_file)  # type: ignore[call-arg]
+    assert s.cache_backend == "memory"
+    assert s.resolved_provider == "openai"
+    assert s.client_keys == ("a", "b")
+    assert s.cache_namespace == "other"
+
+
+def test_env_example_lists_every_setting() -> None:
+    text = (ROOT / ".env.example").read_text()
+    listed = set(re.findall(r"^([A-Z][A-Z0-9_]*)=", text, flags=re.M))
+    assert listed == {name.upper() for name in Settings.model_fields}
