@@ -1,0 +1,226 @@
+"""A fast fake OpenAI-compatible upstream: fixed latency, deterministic answers, a call counter.
+
+Raw ASGI on uvicorn (uvloop + httptools) so the fake costs little CPU next to what it
+measures. Used by the benchmarks and by the multi-process tests, which read `GET /calls`.
+
+    python -m bench.fake_upstream --port 9100 --latency-ms 300
+
+Endpoints: POST /v1/chat/completions (JSON or SSE with `stream: true`), POST /v1/completions,
+POST /v1/embeddings (float or base64), GET /calls, POST /reset.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import hashlib
+import struct
+from collections import Counter
+from typing import Any
+
+import orjson
+from starlette.types import Receive, Scope, Send
+
+
+class FakeUpstream:
+    def __init__(self, latency_ms: float = 0.0, dims: int = 1536) -> None:
+        self.latency = latency_ms / 1000.0
+        self.dims = dims
+        self.calls: Counter[str] = Counter()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            while True:
+                message = await receive()
+                if message["type"] == "lifespan.startup":
+                    await send({"type": "lifespan.startup.complete"})
+                elif message["type"] == "lifespan.shutdown":
+                    await send({"type": "lifespan.shutdown.complete"})
+                    return
+        path, method = scope["path"], scope["method"]
+        if method == "GET" and path == "/calls":
+            total = sum(self.calls.values())
+            await _json(send, {"total": total, "by_path": dict(self.calls)})
+            return
+        if method == "POST" and path == "/reset":
+            self.calls.clear()
+            await _json(send, {"ok": True})
+            return
+        body = b""
+        while True:
+            message = await receive()
+            body += message.get("body", b"")
+            if not message.get("more_body"):
+                break
+        request = orjson.loads(body or b"{}")
+        self.calls[path] += 1
+        if self.latency:
+            await asyncio.sleep(self.latency)
+        if path.endswith("/chat/completions"):
+            if request.get("stream"):
+                await self._stream(send, request)
+            else:
+                await _json(send, _chat(request))
+        elif path.endswith("/completions"):
+            await _json(send, _completion(request))
+        elif path.endswith("/embeddings"):
+            await _json(send, self._embeddings(request))
+        else:
+            await _json(
+                send,
+                {
+                    "error": {
+                        "message": "not found",
+                        "type": "invalid_request_error",
+                        "param": None,
+                        "code": None,
+                    }
+                },
+                status=404,
+            )
+
+    async def _stream(self, send: Send, request: dict[str, Any]) -> None:
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [(b"content-type", b"text/event-stream")],
+            }
+        )
+        full = _chat(request)
+        base = {
+            "id": full["id"],
+            "object": "chat.completion.chunk",
+            "created": full["created"],
+            "model": full["model"],
+        }
+        words = full["choices"][0]["message"]["content"].split(" ")
+        for i, word in enumerate(words):
+            delta: dict[str, Any] = {"content": word if i == 0 else " " + word}
+            if i == 0:
+                delta["role"] = "assistant"
+            chunk = {**base, "choices": [{"index": 0, "delta": delta, "finish_reason": None}]}
+            await send({"type": "http.response.body", "body": _sse(chunk), "more_body": True})
+        end = {**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}
+        await send({"type": "http.response.body", "body": _sse(end), "more_body": True})
+        if (request.get("stream_options") or {}).get("include_usage"):
+            usage = {**base, "choices": [], "usage": full["usage"]}
+            await send({"type": "http.response.body", "body": _sse(usage), "more_body": True})
+        await send({"type": "http.response.body", "body": b"data: [DONE]\n\n"})
+
+    def _embeddings(self, request: dict[str, Any]) -> dict[str, Any]:
+        inputs = request.get("input")
+        items = (
+            inputs
+            if isinstance(inputs, list) and inputs and not isinstance(inputs[0], int)
+            else [inputs]
+        )
+        dims = int(request.get("dimensions") or self.dims)
+        as_base64 = request.get("encoding_format") == "base64"
+        data = []
+        for index, item in enumerate(items):
+            seed = hashlib.sha256(orjson.dumps(item)).digest()
+            values = [((seed[(i * 7) % 32] + i) % 251) / 251.0 - 0.5 for i in range(dims)]
+            if as_base64:
+                vector: Any = base64.b64encode(struct.pack(f"<{dims}f", *values)).decode()
+            else:
+                vector = values
+            data.append({"object": "embedding", "index": index, "embedding": vector})
+        tokens = sum(len(i) if isinstance(i, list) else max(1, len(str(i)) // 4) for i in items)
+        return {
+            "object": "list",
+            "data": data,
+            "model": request.get("model", "fake"),
+            "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+        }
+
+
+def _sse(chunk: dict[str, Any]) -> bytes:
+    return b"data: " + orjson.dumps(chunk) + b"\n\n"
+
+
+def _usage(prompt: int, completion: int) -> dict[str, int]:
+    return {
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "total_tokens": prompt + completion,
+    }
+
+
+def _chat(request: dict[str, Any]) -> dict[str, Any]:
+    same = {k: v for k, v in request.items() if k not in ("stream", "stream_options")}
+    digest = hashlib.sha256(orjson.dumps(same, option=orjson.OPT_SORT_KEYS)).hexdigest()
+    text = f"Fake answer {digest[:8]} from the benchmark upstream."
+    n = int(request.get("n") or 1)
+    return {
+        "id": f"chatcmpl-fake{digest[:20]}",
+        "object": "chat.completion",
+        "created": 1_700_000_000,
+        "model": request.get("model", "fake"),
+        "choices": [
+            {
+                "index": i,
+                "message": {"role": "assistant", "content": text},
+                "logprobs": None,
+                "finish_reason": "stop",
+            }
+            for i in range(n)
+        ],
+        "usage": _usage(20, 9 * n),
+    }
+
+
+def _completion(request: dict[str, Any]) -> dict[str, Any]:
+    digest = hashlib.sha256(orjson.dumps(request, option=orjson.OPT_SORT_KEYS)).hexdigest()
+    return {
+        "id": f"cmpl-fake{digest[:20]}",
+        "object": "text_completion",
+        "created": 1_700_000_000,
+        "model": request.get("model", "fake"),
+        "choices": [
+            {"index": 0, "text": f" fake {digest[:8]}", "logprobs": None, "finish_reason": "stop"}
+        ],
+        "usage": _usage(5, 2),
+    }
+
+
+async def _json(send: Send, payload: Any, status: int = 200) -> None:
+    body = orjson.dumps(payload)
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+def main() -> None:
+    import uvicorn
+
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=9100)
+    parser.add_argument("--latency-ms", type=float, default=0.0)
+    parser.add_argument("--dims", type=int, default=1536)
+    args = parser.parse_args()
+    uvicorn.run(
+        FakeUpstream(args.latency_ms, args.dims),
+        host=args.host,
+        port=args.port,
+        loop="uvloop",
+        http="httptools",
+        access_log=False,
+        log_level="warning",
+    )
+
+
+if __name__ == "__main__":
+    main()
