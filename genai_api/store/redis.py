@@ -128,13 +128,7 @@ class RedisStore:
                 deleted += int(await self.client.unlink(*batch))
             return deleted
 
-        if self.breaker.is_open:
-            raise CacheUnavailable("redis circuit open")
-        try:
-            return await run()
-        except _FAILURES as exc:
-            self.breaker.trip()
-            raise CacheUnavailable(f"redis: {exc}") from exc
+        return await self._call(run)
 
     async def ping(self) -> bool:
         """True when Redis answers now; a success also closes the breaker early."""
