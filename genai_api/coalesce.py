@@ -28,13 +28,28 @@ class Coalescer(Generic[T]):
 
     async def run(self, key: str, produce: Callable[[], Awaitable[T]]) -> tuple[T, bool]:
         """`produce()`'s result for `key`, and whether this caller started the flight."""
-        task = self._flights.get(key)
-        started = task is None
-        if task is None:
-            task = asyncio.create_task(_call(produce), name=f"flight:{key[-16:]}")
-            self._flights[key] = task
-            task.add_done_callback(lambda t: self._land(key, t))
+        task, started = self.join(key, produce)
         return await asyncio.shield(task), started
+
+    def join(self, key: str, produce: Callable[[], Awaitable[T]]) -> tuple[asyncio.Task[T], bool]:
+        """The flight for `key` (started now if there is none) without waiting for it.
+
+        For callers that follow a flight while it runs (streams); await it through
+        `asyncio.shield` so a waiter's cancellation never cancels the flight.
+        """
+        task = self._flights.get(key)
+        if task is not None:
+            return task, False
+        task = asyncio.create_task(_call(produce), name=f"flight:{key[-16:]}")
+        self._flights[key] = task
+        task.add_done_callback(lambda t: self._land(key, t))
+        return task, True
+
+    def cancel(self, key: str) -> None:
+        """Cancel the flight for `key` and forget it at once, so the next caller starts anew."""
+        task = self._flights.pop(key, None)
+        if task is not None:
+            task.cancel()
 
     def _land(self, key: str, task: asyncio.Task[T]) -> None:
         if self._flights.get(key) is task:

@@ -54,6 +54,7 @@ class Gateway:
             cache_nondeterministic=settings.cache_nondeterministic,
             upstream_concurrency=settings.upstream_concurrency,
             upstream_timeout=settings.upstream_timeout,
+            stream_finish_on_disconnect=settings.stream_finish_on_disconnect,
         )
         auth = Authenticator(
             settings.client_keys,

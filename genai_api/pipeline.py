@@ -4,6 +4,12 @@ Every endpoint (chat, completions, prompt templates, and embeddings per input) b
 `Call` and hands it here; endpoints only translate HTTP to a `Call` and an `Outcome` back.
 The cache fails open: a store error is logged and counted, and the request goes on to the
 provider with `X-Cache: BYPASS`.
+
+`run` answers a whole completion, `run_stream` a stream; both take the same steps (`_read`,
+`_join` a flight whose body is `_fill`, `_answer`). A flight started by a streamed request
+calls the provider streaming and appends each chunk to a `Feed` that every streamed waiter
+follows live; its entry keeps the chunks and the completion assembled from them, so either
+kind of request hits it later.
 """
 
 from __future__ import annotations
@@ -11,19 +17,23 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from decimal import Decimal
+from functools import partial
 from typing import Any
 
 from genai_api.accounting import Accounting, CacheStatus
 from genai_api.coalesce import Coalescer
 from genai_api.controls import CacheControls
 from genai_api.entry import Entry
-from genai_api.errors import CacheUnavailable, ProviderTimeout
+from genai_api.errors import CacheUnavailable, GatewayError, ProviderError, ProviderTimeout
+from genai_api.fanout import Feed
 from genai_api.keys import request_key, storage_key
 from genai_api.models_table import ModelInfo
 from genai_api.providers.base import Provider
 from genai_api.store.base import CacheStore
+from genai_api.streams import assemble, for_client, synthesize, upstream_body, wants_usage
 
 log = logging.getLogger("genai_api.pipeline")
 
@@ -58,6 +68,16 @@ class Outcome:
         return self.status in (CacheStatus.HIT, CacheStatus.COALESCED)
 
 
+@dataclass(slots=True)
+class Streamed:
+    """A streamed answer: its cache status, known before the first byte, and its chunks."""
+
+    status: CacheStatus
+    key: str
+    chunks: AsyncGenerator[dict[str, Any], None]  # as the client gets them; may raise
+    outcome: Outcome | None = None  # when replayed from a finished entry (its age, savings)
+
+
 _KINDS = {
     "chat.completions": ("chat", "/chat/completions"),
     "completions": ("cmpl", "/completions"),
@@ -83,6 +103,7 @@ class Pipeline:
         cache_nondeterministic: bool,
         upstream_concurrency: int,
         upstream_timeout: float,
+        stream_finish_on_disconnect: bool = True,
     ) -> None:
         self.store = store
         self.provider = provider
@@ -92,7 +113,10 @@ class Pipeline:
         self.max_ttl = max_ttl
         self.cache_nondeterministic = cache_nondeterministic
         self.upstream_timeout = upstream_timeout
+        self.stream_finish_on_disconnect = stream_finish_on_disconnect
         self.coalescer: Coalescer[tuple[Entry, CacheStatus]] = Coalescer()
+        self._feeds: dict[str, Feed] = {}  # flight key -> live chunks of a streamed flight
+        self._relays: set[asyncio.Task[tuple[Entry, CacheStatus]]] = set()  # BYPASS streams
         self._upstream = asyncio.Semaphore(upstream_concurrency)
         self.in_flight = 0
 
@@ -124,18 +148,131 @@ class Pipeline:
         """Answer one non-streamed call, from the cache when it may."""
         if call.controls.bypass or not call.cacheable:
             return self._answer(call, CacheStatus.BYPASS, await self._provider_call(call))
-        if call.controls.read:
-            try:
-                entry = await self._lookup(call)
-            except CacheUnavailable as exc:
-                self._cache_failed(call, exc)
-            else:
-                if entry is not None:
-                    return self._answer(call, CacheStatus.HIT, entry)
+        cached = await self._read(call)
+        if cached is not None:
+            return self._answer(call, CacheStatus.HIT, cached)
+        task, started, feed = self._join(call, None)
+        try:
+            entry, status = await asyncio.shield(task)
+        finally:
+            if feed is not None:
+                self._leave(feed, task, finished=task.done())
+        return self._answer(call, status if started else CacheStatus.COALESCED, entry)
+
+    async def run_stream(self, call: Call) -> Streamed:
+        """Answer one streamed call: replayed from the cache, or relayed live from the one
+        flight for its key. Returns once the first chunk is there, so an error before it
+        (a 429, a timeout) is raised here and becomes a plain HTTP error."""
+        if call.controls.bypass or not call.cacheable:
+            feed = Feed()
+            task = asyncio.create_task(self._bypass_stream(call, feed))
+            self._relays.add(task)
+            task.add_done_callback(_forget_relay(self._relays))
+            feed.followers += 1
+            return await self._relay(call, CacheStatus.BYPASS, task, feed)
+        cached = await self._read(call)
+        if cached is not None:
+            return self._replay(call, CacheStatus.HIT, cached)
+        task, started, joined = self._join(call, Feed())
+        if joined is None:  # a non-streamed flight: replay its answer once it lands
+            entry, status = await asyncio.shield(task)
+            return self._replay(call, status if started else CacheStatus.COALESCED, entry)
+        status = CacheStatus.MISS if started else CacheStatus.COALESCED
+        return await self._relay(call, status, task, joined)
+
+    async def _read(self, call: Call) -> Entry | None:
+        """The usable entry for `call`, if reading is allowed; the cache fails open."""
+        if not call.controls.read:
+            return None
+        try:
+            return await self._lookup(call)
+        except CacheUnavailable as exc:
+            self._cache_failed(call, exc)
+            return None
+
+    def _join(
+        self, call: Call, feed: Feed | None
+    ) -> tuple[asyncio.Task[tuple[Entry, CacheStatus]], bool, Feed | None]:
+        """Start or join the flight for `call`: (its task, started by us, its live feed)."""
         # A no-cache request must not be answered by a flight that re-read the cache.
         flight = call.skey if call.controls.read else call.skey + "#fresh"
-        (entry, status), started = await self.coalescer.run(flight, lambda: self._fill(call))
-        return self._answer(call, status if started else CacheStatus.COALESCED, entry)
+        task, started = self.coalescer.join(flight, lambda: self._fill(call, feed))
+        if started and feed is not None:
+            feed.flight = flight
+            self._feeds[flight] = feed
+            task.add_done_callback(partial(self._forget_feed, flight, feed))
+        elif not started:
+            feed = self._feeds.get(flight)
+        if feed is not None:
+            feed.followers += 1  # counted from now, so nobody cancels the call under us
+        return task, started, feed
+
+    def _forget_feed(self, flight: str, feed: Feed, _task: object) -> None:
+        if self._feeds.get(flight) is feed:
+            del self._feeds[flight]
+
+    async def _relay(
+        self,
+        call: Call,
+        status: CacheStatus,
+        task: asyncio.Task[tuple[Entry, CacheStatus]],
+        feed: Feed,
+    ) -> Streamed:
+        """Wait for the first chunk (or the end), then hand out the live feed."""
+        try:
+            await feed.ready()
+        except BaseException:
+            self._leave(feed, task, finished=False)
+            raise
+        if not feed.chunks:  # over before it began: an error, or a re-check that hit
+            self._leave(feed, task, finished=True)
+            entry, landed = await asyncio.shield(task)
+            return self._replay(call, landed if status is CacheStatus.MISS else status, entry)
+        task.add_done_callback(partial(self._account_flight, call, status))
+        return Streamed(status, call.key, self._follow(call, task, feed))
+
+    async def _follow(
+        self, call: Call, task: asyncio.Task[tuple[Entry, CacheStatus]], feed: Feed
+    ) -> AsyncGenerator[dict[str, Any], None]:
+        include_usage = wants_usage(call.body)
+        finished = False
+        try:
+            async for chunk in feed.follow():
+                out = for_client(chunk, include_usage)
+                if out is not None:
+                    yield out
+            finished = True
+        finally:
+            self._leave(feed, task, finished=finished or feed.error is not None)
+
+    def _leave(
+        self, feed: Feed, task: asyncio.Task[tuple[Entry, CacheStatus]], *, finished: bool
+    ) -> None:
+        """A follower is done; the last one to walk away early may cancel the call."""
+        feed.followers -= 1
+        if finished or feed.followers > 0 or task.done():
+            return
+        if feed.flight is None:
+            task.cancel()  # a BYPASS stream: nobody else could ever use it
+        elif not self.stream_finish_on_disconnect:
+            self.coalescer.cancel(feed.flight)
+
+    def _replay(self, call: Call, status: CacheStatus, entry: Entry) -> Streamed:
+        """A finished entry as a stream: its own chunks, or a synthetic stream."""
+        outcome = self._answer(call, status, entry)
+        chunks = entry.chunks if entry.chunks is not None else synthesize(entry.response)
+        include_usage = wants_usage(call.body)
+        out = [c for c in (for_client(chunk, include_usage) for chunk in chunks) if c is not None]
+        return Streamed(status, call.key, _iterate(out), outcome)
+
+    def _account_flight(
+        self, call: Call, status: CacheStatus, task: asyncio.Task[tuple[Entry, CacheStatus]]
+    ) -> None:
+        """Count a relayed answer when its flight lands, whether or not its client stayed."""
+        if task.cancelled() or task.exception() is not None:
+            return
+        entry, landed = task.result()
+        self._answer(call, landed if status is CacheStatus.MISS else status, entry)
 
     async def _lookup(self, call: Call) -> Entry | None:
         raw = await self.store.get(call.skey)
@@ -149,26 +286,71 @@ class Pipeline:
             return None
         return entry
 
-    async def _fill(self, call: Call) -> tuple[Entry, CacheStatus]:
-        """The body of a flight: re-check, call the provider once, store the answer."""
-        status = CacheStatus.MISS
-        if call.controls.read:
-            # A flight that just landed may have stored this key between our lookup and now.
-            try:
-                entry = await self._lookup(call)
-            except CacheUnavailable:
-                status = CacheStatus.BYPASS
+    async def _fill(self, call: Call, feed: Feed | None = None) -> tuple[Entry, CacheStatus]:
+        """The body of a flight: re-check, call the provider once, store the answer.
+
+        With a `feed` (a streamed request started the flight) the provider call streams into
+        it; only a stream that completed normally is stored.
+        """
+        try:
+            status = CacheStatus.MISS
+            if call.controls.read:
+                # A flight that just landed may have stored this key between our lookup and now.
+                try:
+                    entry = await self._lookup(call)
+                except CacheUnavailable:
+                    status = CacheStatus.BYPASS
+                else:
+                    if entry is not None:
+                        return entry, CacheStatus.HIT
+            if feed is None:
+                entry = await self._provider_call(call)
             else:
-                if entry is not None:
-                    return entry, CacheStatus.HIT
-        entry = await self._provider_call(call)
-        if call.controls.write:
-            try:
-                await self.store.set(call.skey, entry.encode(), self.ttl_for(call))
-            except CacheUnavailable as exc:
-                self._cache_failed(call, exc)
-                status = CacheStatus.BYPASS
-        return entry, status
+                entry = await self._stream_call(call, feed)
+            if call.controls.write:
+                try:
+                    await self.store.set(call.skey, entry.encode(), self.ttl_for(call))
+                except CacheUnavailable as exc:
+                    self._cache_failed(call, exc)
+                    status = CacheStatus.BYPASS
+            return entry, status
+        finally:
+            if feed is not None:
+                feed.close()  # no-op after the stream's own close; ends a re-check hit
+
+    async def _bypass_stream(self, call: Call, feed: Feed) -> tuple[Entry, CacheStatus]:
+        return await self._stream_call(call, feed), CacheStatus.BYPASS
+
+    async def _stream_call(self, call: Call, feed: Feed) -> Entry:
+        """One streamed provider call, each chunk appended to `feed` the moment it arrives.
+
+        The feed is closed as soon as the stream is complete (before any store), or with the
+        error when it fails, is cut short, or runs past `UPSTREAM_TIMEOUT` in total.
+        """
+        try:
+            async with self._upstream:
+                self.in_flight += 1
+                chunks = self.provider.stream(call.path, upstream_body(call.body))
+                try:
+                    async with asyncio.timeout(self.upstream_timeout):
+                        async for chunk in chunks:
+                            feed.append(chunk)
+                except TimeoutError as exc:
+                    raise ProviderTimeout() from exc
+                finally:
+                    self.in_flight -= 1
+                    aclose = getattr(chunks, "aclose", None)
+                    if aclose is not None:
+                        await aclose()
+            response = assemble(feed.chunks)
+        except GatewayError as exc:
+            feed.close(exc)
+            raise
+        except BaseException:
+            feed.close(ProviderError("The upstream stream was interrupted.", status_code=502))
+            raise
+        feed.close()
+        return Entry.fresh(response, model=call.model.name, chunks=feed.chunks)
 
     async def _provider_call(self, call: Call) -> Entry:
         async with self._upstream:
@@ -210,3 +392,19 @@ class Pipeline:
         else:
             self.accounting.record(call.model.name, status, cost=cost)
         return outcome
+
+
+async def _iterate(chunks: list[dict[str, Any]]) -> AsyncGenerator[dict[str, Any], None]:
+    for chunk in chunks:
+        yield chunk
+
+
+def _forget_relay(
+    relays: set[asyncio.Task[tuple[Entry, CacheStatus]]],
+) -> Any:
+    def forget(task: asyncio.Task[tuple[Entry, CacheStatus]]) -> None:
+        relays.discard(task)
+        if not task.cancelled():
+            task.exception()  # retrieved: its followers saw the error through the feed
+
+    return forget

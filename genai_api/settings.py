@@ -50,6 +50,7 @@ class Settings(BaseSettings):
     upstream_timeout: float = Field(120.0, gt=0)
     upstream_max_retries: int = Field(0, ge=0, le=5)
     upstream_http_client: Literal["aiohttp", "httpx"] = "aiohttp"
+    stream_finish_on_disconnect: bool = True
     mock_latency_ms: float = Field(0.0, ge=0)
 
     # --- access and limits

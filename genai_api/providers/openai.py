@@ -14,7 +14,9 @@ import httpx
 import openai
 import orjson
 
+from genai_api import sse
 from genai_api.errors import ProviderError, ProviderTimeout, ProviderUnreachable
+from genai_api.streams import IncompleteStream
 
 _JSON_HEADERS = {"Content-Type": "application/json"}
 
@@ -26,6 +28,21 @@ def _status_error(exc: openai.APIStatusError) -> ProviderError:
     if retry_after is not None:
         headers["Retry-After"] = retry_after
     return ProviderError(exc.message, status_code=exc.status_code, body=body, headers=headers)
+
+
+def _chunk(data: str) -> dict[str, Any]:
+    """One parsed stream event; an error event raises, as the openai SDK's own stream does."""
+    try:
+        chunk = orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        raise IncompleteStream("The upstream stream carried invalid JSON.") from exc
+    if not isinstance(chunk, dict):
+        raise IncompleteStream("The upstream stream carried a non-object.")
+    error = chunk.get("error")
+    if error:
+        body = error if isinstance(error, dict) else {"message": str(error)}
+        raise ProviderError("The upstream stream failed.", status_code=502, body=body)
+    return chunk
 
 
 class OpenAIProvider:
@@ -75,26 +92,36 @@ class OpenAIProvider:
         return data
 
     async def stream(self, path: str, body: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
+        """The provider's chunks as they arrive. An error status before the stream starts,
+        an `{"error": ...}` event, or an end without `data: [DONE]` raises `ProviderError`."""
         try:
-            stream = await self._client.post(
+            response: Any = await self._client.post(
                 path,
-                cast_to=object,
+                cast_to=httpx.Response,
                 content=orjson.dumps(body),
                 options={"headers": _JSON_HEADERS},
                 stream=True,
-                stream_cls=openai.AsyncStream[object],
+                stream_cls=openai.AsyncStream[Any],  # unused: httpx.Response comes back raw
             )
-            async for chunk in stream:
-                if isinstance(chunk, dict):
-                    yield chunk
         except openai.APITimeoutError as exc:
             raise ProviderTimeout() from exc
         except openai.APIConnectionError as exc:
             raise ProviderUnreachable() from exc
         except openai.APIStatusError as exc:
             raise _status_error(exc) from exc
+        assert isinstance(response, httpx.Response)
+        try:
+            async for data in sse.data_events(response.aiter_bytes()):
+                if data == sse.DONE_DATA:
+                    return
+                yield _chunk(data)
+        except httpx.TimeoutException as exc:
+            raise ProviderTimeout() from exc
         except httpx.HTTPError as exc:
             raise ProviderUnreachable(f"The upstream stream failed: {exc}") from exc
+        finally:
+            await response.aclose()
+        raise IncompleteStream("The upstream stream ended without [DONE].")
 
     async def aclose(self) -> None:
         await self._client.close()

@@ -13,7 +13,7 @@ from genai_api.controls import parse_controls
 from genai_api.gateway import Gateway
 from genai_api.http.body import read_json
 from genai_api.http.deps import GatewayDep, TenantDep
-from genai_api.http.render import render
+from genai_api.http.render import render, render_stream
 from genai_api.protocol import ChatCompletionRequest, CompletionRequest, validate
 
 router = APIRouter()
@@ -28,7 +28,8 @@ async def complete(
     body: dict[str, Any] | None = None,
     prompt: str | None = None,
 ) -> Response:
-    """Shared by chat, completions and prompt templates: validate, run the pipeline, render."""
+    """Shared by chat, completions and prompt templates: validate, run the pipeline, render
+    (as SSE when the body says `stream: true`)."""
     if body is None:
         body = await read_json(request)
     validate(schema, body)
@@ -40,6 +41,8 @@ async def complete(
     call = gateway.pipeline.prepare(
         endpoint, body, model=model, tenant=tenant, controls=controls, prompt=prompt
     )
+    if body.get("stream") is True:
+        return render_stream(await gateway.pipeline.run_stream(call))
     return render(await gateway.pipeline.run(call))
 
 
