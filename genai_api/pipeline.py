@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from decimal import Decimal
 from functools import partial
@@ -32,8 +31,9 @@ from genai_api.fanout import Feed
 from genai_api.keys import request_key, storage_key
 from genai_api.models_table import ModelInfo
 from genai_api.providers.base import Provider
+from genai_api.relay import Relay, Streamed, replay
 from genai_api.store.base import CacheStore
-from genai_api.streams import assemble, for_client, synthesize, upstream_body, wants_usage
+from genai_api.streams import assemble, synthesize, upstream_body, wants_usage
 
 log = logging.getLogger("genai_api.pipeline")
 
@@ -66,16 +66,6 @@ class Outcome:
     def from_cache(self) -> bool:
         """Answered without a provider call of its own (HIT or COALESCED)."""
         return self.status in (CacheStatus.HIT, CacheStatus.COALESCED)
-
-
-@dataclass(slots=True)
-class Streamed:
-    """A streamed answer: its cache status, known before the first byte, and its chunks."""
-
-    status: CacheStatus
-    key: str
-    chunks: AsyncGenerator[dict[str, Any], None]  # as the client gets them; may raise
-    outcome: Outcome | None = None  # when replayed from a finished entry (its age, savings)
 
 
 _KINDS = {
@@ -113,10 +103,8 @@ class Pipeline:
         self.max_ttl = max_ttl
         self.cache_nondeterministic = cache_nondeterministic
         self.upstream_timeout = upstream_timeout
-        self.stream_finish_on_disconnect = stream_finish_on_disconnect
         self.coalescer: Coalescer[tuple[Entry, CacheStatus]] = Coalescer()
-        self._feeds: dict[str, Feed] = {}  # flight key -> live chunks of a streamed flight
-        self._relays: set[asyncio.Task[tuple[Entry, CacheStatus]]] = set()  # BYPASS streams
+        self.relay = Relay(self.coalescer, finish_on_disconnect=stream_finish_on_disconnect)
         self._upstream = asyncio.Semaphore(upstream_concurrency)
         self.in_flight = 0
 
@@ -156,7 +144,7 @@ class Pipeline:
             entry, status = await asyncio.shield(task)
         finally:
             if feed is not None:
-                self._leave(feed, task, finished=task.done())
+                self.relay.leave(feed, task, finished=task.done())
         return self._answer(call, status if started else CacheStatus.COALESCED, entry)
 
     async def run_stream(self, call: Call) -> Streamed:
@@ -165,10 +153,8 @@ class Pipeline:
         (a 429, a timeout) is raised here and becomes a plain HTTP error."""
         if call.controls.bypass or not call.cacheable:
             feed = Feed()
-            task = asyncio.create_task(self._bypass_stream(call, feed))
-            self._relays.add(task)
-            task.add_done_callback(_forget_relay(self._relays))
             feed.followers += 1
+            task = self.relay.spawn(self._bypass_stream(call, feed))
             return await self._relay(call, CacheStatus.BYPASS, task, feed)
         cached = await self._read(call)
         if cached is not None:
@@ -198,18 +184,12 @@ class Pipeline:
         flight = call.skey if call.controls.read else call.skey + "#fresh"
         task, started = self.coalescer.join(flight, lambda: self._fill(call, feed))
         if started and feed is not None:
-            feed.flight = flight
-            self._feeds[flight] = feed
-            task.add_done_callback(partial(self._forget_feed, flight, feed))
+            self.relay.attach(flight, feed, task)
         elif not started:
-            feed = self._feeds.get(flight)
+            feed = self.relay.feed_of(flight)
         if feed is not None:
             feed.followers += 1  # counted from now, so nobody cancels the call under us
         return task, started, feed
-
-    def _forget_feed(self, flight: str, feed: Feed, _task: object) -> None:
-        if self._feeds.get(flight) is feed:
-            del self._feeds[flight]
 
     async def _relay(
         self,
@@ -222,48 +202,21 @@ class Pipeline:
         try:
             await feed.ready()
         except BaseException:
-            self._leave(feed, task, finished=False)
+            self.relay.leave(feed, task, finished=False)
             raise
         if not feed.chunks:  # over before it began: an error, or a re-check that hit
-            self._leave(feed, task, finished=True)
+            self.relay.leave(feed, task, finished=True)
             entry, landed = await asyncio.shield(task)
             return self._replay(call, landed if status is CacheStatus.MISS else status, entry)
         task.add_done_callback(partial(self._account_flight, call, status))
-        return Streamed(status, call.key, self._follow(call, task, feed))
-
-    async def _follow(
-        self, call: Call, task: asyncio.Task[tuple[Entry, CacheStatus]], feed: Feed
-    ) -> AsyncGenerator[dict[str, Any], None]:
-        include_usage = wants_usage(call.body)
-        finished = False
-        try:
-            async for chunk in feed.follow():
-                out = for_client(chunk, include_usage)
-                if out is not None:
-                    yield out
-            finished = True
-        finally:
-            self._leave(feed, task, finished=finished or feed.error is not None)
-
-    def _leave(
-        self, feed: Feed, task: asyncio.Task[tuple[Entry, CacheStatus]], *, finished: bool
-    ) -> None:
-        """A follower is done; the last one to walk away early may cancel the call."""
-        feed.followers -= 1
-        if finished or feed.followers > 0 or task.done():
-            return
-        if feed.flight is None:
-            task.cancel()  # a BYPASS stream: nobody else could ever use it
-        elif not self.stream_finish_on_disconnect:
-            self.coalescer.cancel(feed.flight)
+        chunks = self.relay.follow(feed, task, wants_usage(call.body))
+        return Streamed(status, call.key, chunks)
 
     def _replay(self, call: Call, status: CacheStatus, entry: Entry) -> Streamed:
         """A finished entry as a stream: its own chunks, or a synthetic stream."""
         outcome = self._answer(call, status, entry)
         chunks = entry.chunks if entry.chunks is not None else synthesize(entry.response)
-        include_usage = wants_usage(call.body)
-        out = [c for c in (for_client(chunk, include_usage) for chunk in chunks) if c is not None]
-        return Streamed(status, call.key, _iterate(out), outcome)
+        return Streamed(status, call.key, replay(chunks, wants_usage(call.body)), outcome)
 
     def _account_flight(
         self, call: Call, status: CacheStatus, task: asyncio.Task[tuple[Entry, CacheStatus]]
@@ -392,19 +345,3 @@ class Pipeline:
         else:
             self.accounting.record(call.model.name, status, cost=cost)
         return outcome
-
-
-async def _iterate(chunks: list[dict[str, Any]]) -> AsyncGenerator[dict[str, Any], None]:
-    for chunk in chunks:
-        yield chunk
-
-
-def _forget_relay(
-    relays: set[asyncio.Task[tuple[Entry, CacheStatus]]],
-) -> Any:
-    def forget(task: asyncio.Task[tuple[Entry, CacheStatus]]) -> None:
-        relays.discard(task)
-        if not task.cancelled():
-            task.exception()  # retrieved: its followers saw the error through the feed
-
-    return forget

@@ -90,3 +90,35 @@ async def test_aclose_cancels_running_flights() -> None:
     await coalescer.aclose()
     with pytest.raises(asyncio.CancelledError):
         await task
+
+
+async def test_join_returns_the_running_flight_without_waiting() -> None:
+    release = asyncio.Event()
+
+    async def produce() -> str:
+        await release.wait()
+        return "answer"
+
+    coalescer: Coalescer[str] = Coalescer()
+    task, started = coalescer.join("k", produce)
+    same, again = coalescer.join("k", produce)
+    assert (started, again) == (True, False)
+    assert same is task and not task.done()
+    release.set()
+    assert await task == "answer"
+
+
+async def test_cancel_forgets_the_flight_so_the_next_caller_starts_anew() -> None:
+    async def produce() -> str:
+        await asyncio.Event().wait()
+        return "never"
+
+    coalescer: Coalescer[str] = Coalescer()
+    first, _ = coalescer.join("k", produce)
+    coalescer.cancel("k")
+    second, started = coalescer.join("k", produce)
+    assert started and second is not first
+    with pytest.raises(asyncio.CancelledError):
+        await first
+    coalescer.cancel("k")
+    assert len(coalescer) == 0

@@ -536,3 +536,16 @@ async def test_cut_stream_leaves_nothing_on_redis(
         assert [k async for k in client.scan_iter(match=f"{settings.cache_namespace}:*")] == []
     finally:
         await client.aclose()
+
+
+async def test_mock_provider_streams_and_caches() -> None:
+    async with streaming(make_settings(provider="mock")) as gw:
+        miss_headers, miss = await _collect(gw)
+        hit_headers, hit = await _collect(gw)
+        whole = await gw.client.chat.completions.create(**CHAT)
+    assert (miss_headers["x-cache"], hit_headers["x-cache"]) == ("MISS", "HIT")
+    text = "".join(c.choices[0].delta.content or "" for c in miss)
+    assert text == "This is a mock answer to: Say hello"
+    assert [c.model_dump() for c in hit] == [c.model_dump() for c in miss]
+    assert len(miss) > 3  # relayed word by word, not as one piece
+    assert whole.choices[0].message.content == text

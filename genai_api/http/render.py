@@ -10,7 +10,8 @@ from starlette.responses import Response, StreamingResponse
 from genai_api import sse
 from genai_api.accounting import CacheStatus
 from genai_api.errors import GatewayError
-from genai_api.pipeline import Outcome, Streamed
+from genai_api.pipeline import Outcome
+from genai_api.relay import Streamed
 
 
 def cache_headers(outcome: Outcome) -> dict[str, str]:
