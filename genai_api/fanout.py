@@ -25,6 +25,7 @@ class Feed:
         self.closed = False
         self.error: GatewayError | None = None
         self.flight: str | None = None  # the coalescer key, when the call is a shared flight
+        self.bypassed = False  # the flight could not reach the cache (its answer: BYPASS)
         self.followers = 0
         self._changed = asyncio.Event()
 

@@ -208,6 +208,8 @@ class Pipeline:
             self.relay.leave(feed, task, finished=True)
             entry, landed = await asyncio.shield(task)
             return self._replay(call, landed if status is CacheStatus.MISS else status, entry)
+        if status is CacheStatus.MISS and feed.bypassed:
+            status = CacheStatus.BYPASS
         task.add_done_callback(partial(self._account_flight, call, status))
         chunks = self.relay.follow(feed, task, wants_usage(call.body))
         return Streamed(status, call.key, chunks)
@@ -256,6 +258,8 @@ class Pipeline:
                 else:
                     if entry is not None:
                         return entry, CacheStatus.HIT
+            if feed is not None:
+                feed.bypassed = status is CacheStatus.BYPASS  # known before the first chunk
             if feed is None:
                 entry = await self._provider_call(call)
             else:

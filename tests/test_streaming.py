@@ -17,6 +17,7 @@ from openai.lib.streaming.chat import ChatCompletionStreamState
 from genai_api.entry import Entry
 from tests.conftest import CHAT, Running, chat_response
 from tests.conftest import make_settings as _make_settings
+from tests.redis_server import RedisServer
 from tests.streaming_client import HeldStream, sse, streaming
 
 STREAM = {**CHAT, "stream": True}
@@ -401,7 +402,7 @@ async def test_non_stream_request_joins_a_streamed_flight(upstream: respx.MockRo
         held.send(HELLO[0])
         raw = await gw.client.chat.completions.with_raw_response.create(**STREAM)
         whole = asyncio.create_task(gw.client.chat.completions.with_raw_response.create(**CHAT))
-        await asyncio.sleep(0.05)
+        await asyncio.sleep(0.2)  # lets it reach the pipeline and join the flight
         assert not whole.done()
         held.send(*HELLO[1:])
         held.end()
@@ -414,18 +415,19 @@ async def test_non_stream_request_joins_a_streamed_flight(upstream: respx.MockRo
 
 
 async def test_stream_request_joins_a_non_streamed_flight(upstream: respx.MockRouter) -> None:
-    release = asyncio.Event()
+    called, release = asyncio.Event(), asyncio.Event()
 
     async def slow(request: httpx.Request) -> httpx.Response:
+        called.set()
         await release.wait()
         return httpx.Response(200, json=chat_response())
 
     route = upstream.post("/chat/completions").mock(side_effect=slow)
     async with streaming(make_settings()) as gw:
         whole = asyncio.create_task(gw.client.chat.completions.create(**CHAT))
-        await asyncio.sleep(0.05)
+        await asyncio.wait_for(called.wait(), 5)  # the non-streamed flight is in the air
         streamed = asyncio.create_task(_collect(gw))
-        await asyncio.sleep(0.05)
+        await asyncio.sleep(0.2)  # lets it reach the pipeline and join the flight
         release.set()
         await whole
         headers, chunks = await streamed
@@ -549,3 +551,32 @@ async def test_mock_provider_streams_and_caches() -> None:
     assert [c.model_dump() for c in hit] == [c.model_dump() for c in miss]
     assert len(miss) > 3  # relayed word by word, not as one piece
     assert whole.choices[0].message.content == text
+
+
+async def test_upstream_that_ignores_stream_is_streamed_by_the_gateway(
+    upstream: respx.MockRouter,
+) -> None:
+    route = upstream.post("/chat/completions").mock(
+        return_value=httpx.Response(200, json=chat_response())
+    )
+    async with streaming(make_settings()) as gw:
+        headers, chunks = await _collect(gw)
+        _, again = await _collect(gw)
+    assert route.call_count == 1
+    assert headers["x-cache"] == "MISS"
+    assert _message(chunks)["message"]["content"] == "Hello there!"
+    assert [c.model_dump() for c in again] == [c.model_dump() for c in chunks]
+
+
+@pytest.mark.redis
+async def test_stream_with_redis_down_is_relayed_as_bypass(
+    upstream: respx.MockRouter, redis_server: RedisServer
+) -> None:
+    route = _sse_route(upstream, HELLO)
+    settings = make_settings(cache_backend="redis", redis_url=redis_server.url)
+    async with streaming(settings) as gw:
+        redis_server.stop()
+        headers, chunks = await _collect(gw)
+    assert headers["x-cache"] == "BYPASS"
+    assert _message(chunks)["message"]["content"] == "Hello!"
+    assert route.call_count == 1

@@ -16,7 +16,7 @@ import orjson
 
 from genai_api import sse
 from genai_api.errors import ProviderError, ProviderTimeout, ProviderUnreachable
-from genai_api.streams import IncompleteStream
+from genai_api.streams import IncompleteStream, synthesize
 
 _JSON_HEADERS = {"Content-Type": "application/json"}
 
@@ -111,6 +111,11 @@ class OpenAIProvider:
             raise _status_error(exc) from exc
         assert isinstance(response, httpx.Response)
         try:
+            if response.headers.get("content-type", "").startswith("application/json"):
+                # A server that ignores `stream: true` answers whole: stream it ourselves.
+                for chunk in synthesize(_chunk((await response.aread()).decode())):
+                    yield chunk
+                return
             async for data in sse.data_events(response.aiter_bytes()):
                 if data == sse.DONE_DATA:
                     return
