@@ -82,5 +82,6 @@ class Gateway:
 
     async def aclose(self) -> None:
         await self.pipeline.coalescer.aclose()
+        await self.pipeline.relay.aclose()
         await self.provider.aclose()
         await self.store.close()

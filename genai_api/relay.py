@@ -67,6 +67,12 @@ class Relay:
         task.add_done_callback(self._reap)
         return task
 
+    async def aclose(self) -> None:
+        """Cancel the BYPASS streams still running at shutdown."""
+        for task in list(self._own):
+            task.cancel()
+        await asyncio.gather(*self._own, return_exceptions=True)
+
     def _reap(self, task: asyncio.Task[Any]) -> None:
         self._own.discard(task)
         if not task.cancelled():

@@ -98,7 +98,11 @@ class StreamingASGITransport(httpx.AsyncBaseTransport):
             raise RuntimeError("the app returned without a response")
         message = start.result()
         return httpx.Response(
-            message["status"], headers=message["headers"], stream=stream, request=request
+            message["status"],
+            headers=message["headers"],
+            stream=stream,
+            request=request,
+            extensions={"app_task": task},  # lets a test see the request end
         )
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import httpx
@@ -12,12 +14,13 @@ import openai
 import pytest
 import redis.asyncio as aioredis
 import respx
+import uvicorn
 from openai.lib.streaming.chat import ChatCompletionStreamState
 
 from genai_api.entry import Entry
 from tests.conftest import CHAT, Running, chat_response
 from tests.conftest import make_settings as _make_settings
-from tests.redis_server import RedisServer
+from tests.redis_server import RedisServer, free_port
 from tests.streaming_client import HeldStream, sse, streaming
 
 STREAM = {**CHAT, "stream": True}
@@ -368,6 +371,8 @@ async def test_client_disconnect_still_stores_the_completed_stream(
         async with gw.http.stream("POST", "/v1/chat/completions", json=STREAM) as response:
             async for _ in response.aiter_bytes():
                 break  # the client hangs up after the first chunk
+        assert response.extensions["app_task"].done()  # its request ended
+        assert not held.closed.is_set()  # while the provider call goes on
         held.send(*HELLO[1:])
         held.end()
         await _landed(gw)
@@ -393,6 +398,29 @@ async def test_disconnect_cancels_the_call_when_configured_and_alone(
         headers, _ = await _collect(gw)
     assert headers["x-cache"] == "MISS"
     assert route.call_count == 2
+
+
+async def test_disconnect_does_not_cancel_a_call_others_still_follow(
+    upstream: respx.MockRouter,
+) -> None:
+    held = HeldStream()
+    route = upstream.post("/chat/completions").mock(side_effect=held)
+    async with streaming(make_settings(stream_finish_on_disconnect=False)) as gw:
+        held.send(HELLO[0])
+        stays = await gw.client.chat.completions.create(**STREAM)
+        async with gw.http.stream("POST", "/v1/chat/completions", json=STREAM) as response:
+            async for _ in response.aiter_bytes():
+                break
+        assert response.extensions["app_task"].done()
+        assert response.headers["x-cache"] == "COALESCED"
+        held.send(*HELLO[1:])
+        held.end()
+        chunks = [c async for c in stays]
+        await _landed(gw)
+        hit, _ = await _collect(gw)
+    assert route.call_count == 1
+    assert "".join(c.choices[0].delta.content or "" for c in chunks) == "Hello!"
+    assert hit["x-cache"] == "HIT"
 
 
 async def test_non_stream_request_joins_a_streamed_flight(upstream: respx.MockRouter) -> None:
@@ -580,3 +608,48 @@ async def test_stream_with_redis_down_is_relayed_as_bypass(
     assert headers["x-cache"] == "BYPASS"
     assert _message(chunks)["message"]["content"] == "Hello!"
     assert route.call_count == 1
+
+
+@asynccontextmanager
+async def _live_upstream(first: asyncio.Event) -> AsyncIterator[str]:
+    """A real HTTP provider on a free port (the default aiohttp client cannot be mocked by
+    respx): it sends the first chunk, waits for `first` to be set, then the rest."""
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        while (await receive()).get("more_body"):
+            pass
+        start = {"type": "http.response.start", "status": 200}
+        await send({**start, "headers": [(b"content-type", b"text/event-stream")]})
+        body = {"type": "http.response.body", "more_body": True}
+        await send({**body, "body": sse(HELLO[0], done=False)})
+        await first.wait()
+        await send({**body, "body": sse(*HELLO[1:]), "more_body": False})
+
+    port = free_port()
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, lifespan="off", log_level="error")
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve())
+    while not server.started:  # noqa: ASYNC110 - uvicorn offers a flag, not an event
+        await asyncio.sleep(0.01)
+    try:
+        yield f"http://127.0.0.1:{port}/v1"
+    finally:
+        server.should_exit = True
+        await task
+
+
+async def test_default_aiohttp_client_relays_a_real_provider_stream_live() -> None:
+    first = asyncio.Event()
+    async with _live_upstream(first) as base_url:
+        settings = make_settings(upstream_http_client="aiohttp", openai_base_url=base_url)
+        async with streaming(settings) as gw:
+            raw = await gw.client.chat.completions.with_raw_response.create(**STREAM)
+            stream = raw.parse().__aiter__()
+            opening = await asyncio.wait_for(stream.__anext__(), 5)
+            first.set()  # the provider sends the rest only now: the first chunk was live
+            rest = [c async for c in stream]
+            hit = await gw.client.chat.completions.with_raw_response.create(**CHAT)
+    assert opening.choices[0].delta.role == "assistant"
+    assert "".join(c.choices[0].delta.content or "" for c in rest) == "Hello!"
+    assert hit.headers["x-cache"] == "HIT"
+    assert hit.parse().choices[0].message.content == "Hello!"
