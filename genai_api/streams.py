@@ -105,7 +105,10 @@ def assemble(chunks: list[dict[str, Any]]) -> dict[str, Any]:
     """The whole completion the chunks make up; `IncompleteStream` if a choice is unfinished."""
     if not chunks:
         raise IncompleteStream("The upstream stream carried no chunks.")
-    chat = chunks[0].get("object") == "chat.completion.chunk"
+    # By shape, not only by `object`, which some OpenAI-compatible servers leave out.
+    chat = chunks[0].get("object") == "chat.completion.chunk" or any(
+        "delta" in part for chunk in chunks for part in chunk.get("choices") or ()
+    )
     response: dict[str, Any] = {
         "id": None,
         "object": "chat.completion" if chat else "text_completion",
@@ -161,7 +164,9 @@ def synthesize(response: dict[str, Any]) -> list[dict[str, Any]]:
     """A well-formed stream for a whole completion: per choice a content chunk and a finish
     chunk, then the usage chunk. Every chunk carries `"usage": null` as the provider's do
     when usage was asked for (`for_client` strips it for clients that did not ask)."""
-    chat = response.get("object") == "chat.completion"
+    chat = response.get("object") == "chat.completion" or any(
+        "message" in choice for choice in response.get("choices") or ()
+    )
     base: dict[str, Any] = {k: response[k] for k in _CHUNK_META if k in response}
     base["object"] = "chat.completion.chunk" if chat else "text_completion"
     chunks: list[dict[str, Any]] = []

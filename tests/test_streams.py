@@ -216,3 +216,12 @@ def test_upstream_body_always_asks_for_usage_and_keeps_other_options() -> None:
     assert body["stream_options"] == {"include_obfuscation": False}
     assert not wants_usage(body)
     assert wants_usage({"stream_options": {"include_usage": True}})
+
+
+def test_chat_chunks_without_object_are_still_chat() -> None:
+    chunks = [chat(delta(role="assistant", content="Hi")), chat(delta(finish="stop"))]
+    for c in chunks:
+        del c["object"]
+    whole = assemble(chunks)
+    assert whole["object"] == "chat.completion"
+    assert whole["choices"][0]["message"]["content"] == "Hi"
