@@ -1,5 +1,6 @@
-"""Test plumbing for streams: a client that sees the app's bytes as they are sent, and a
-provider stream the test holds open and feeds chunk by chunk.
+"""Test plumbing for streams: a client that sees the app's bytes as they are sent, a
+provider stream the test holds open and feeds chunk by chunk, a real HTTP provider, and
+the chunks the streaming tests send.
 
 `httpx.ASGITransport` runs the app to the end before it returns the response, so no test
 through it could tell a live relay from a buffered one. `StreamingASGITransport` hands each
@@ -18,11 +19,16 @@ from typing import Any
 import httpx
 import openai
 import orjson
+import respx
+import uvicorn
+from openai.lib.streaming.chat import ChatCompletionStreamState
 from starlette.types import ASGIApp, Message
 
 from genai_api.app import create_app
 from genai_api.settings import Settings
-from tests.conftest import Running
+from tests.conftest import CHAT, Running
+from tests.conftest import make_settings as _make_settings
+from tests.redis_server import free_port
 
 
 class _Body(httpx.AsyncByteStream):
@@ -160,3 +166,160 @@ class HeldStream:
         return httpx.Response(
             200, headers={"content-type": "text/event-stream"}, content=self._body()
         )
+
+
+STREAM = {**CHAT, "stream": True}
+
+
+def make_settings(**overrides: Any) -> Settings:
+    """Test settings with a short upstream timeout, so a stuck stream fails the test fast."""
+    return _make_settings(**{"upstream_timeout": 10, **overrides})
+
+
+def chunk(
+    delta: dict[str, Any] | None = None,
+    *,
+    finish: str | None = None,
+    index: int = 0,
+    logprobs: Any = None,
+) -> dict[str, Any]:
+    return {
+        "id": "chatcmpl-s1",
+        "object": "chat.completion.chunk",
+        "created": 1_700_000_000,
+        "model": "gpt-4o-mini",
+        "system_fingerprint": "fp_s",
+        "choices": [
+            {"index": index, "delta": delta or {}, "logprobs": logprobs, "finish_reason": finish}
+        ],
+        "usage": None,
+    }
+
+
+def usage_chunk(prompt: int = 12, completion: int = 5) -> dict[str, Any]:
+    usage = {
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "total_tokens": prompt + completion,
+    }
+    return {**chunk(), "choices": [], "usage": usage}
+
+
+HELLO = [
+    chunk({"role": "assistant", "content": ""}),
+    chunk({"content": "Hel"}),
+    chunk({"content": "lo!"}),
+    chunk(finish="stop"),
+    usage_chunk(),
+]
+
+TOOLS = [
+    chunk(
+        {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [
+                {
+                    "index": 0,
+                    "id": "call_1",
+                    "type": "function",
+                    "function": {"name": "get_weather", "arguments": ""},
+                }
+            ],
+        }
+    ),
+    chunk({"tool_calls": [{"index": 0, "function": {"arguments": '{"ci'}}]}),
+    chunk({"tool_calls": [{"index": 0, "function": {"arguments": 'ty": "Paris"}'}}]}),
+    chunk(
+        {
+            "tool_calls": [
+                {
+                    "index": 1,
+                    "id": "call_2",
+                    "type": "function",
+                    "function": {"name": "get_time", "arguments": "{}"},
+                }
+            ]
+        }
+    ),
+    chunk(finish="tool_calls"),
+    usage_chunk(),
+]
+
+TOKEN = {"token": "4", "logprob": -0.1, "bytes": [52], "top_logprobs": []}
+REASONING = [
+    chunk({"role": "assistant", "reasoning_content": "Let me "}),
+    chunk({"reasoning_content": "think."}),
+    chunk({"content": "4"}, logprobs={"content": [TOKEN], "refusal": None}),
+    chunk({"content": "2"}, logprobs={"content": [{**TOKEN, "token": "2"}], "refusal": None}),
+    chunk(finish="stop"),
+    usage_chunk(),
+]
+
+
+def sse_route(upstream: respx.MockRouter, chunks: list[dict[str, Any]]) -> respx.Route:
+    return upstream.post("/chat/completions").mock(
+        side_effect=lambda request: httpx.Response(
+            200, headers={"content-type": "text/event-stream"}, content=sse(*chunks)
+        )
+    )
+
+
+async def collect(gw: Running, **extra: Any) -> tuple[httpx.Headers, list[Any]]:
+    raw = await gw.client.chat.completions.with_raw_response.create(**STREAM, **extra)
+    return raw.headers, [c async for c in raw.parse()]
+
+
+def assembled(chunks: list[Any]) -> dict[str, Any]:
+    """The completion the openai SDK's own accumulator builds from the chunks."""
+    state: ChatCompletionStreamState[Any] = ChatCompletionStreamState()
+    for c in chunks:
+        state.handle_chunk(c)
+    final = state.get_final_completion().choices[0]
+    message = final.message.model_dump(exclude_none=True, exclude={"parsed"})
+    for call in message.get("tool_calls", ()):
+        call.pop("index", None)
+        call["function"].pop("parsed_arguments", None)
+    return {"message": message, "finish_reason": final.finish_reason}
+
+
+async def raw_text(gw: Running, body: dict[str, Any]) -> tuple[httpx.Headers, bytes]:
+    async with gw.http.stream("POST", "/v1/chat/completions", json=body) as response:
+        return response.headers, await response.aread()
+
+
+async def landed(gw: Running) -> None:
+    """Wait until no flight is running (a disconnected client's call finishing)."""
+    for _ in range(500):
+        if not len(gw.gateway.pipeline.coalescer):
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("the flight never landed")
+
+
+@asynccontextmanager
+async def live_upstream(first: asyncio.Event) -> AsyncIterator[str]:
+    """A real HTTP provider on a free port (the default aiohttp client cannot be mocked by
+    respx): it sends the first chunk, waits for `first` to be set, then the rest."""
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        while (await receive()).get("more_body"):
+            pass
+        start = {"type": "http.response.start", "status": 200}
+        await send({**start, "headers": [(b"content-type", b"text/event-stream")]})
+        body = {"type": "http.response.body", "more_body": True}
+        await send({**body, "body": sse(HELLO[0], done=False)})
+        await first.wait()
+        await send({**body, "body": sse(*HELLO[1:]), "more_body": False})
+
+    port = free_port()
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, lifespan="off", log_level="error")
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve())
+    while not server.started:  # noqa: ASYNC110 - uvicorn offers a flag, not an event
+        await asyncio.sleep(0.01)
+    try:
+        yield f"http://127.0.0.1:{port}/v1"
+    finally:
+        server.should_exit = True
+        await task
