@@ -21,6 +21,7 @@ from genai_api.controls import CacheControls
 from genai_api.entry import Entry
 from genai_api.errors import CacheUnavailable, ProviderTimeout
 from genai_api.keys import request_key, storage_key
+from genai_api.leases import Claim, Leases, LocalLeases
 from genai_api.models_table import ModelInfo
 from genai_api.providers.base import Provider
 from genai_api.store.base import CacheStore
@@ -83,6 +84,7 @@ class Pipeline:
         cache_nondeterministic: bool,
         upstream_concurrency: int,
         upstream_timeout: float,
+        leases: Leases | None = None,
     ) -> None:
         self.store = store
         self.provider = provider
@@ -93,6 +95,7 @@ class Pipeline:
         self.cache_nondeterministic = cache_nondeterministic
         self.upstream_timeout = upstream_timeout
         self.coalescer: Coalescer[tuple[Entry, CacheStatus]] = Coalescer()
+        self.leases: Leases = leases or LocalLeases()
         self._upstream = asyncio.Semaphore(upstream_concurrency)
         self.in_flight = 0
 
@@ -150,24 +153,22 @@ class Pipeline:
         return entry
 
     async def _fill(self, call: Call) -> tuple[Entry, CacheStatus]:
-        """The body of a flight: re-check, call the provider once, store the answer."""
-        status = CacheStatus.MISS
-        if call.controls.read:
-            # A flight that just landed may have stored this key between our lookup and now.
-            try:
-                entry = await self._lookup(call)
-            except CacheUnavailable:
-                status = CacheStatus.BYPASS
-            else:
-                if entry is not None:
-                    return entry, CacheStatus.HIT
-        entry = await self._provider_call(call)
-        if call.controls.write:
-            try:
-                await self.store.set(call.skey, entry.encode(), self.ttl_for(call))
-            except CacheUnavailable as exc:
-                self._cache_failed(call, exc)
-                status = CacheStatus.BYPASS
+        """The body of a flight: claim the key fleet-wide (lease + re-check), call the
+        provider once, store the answer; leaving the claim releases the lease."""
+        claim: Claim[Entry] = Claim()
+        if call.controls.read:  # a no-cache request must not wait for someone else's answer
+            claim = await self.leases.claim(call.skey, lambda: self._lookup(call))
+            if claim.found is not None:
+                return claim.found, CacheStatus.COALESCED if claim.waited else CacheStatus.HIT
+        status = CacheStatus.BYPASS if claim.degraded else CacheStatus.MISS
+        async with claim:
+            entry = await self._provider_call(call)
+            if call.controls.write:
+                try:
+                    await self.store.set(call.skey, entry.encode(), self.ttl_for(call))
+                except CacheUnavailable as exc:
+                    self._cache_failed(call, exc)
+                    status = CacheStatus.BYPASS
         return entry, status
 
     async def _provider_call(self, call: Call) -> Entry:
