@@ -52,7 +52,7 @@ class Service:
                 pass
             time.sleep(0.05)
         self.stop()
-        raise RuntimeError(f"service on {self.port} did not get ready:\n{self.output()}")
+        raise RuntimeError(f"service on {self.port} did not get ready:\n{self.output()[-4000:]}")
 
     def children(self) -> list[int]:
         """Pids whose parent is this service (uvicorn's worker processes)."""
@@ -79,7 +79,7 @@ class Service:
             self.proc.wait(timeout=10)
 
     def output(self) -> str:
-        return self.log.read_text(errors="replace")[-4000:]
+        return self.log.read_text(errors="replace")
 
 
 def fake_upstream(cwd: Path, latency_ms: float) -> Service:

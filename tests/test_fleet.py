@@ -95,7 +95,7 @@ async def test_fifty_identical_requests_across_the_fleet_make_one_provider_call(
     try:
         upstream = fleet.upstream(300)
         url = f"redis://:fleet%20pass@127.0.0.1:{redis.port}/2"
-        many, one = fleet.gateways(url, upstream, workers=(2, 1))
+        many, one = fleet.gateways(url, upstream, workers=(2, 1), LOG_LEVEL="INFO")
         assert len(many.children()) >= 2  # `serve --workers 2`: two worker processes
         async with httpx.AsyncClient(timeout=30) as client:
             await until(lambda: coalescing_fleet_wide(client, [many, one]))
@@ -112,6 +112,8 @@ async def test_fifty_identical_requests_across_the_fleet_make_one_provider_call(
         statuses["MISS"] == 1 and statuses["MISS"] + statuses["COALESCED"] + statuses["HIT"] == 50
     )
     assert len({a.json()["choices"][0]["message"]["content"] for a in answers}) == 1
+    # Workers are spawned processes: each sets up logging (the access log) itself.
+    assert many.output().count("POST /v1/chat/completions 200 cache=") == 25
 
 
 async def test_killed_holder_lets_one_waiter_take_over_after_its_lease(
