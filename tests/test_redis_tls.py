@@ -5,13 +5,16 @@ from __future__ import annotations
 import asyncio
 import shutil
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 import redis.asyncio as aioredis
+import respx
 
 from genai_api.store.redis import RedisStore, redis_options
-from tests.conftest import CHAT, make_settings, running
+from tests.conftest import CHAT, chat_response, make_settings, running
 from tests.redis_server import RedisServer, free_port
 from tests.test_leases import wait_until
 
@@ -32,7 +35,7 @@ def test_rediss_url_makes_ssl_connections() -> None:
 
 
 @pytest.fixture
-def tls_redis(tmp_path: Path) -> tuple[RedisServer, Path]:
+def tls_redis(tmp_path: Path) -> Iterator[tuple[RedisServer, Path]]:
     """A redis-server speaking only TLS, with a throwaway self-signed certificate."""
     if not shutil.which("redis-server") or not shutil.which("openssl"):
         pytest.skip("needs redis-server and openssl")
@@ -55,19 +58,13 @@ def tls_redis(tmp_path: Path) -> tuple[RedisServer, Path]:
         server.start()
     except RuntimeError:
         pytest.skip("this redis-server was built without TLS")
-    yield server, cert  # type: ignore[misc]
+    yield server, cert
     server.stop()
 
 
-async def test_gateway_caches_and_coalesces_over_tls(
-    upstream: object, tls_redis: tuple[RedisServer, Path]
+async def test_gateway_caches_and_subscribes_over_tls(
+    upstream: respx.MockRouter, tls_redis: tuple[RedisServer, Path]
 ) -> None:
-    import httpx
-    import respx
-
-    from tests.conftest import chat_response
-
-    assert isinstance(upstream, respx.MockRouter)
     server, cert = tls_redis
     route = upstream.post("/chat/completions").mock(
         return_value=httpx.Response(200, json=chat_response())
