@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import shutil
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -19,9 +20,16 @@ from genai_api.leases.notify import Notifier
 from genai_api.leases.redis import HeldLease
 from genai_api.store.redis import RedisStore, redis_options
 from tests.conftest import CHAT, chat_response, make_settings, running
-from tests.redis_server import RedisServer, free_port
+from tests.redis_server import RedisServer, free_port, require_redis
 
 pytestmark = pytest.mark.redis
+
+
+@pytest.fixture
+def redis_binary() -> None:
+    """For tests that start their own redis-server (with a password, as a replica...)."""
+    if not shutil.which("redis-server"):
+        require_redis()
 
 
 async def wait_until(predicate: Callable[[], bool], within: float = 5.0) -> None:
@@ -239,7 +247,9 @@ async def test_notifier_resubscribes_after_redis_restart(redis_server: RedisServ
         await client.aclose()
 
 
-async def test_leases_work_with_password_and_database(tmp_path: Path, ns: str) -> None:
+async def test_leases_work_with_password_and_database(
+    tmp_path: Path, ns: str, redis_binary: None
+) -> None:
     server = RedisServer(tmp_path, password="s3cret").start()
     url = f"redis://:s3cret@127.0.0.1:{server.port}/3"
     key = entry_key(ns)
@@ -312,7 +322,7 @@ async def test_two_gateways_on_one_redis_make_one_provider_call(
 
 
 async def test_redis_answering_errors_is_bypassed(
-    upstream: respx.MockRouter, tmp_path: Path
+    upstream: respx.MockRouter, tmp_path: Path, redis_binary: None
 ) -> None:
     # A replica whose primary is gone (a failover in progress): reads work, writes answer
     # READONLY errors.
