@@ -6,6 +6,7 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 DESCRIPTION = """\
 genai-api - an OpenAI-compatible gateway with an exact, coalescing response cache.
@@ -24,7 +25,7 @@ def _serve(args: argparse.Namespace) -> int:
     settings = Settings()
     setup_logging(settings.log_level)
     uvicorn.run(
-        "genai_api.app:create_app",
+        "genai_api.cli:worker_app",
         factory=True,
         host=args.host,
         port=args.port,
@@ -36,6 +37,21 @@ def _serve(args: argparse.Namespace) -> int:
         timeout_graceful_shutdown=10,
     )
     return 0
+
+
+def worker_app() -> Any:
+    """The app of one uvicorn worker, with logging set up in the worker's own process.
+
+    `--workers N` spawns fresh interpreters: without this their access log, format and
+    secret redaction would be missing.
+    """
+    from genai_api.app import create_app
+    from genai_api.logs import setup_logging
+    from genai_api.settings import Settings
+
+    settings = Settings()
+    setup_logging(settings.log_level)
+    return create_app(settings)
 
 
 def _stats(args: argparse.Namespace) -> int:

@@ -13,6 +13,7 @@ import httpx
 
 from genai_api.accounting import Accounting
 from genai_api.http.auth import Authenticator
+from genai_api.leases import build_leases
 from genai_api.models_table import ModelTable
 from genai_api.pipeline import Pipeline
 from genai_api.providers import Provider, build_provider
@@ -55,7 +56,9 @@ class Gateway:
             upstream_concurrency=settings.upstream_concurrency,
             upstream_timeout=settings.upstream_timeout,
             stream_finish_on_disconnect=settings.stream_finish_on_disconnect,
+            leases=build_leases(settings, store),
         )
+        pipeline.leases.start()
         auth = Authenticator(
             settings.client_keys,
             settings.admin_api_key.get_secret_value() if settings.admin_api_key else None,
@@ -83,5 +86,6 @@ class Gateway:
     async def aclose(self) -> None:
         await self.pipeline.coalescer.aclose()
         await self.pipeline.relay.aclose()
+        await self.pipeline.leases.aclose()
         await self.provider.aclose()
         await self.store.close()

@@ -29,6 +29,7 @@ from genai_api.entry import Entry
 from genai_api.errors import CacheUnavailable, GatewayError, ProviderError, ProviderTimeout
 from genai_api.fanout import Feed
 from genai_api.keys import request_key, storage_key
+from genai_api.leases import Claim, Leases, LocalLeases
 from genai_api.models_table import ModelInfo
 from genai_api.providers.base import Provider
 from genai_api.relay import Relay, Streamed, replay
@@ -94,6 +95,7 @@ class Pipeline:
         upstream_concurrency: int,
         upstream_timeout: float,
         stream_finish_on_disconnect: bool = True,
+        leases: Leases | None = None,
     ) -> None:
         self.store = store
         self.provider = provider
@@ -105,6 +107,7 @@ class Pipeline:
         self.upstream_timeout = upstream_timeout
         self.coalescer: Coalescer[tuple[Entry, CacheStatus]] = Coalescer()
         self.relay = Relay(self.coalescer, finish_on_disconnect=stream_finish_on_disconnect)
+        self.leases: Leases = leases or LocalLeases()
         self._upstream = asyncio.Semaphore(upstream_concurrency)
         self.in_flight = 0
 
@@ -242,34 +245,33 @@ class Pipeline:
         return entry
 
     async def _fill(self, call: Call, feed: Feed | None = None) -> tuple[Entry, CacheStatus]:
-        """The body of a flight: re-check, call the provider once, store the answer.
+        """The body of a flight: claim the key fleet-wide (lease + re-check), call the
+        provider once, store the answer; leaving the claim releases the lease.
 
         With a `feed` (a streamed request started the flight) the provider call streams into
         it; only a stream that completed normally is stored.
         """
         try:
-            status = CacheStatus.MISS
-            if call.controls.read:
-                # A flight that just landed may have stored this key between our lookup and now.
-                try:
-                    entry = await self._lookup(call)
-                except CacheUnavailable:
-                    status = CacheStatus.BYPASS
-                else:
-                    if entry is not None:
-                        return entry, CacheStatus.HIT
+            claim: Claim[Entry] = Claim()
+            if call.controls.read:  # a no-cache request must not wait for someone's answer
+                claim = await self.leases.claim(call.skey, lambda: self._lookup(call))
+                if claim.found is not None:
+                    found = CacheStatus.COALESCED if claim.waited else CacheStatus.HIT
+                    return claim.found, found
+            status = CacheStatus.BYPASS if claim.degraded else CacheStatus.MISS
             if feed is not None:
                 feed.bypassed = status is CacheStatus.BYPASS  # known before the first chunk
-            if feed is None:
-                entry = await self._provider_call(call)
-            else:
-                entry = await self._stream_call(call, feed)
-            if call.controls.write:
-                try:
-                    await self.store.set(call.skey, entry.encode(), self.ttl_for(call))
-                except CacheUnavailable as exc:
-                    self._cache_failed(call, exc)
-                    status = CacheStatus.BYPASS
+            async with claim:
+                if feed is None:
+                    entry = await self._provider_call(call)
+                else:
+                    entry = await self._stream_call(call, feed)
+                if call.controls.write:
+                    try:
+                        await self.store.set(call.skey, entry.encode(), self.ttl_for(call))
+                    except CacheUnavailable as exc:
+                        self._cache_failed(call, exc)
+                        status = CacheStatus.BYPASS
             return entry, status
         finally:
             if feed is not None:

@@ -27,10 +27,13 @@ class Settings(BaseSettings):
     redis_port: int = 6379
     redis_password: SecretStr | None = None
     redis_db: int = 0
-    redis_timeout: float = Field(0.25, gt=0, description="seconds per Redis operation")
+    redis_timeout: float = Field(0.2, gt=0, description="seconds per Redis operation")
     redis_max_connections: int = Field(256, ge=1)
     redis_breaker_seconds: float = Field(
         1.0, ge=0, description="how long to stop trying Redis after a failure"
+    )
+    lease_seconds: float = Field(
+        30.0, gt=0, le=30, description="cross-process coalescing lease, renewed while alive"
     )
 
     # --- cache semantics

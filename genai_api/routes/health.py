@@ -23,7 +23,10 @@ async def healthz() -> Response:
 async def readyz(gateway: GatewayDep) -> Response:
     """200 when the cache backend answers now, else 503 (the API still serves, uncached)."""
     if await gateway.store.ping():
-        return json_response({"status": "ready", "cache": gateway.store.name})
+        leases = gateway.pipeline.leases
+        return json_response(
+            {"status": "ready", "cache": gateway.store.name, "coalescing": leases.state}
+        )
     error = GatewayError(
         f"The cache backend ({gateway.store.name}) is not answering.",
         status_code=503,

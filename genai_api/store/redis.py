@@ -14,12 +14,13 @@ from typing import Any, TypeVar, cast
 
 import redis.asyncio as aioredis
 from aiocache import RedisCache
-from redis.connection import parse_url
+from redis.asyncio.connection import parse_url
 from redis.exceptions import RedisError
 
 from genai_api.errors import CacheUnavailable
 from genai_api.store.base import BytesSerializer
 from genai_api.store.breaker import CircuitBreaker
+from genai_api.store.tls import shared_context_ssl_connection
 
 T = TypeVar("T")
 _FAILURES = (RedisError, OSError, asyncio.TimeoutError)
@@ -35,7 +36,7 @@ def redis_options(
 ) -> dict[str, Any]:
     """Connection options from `REDIS_URL` (which wins) or the separate parts."""
     if url:
-        opts: dict[str, Any] = dict(parse_url(url))  # type: ignore[no-untyped-call]
+        opts: dict[str, Any] = dict(parse_url(url))
         opts.setdefault("host", "localhost")
         opts.setdefault("port", 6379)
         opts.setdefault("db", 0)
@@ -57,11 +58,8 @@ class RedisStore:
         opts = dict(options)
         host, port, db = opts.pop("host"), int(opts.pop("port")), int(opts.pop("db", 0))
         password = opts.pop("password", None)
-        ssl = opts.get("connection_class") is aioredis.SSLConnection
-        if not ssl:
-            opts.pop("connection_class", None)
-        else:
-            opts.pop("connection_class")
+        if opts.pop("connection_class", None) is aioredis.SSLConnection:  # rediss://
+            opts["connection_class"] = shared_context_ssl_connection()
         opts.update(socket_timeout=timeout, timeout=timeout, health_check_interval=0)
         self._cache = RedisCache(
             serializer=BytesSerializer(),
@@ -69,7 +67,7 @@ class RedisStore:
             port=port,
             db=db,
             password=password,
-            ssl=ssl,
+            ssl=False,  # TLS comes with the connection class above
             pool_max_size=max_connections,
             create_connection_timeout=timeout,
             connection_pool_class=aioredis.BlockingConnectionPool,
@@ -87,6 +85,14 @@ class RedisStore:
         except _FAILURES as exc:
             self.breaker.trip()
             raise CacheUnavailable(f"redis: {type(exc).__name__}: {exc}") from exc
+
+    async def guarded(self, op: Callable[[], Awaitable[T]]) -> T:
+        """Run a raw-client operation (`op` uses `self.client`) behind the breaker.
+
+        For other Redis users of the same pool, such as the leases: a failure trips the
+        breaker and raises `CacheUnavailable`, exactly as the store's own operations do.
+        """
+        return await self._call(op)
 
     async def get(self, key: str) -> bytes | None:
         value: bytes | None = await self._call(lambda: self._cache.get(key))

@@ -1,0 +1,77 @@
+"""The lease protocol the pipeline's flights use, and the in-process implementation.
+
+The in-process `Coalescer` makes one flight per key per process; inside that flight a
+`Leases` implementation decides whether this process calls the provider or waits for
+another process's answer. Use:
+
+    claim = await leases.claim(skey, lookup)   # lookup() reads the entry, None on a miss
+    if claim.found is not None:
+        return claim.found                     # stored meanwhile, here or by another process
+    async with claim:                          # a lease is renewed while the body runs;
+        ...call the provider, store...         # leaving releases it and wakes the waiters
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Generic, Protocol, TypeVar
+
+from genai_api.errors import CacheUnavailable
+
+T = TypeVar("T")
+
+
+class Claim(Generic[T]):
+    """What `Leases.claim` decided: an entry was found, or this flight calls the provider.
+
+    `waited`: the entry was stored by another process while this one waited (COALESCED).
+    `degraded`: the backend failed, so coalescing is in-process only (the answer is BYPASS).
+    """
+
+    def __init__(
+        self, found: T | None = None, *, waited: bool = False, degraded: bool = False
+    ) -> None:
+        self.found = found
+        self.waited = waited
+        self.degraded = degraded
+
+    async def __aenter__(self) -> Claim[T]:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        return None
+
+
+class Leases(Protocol):
+    @property
+    def state(self) -> str:
+        """How far coalescing reaches right now, for `/readyz`."""
+        ...
+
+    async def claim(self, key: str, lookup: Callable[[], Awaitable[T | None]]) -> Claim[T]:
+        """Found entry, or the right to call the provider for storage key `key`."""
+        ...
+
+    def start(self) -> None: ...
+
+    async def aclose(self) -> None: ...
+
+
+class LocalLeases:
+    """One process (memory backend): re-check the cache, then the flight calls the provider."""
+
+    state = "process"
+
+    async def claim(self, key: str, lookup: Callable[[], Awaitable[T | None]]) -> Claim[T]:
+        try:
+            # A flight that just landed may have stored this key since the request's lookup.
+            found = await lookup()
+        except CacheUnavailable:
+            return Claim(degraded=True)
+        return Claim(found)
+
+    def start(self) -> None:
+        return None
+
+    async def aclose(self) -> None:
+        return None

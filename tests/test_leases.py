@@ -1,0 +1,344 @@
+"""Leases on a real redis-server: each `node` is what one gateway process holds."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import uuid
+from collections import Counter
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import httpx
+import pytest
+import redis.asyncio as aioredis
+import respx
+
+from genai_api.leases import LocalLeases, RedisLeases
+from genai_api.leases.notify import Notifier
+from genai_api.leases.redis import HeldLease
+from genai_api.store.redis import RedisStore, redis_options
+from tests.conftest import CHAT, chat_response, make_settings, running
+from tests.redis_server import RedisServer, free_port, require_redis
+
+pytestmark = pytest.mark.redis
+
+
+@pytest.fixture
+def redis_binary() -> None:
+    """For tests that start their own redis-server (with a password, as a replica...)."""
+    if not shutil.which("redis-server"):
+        require_redis()
+
+
+async def wait_until(predicate: Callable[[], bool], within: float = 5.0) -> None:
+    deadline = asyncio.get_running_loop().time() + within
+    while not predicate():
+        assert asyncio.get_running_loop().time() < deadline, "condition never became true"
+        await asyncio.sleep(0.01)
+
+
+@asynccontextmanager
+async def node(
+    url: str,
+    namespace: str,
+    *,
+    lease: float = 5.0,
+    max_wait: float = 30.0,
+    poll: float = 60.0,
+    listen: bool = True,
+    breaker: float = 1.0,
+) -> AsyncIterator[RedisLeases]:
+    """One process's store and leases; `poll=60` means only a PUBLISH can wake a waiter."""
+    options = redis_options(url, host="", port=0, password=None, db=0)
+    store = RedisStore(options, timeout=0.5, max_connections=16, breaker_seconds=breaker)
+    leases = RedisLeases(
+        store, namespace=namespace, lease_seconds=lease, max_wait=max_wait, poll_seconds=poll
+    )
+    if listen:
+        leases.start()
+        await wait_until(lambda: leases.notifier.subscribed)
+    try:
+        yield leases
+    finally:
+        await leases.aclose()
+        await store.close()
+
+
+@pytest.fixture
+def ns() -> str:
+    return f"t{uuid.uuid4().hex[:12]}"
+
+
+def entry_key(ns: str) -> str:
+    return f"{ns}:e:chat:anon:gpt-4o-mini:-:{'a' * 64}"
+
+
+def reader(leases: RedisLeases, key: str) -> Callable[[], Awaitable[bytes | None]]:
+    """The lookup a flight passes to `claim`: the stored bytes, None on a miss."""
+    return lambda: leases.store.get(key)
+
+
+async def test_first_claim_holds_a_lease_outside_the_entry_namespace(
+    redis_url: str, ns: str
+) -> None:
+    key = entry_key(ns)
+    client = aioredis.from_url(redis_url)
+    async with node(redis_url, ns) as a:
+        claim = await a.claim(key, reader(a, key))
+        assert isinstance(claim, HeldLease) and claim.found is None and not claim.degraded
+        lock = f"{ns}:lock:chat:anon:gpt-4o-mini:-:{'a' * 64}"
+        assert claim.lock == lock
+        assert 0 < await client.pttl(lock) <= 5000
+        async with claim:
+            pass
+        assert await client.exists(lock) == 0
+    await client.aclose()
+
+
+async def test_waiter_in_another_process_is_woken_by_the_publish(redis_url: str, ns: str) -> None:
+    key = entry_key(ns)
+    async with node(redis_url, ns) as a, node(redis_url, ns) as b:
+        held = await a.claim(key, reader(a, key))
+        waiter = asyncio.create_task(b.claim(key, reader(b, key)))
+        await wait_until(lambda: b.notifier.waiting == 1)
+        await asyncio.sleep(0.1)
+        assert not waiter.done()
+        async with held:
+            await a.store.set(key, b"answer", 60)
+        got = await asyncio.wait_for(waiter, 10)  # its poll interval is 60 s
+    assert (got.found, got.waited) == (b"answer", True)
+    assert not isinstance(got, HeldLease)
+
+
+async def test_waiter_polls_when_notifications_are_down(redis_url: str, ns: str) -> None:
+    key = entry_key(ns)
+    async with node(redis_url, ns) as a, node(redis_url, ns, poll=0.05, listen=False) as b:
+        held = await a.claim(key, reader(a, key))
+        waiter = asyncio.create_task(b.claim(key, reader(b, key)))
+        await asyncio.sleep(0.1)
+        async with held:
+            await a.store.set(key, b"answer", 60)
+        got = await asyncio.wait_for(waiter, 10)
+    assert got.found == b"answer"
+
+
+async def test_failed_holder_hands_over_to_exactly_one_waiter(redis_url: str, ns: str) -> None:
+    key = entry_key(ns)
+    async with (
+        node(redis_url, ns) as a,
+        node(redis_url, ns) as b,
+        node(redis_url, ns) as c,
+        node(redis_url, ns) as d,
+    ):
+        held = await a.claim(key, reader(a, key))
+        waiters = {asyncio.create_task(n.claim(key, reader(n, key))): n for n in (b, c, d)}
+        await wait_until(lambda: all(n.notifier.waiting == 1 for n in (b, c, d)))
+        with pytest.raises(RuntimeError):
+            async with held:
+                raise RuntimeError("provider failed")
+        done, pending = await asyncio.wait(waiters, timeout=10, return_when="FIRST_COMPLETED")
+        await asyncio.sleep(0.3)  # a second takeover, if the protocol allowed one, shows now
+        assert len(done) == 1 and all(not t.done() for t in pending)
+        (first,) = done
+        taker = first.result()
+        assert isinstance(taker, HeldLease)
+        async with taker:
+            await waiters[first].store.set(key, b"second try", 60)
+        rest = await asyncio.wait_for(asyncio.gather(*pending), 10)
+    assert [r.found for r in rest] == [b"second try", b"second try"]
+
+
+async def test_dead_holders_lease_expires_then_one_waiter_takes_over(
+    redis_url: str, ns: str
+) -> None:
+    key = entry_key(ns)
+    async with node(redis_url, ns, poll=0.05) as b, node(redis_url, ns, poll=0.05) as c:
+        # A holder that was SIGKILLed: its lease stays until it expires, nobody publishes.
+        await b.store.client.set(b.lock_key(key), "dead-token", px=300)
+        claims = [asyncio.create_task(n.claim(key, reader(n, key))) for n in (b, c)]
+        done, pending = await asyncio.wait(claims, timeout=10, return_when="FIRST_COMPLETED")
+        await asyncio.sleep(0.2)
+        assert len(done) == 1 and not any(t.done() for t in pending)
+        taker = done.pop().result()
+        assert isinstance(taker, HeldLease)
+        async with taker:
+            await b.store.set(key, b"late answer", 60)
+        (other,) = await asyncio.wait_for(asyncio.gather(*pending), 10)
+    assert other.found == b"late answer"
+
+
+async def test_lease_is_renewed_while_the_call_is_alive(redis_url: str, ns: str) -> None:
+    key = entry_key(ns)
+    async with node(redis_url, ns, lease=0.3) as a, node(redis_url, ns, poll=0.05) as b:
+        held = await a.claim(key, reader(a, key))
+        async with held:
+            waiter = asyncio.create_task(b.claim(key, reader(b, key)))
+            await asyncio.sleep(1.2)  # four lease lengths
+            assert not waiter.done()
+            assert await a.store.client.get(held.lock) == held.token.encode()
+            await a.store.set(key, b"slow answer", 60)
+        got = await asyncio.wait_for(waiter, 10)
+    assert got.found == b"slow answer"
+
+
+async def test_release_never_deletes_another_holders_lease(redis_url: str, ns: str) -> None:
+    key = entry_key(ns)
+    async with node(redis_url, ns, lease=0.1) as a, node(redis_url, ns) as b:
+        stale = await a.claim(key, reader(a, key))
+        assert isinstance(stale, HeldLease)
+        await asyncio.sleep(0.25)  # never entered, so never renewed: expired
+        fresh = await b.claim(key, reader(b, key))
+        assert isinstance(fresh, HeldLease)
+        await stale.__aexit__(None, None, None)
+        assert await b.store.client.get(fresh.lock) == fresh.token.encode()
+        async with fresh:
+            pass
+
+
+async def test_redis_down_degrades_at_once(ns: str) -> None:
+    key = entry_key(ns)
+    async with node(f"redis://127.0.0.1:{free_port()}/0", ns, listen=False) as a:
+        claim = await a.claim(key, reader(a, key))
+        async with claim:
+            pass
+        again = await a.claim(key, reader(a, key))  # breaker open: no connection attempt
+    assert (claim.degraded, claim.found, again.degraded) == (True, None, True)
+    assert a.store.breaker.failures == 1
+
+
+async def test_waiter_gives_up_after_max_wait(redis_url: str, ns: str) -> None:
+    key = entry_key(ns)
+    async with node(redis_url, ns, max_wait=0.3, poll=0.05) as b:
+        await b.store.client.set(b.lock_key(key), "stuck-token", px=10_000)
+        claim = await asyncio.wait_for(b.claim(key, reader(b, key)), 10)
+    assert not isinstance(claim, HeldLease)
+    assert (claim.found, claim.degraded) == (None, False)
+
+
+async def test_release_is_retried_after_a_redis_blip(redis_url: str, ns: str) -> None:
+    key = entry_key(ns)
+    async with node(redis_url, ns, breaker=0.1) as a:
+        held = await a.claim(key, reader(a, key))
+        assert isinstance(held, HeldLease)
+        async with held:
+            a.store.breaker.trip()  # the release will find the breaker open
+        assert await a.store.client.exists(held.lock) == 1
+        await wait_until(lambda: not a._tasks)
+        assert await a.store.client.exists(held.lock) == 0
+
+
+async def test_notifier_resubscribes_after_redis_restart(redis_server: RedisServer) -> None:
+    client = aioredis.from_url(redis_server.url, socket_timeout=0.5)
+    notifier = Notifier(client, "chan", confirm_seconds=0.5, retry_seconds=0.05)
+    notifier.start()
+    try:
+        await wait_until(lambda: notifier.subscribed)
+        redis_server.stop()
+        await wait_until(lambda: not notifier.subscribed)
+        redis_server.start()
+        await wait_until(lambda: notifier.subscribed)
+        with notifier.watch("k1") as watch:
+            await client.publish("chan", "k1")
+            assert await watch.wait(10)
+    finally:
+        await notifier.aclose()
+        await client.aclose()
+
+
+async def test_leases_work_with_password_and_database(
+    tmp_path: Path, ns: str, redis_binary: None
+) -> None:
+    server = RedisServer(tmp_path, password="s3cret").start()
+    url = f"redis://:s3cret@127.0.0.1:{server.port}/3"
+    key = entry_key(ns)
+    try:
+        async with node(url, ns) as a, node(url, ns) as b:
+            held = await a.claim(key, reader(a, key))
+            waiter = asyncio.create_task(b.claim(key, reader(b, key)))
+            await wait_until(lambda: b.notifier.waiting == 1)
+            async with held:
+                await a.store.set(key, b"db3", 60)
+            got = await asyncio.wait_for(waiter, 10)
+            assert await b.store.client.exists(key) == 1
+    finally:
+        server.stop()
+    assert got.found == b"db3"
+
+
+async def test_memory_backend_claims_in_process_only() -> None:
+    leases = LocalLeases()
+
+    async def hit() -> str | None:
+        return "stored"
+
+    async def miss() -> str | None:
+        return None
+
+    assert (await leases.claim("k", hit)).found == "stored"
+    assert (await leases.claim("k", miss)).found is None
+    assert leases.state == "process"
+
+
+async def test_two_gateways_on_one_redis_make_one_provider_call(
+    upstream: respx.MockRouter, redis_url: str, ns: str
+) -> None:
+    release, started = asyncio.Event(), asyncio.Event()
+
+    async def slow(request: httpx.Request) -> httpx.Response:
+        started.set()
+        await release.wait()
+        return httpx.Response(200, json=chat_response())
+
+    route = upstream.post("/chat/completions").mock(side_effect=slow)
+    settings = make_settings(cache_backend="redis", redis_url=redis_url, cache_namespace=ns)
+    async with running(settings) as one, running(settings) as two:
+        await wait_until(lambda: one.gateway.pipeline.leases.state == "fleet")
+        await wait_until(lambda: two.gateway.pipeline.leases.state == "fleet")
+        ready = (await one.http.get("/readyz")).json()
+        release.set()
+        for gw in (one, two):  # warm: a first request pays for imports and a Redis connection
+            await gw.http.post("/v1/chat/completions", json={**CHAT, "seed": 1})
+        release.clear()
+        started.clear()
+        tasks = [
+            asyncio.create_task(gw.http.post("/v1/chat/completions", json=CHAT))
+            for gw in (one, two)
+            for _ in range(8)
+        ]
+        await asyncio.wait_for(started.wait(), 10)
+        await wait_until(lambda: all(len(gw.gateway.pipeline.coalescer) == 1 for gw in (one, two)))
+        await asyncio.sleep(0.3)  # let every request join its process's flight
+        release.set()
+        answers = await asyncio.gather(*tasks)
+        later = await two.http.post("/v1/chat/completions", json=CHAT)
+    assert ready["coalescing"] == "fleet"
+    assert route.call_count == 2  # the two warm-up requests share one call too
+    assert {a.status_code for a in answers} == {200}
+    assert Counter(a.headers["x-cache"] for a in answers) == {"MISS": 1, "COALESCED": 15}
+    assert len({a.json()["id"] for a in answers}) == 1
+    assert later.headers["x-cache"] == "HIT"
+
+
+async def test_redis_answering_errors_is_bypassed(
+    upstream: respx.MockRouter, tmp_path: Path, redis_binary: None
+) -> None:
+    # A replica whose primary is gone (a failover in progress): reads work, writes answer
+    # READONLY errors.
+    replica = RedisServer(tmp_path, extra_args=["--replicaof", "127.0.0.1", str(free_port())])
+    replica.start()
+    route = upstream.post("/chat/completions").mock(
+        return_value=httpx.Response(200, json=chat_response())
+    )
+    settings = make_settings(cache_backend="redis", redis_url=replica.url)
+    try:
+        async with running(settings) as gw:
+            answers = [await gw.http.post("/v1/chat/completions", json=CHAT) for _ in range(2)]
+            stats = (await gw.http.get("/v1/cache/stats")).json()
+    finally:
+        replica.stop()
+    assert [a.status_code for a in answers] == [200, 200]
+    assert [a.headers["x-cache"] for a in answers] == ["BYPASS", "BYPASS"]
+    assert route.call_count == 2
+    assert stats["errors"] >= 1
