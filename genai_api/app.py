@@ -14,7 +14,7 @@ from genai_api.http import handlers
 from genai_api.http.access_log import AccessLogMiddleware
 from genai_api.http.limits import BodyLimitMiddleware
 from genai_api.providers import Provider
-from genai_api.routes import admin, completions, health, models
+from genai_api.routes import admin, completions, embeddings, health, models
 from genai_api.settings import Settings
 
 
@@ -39,7 +39,7 @@ def create_app(
 
     app = FastAPI(title="genai-api", version=__version__, lifespan=lifespan, docs_url="/docs")
     handlers.install(app)
-    for module in (completions, models, admin, health):
+    for module in (completions, embeddings, models, admin, health):
         app.include_router(module.router)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_request_bytes)
     app.add_middleware(AccessLogMiddleware)

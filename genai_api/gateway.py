@@ -19,6 +19,7 @@ from genai_api.pipeline import Pipeline
 from genai_api.providers import Provider, build_provider
 from genai_api.settings import Settings
 from genai_api.store import CacheStore, build_store
+from genai_api.tokenizer import TokenCounter
 
 log = logging.getLogger("genai_api")
 
@@ -32,6 +33,7 @@ class Gateway:
     accounting: Accounting
     pipeline: Pipeline
     auth: Authenticator
+    tokens: TokenCounter
 
     @classmethod
     async def start(
@@ -81,11 +83,13 @@ class Gateway:
         )
         if not await store.ping():
             log.warning("cache backend %s is not answering; requests will bypass it", store.name)
-        return cls(settings, store, provider, models, accounting, pipeline, auth)
+        tokens = TokenCounter.load()  # offline, packaged encodings; cached after the first load
+        return cls(settings, store, provider, models, accounting, pipeline, auth, tokens)
 
     async def aclose(self) -> None:
         await self.pipeline.coalescer.aclose()
         await self.pipeline.relay.aclose()
         await self.pipeline.leases.aclose()
+        await self.pipeline.embeddings.aclose()
         await self.provider.aclose()
         await self.store.close()

@@ -68,11 +68,24 @@ def request_key(endpoint: str, body: dict[str, Any], *, tenant: str) -> str:
     return digest({"v": KEY_VERSION, "e": endpoint, "t": tenant, "b": canonical_body(body)})
 
 
-def embedding_key(model: str, item: str | list[int], *, dimensions: int | None, tenant: str) -> str:
-    """The cache key of one embedding input; `encoding_format` is deliberately not in it."""
-    return digest(
-        {"v": KEY_VERSION, "e": "embeddings", "t": tenant, "m": model, "d": dimensions, "i": item}
-    )
+def embedding_key(
+    model: str,
+    item: str | list[int],
+    *,
+    dimensions: int | None,
+    tenant: str,
+    extra: dict[str, Any] | None = None,
+) -> str:
+    """The cache key of one embedding input; `encoding_format` is deliberately not in it.
+
+    `extra`: other parameters the provider may use (an OpenAI-compatible server's own, e.g.
+    `input_type`), keyed too; none leaves the key as it always was.
+    """
+    payload: dict[str, Any] = {"v": KEY_VERSION, "e": "embeddings", "t": tenant, "m": model}
+    payload.update(d=dimensions, i=item)
+    if extra:
+        payload["x"] = canonical_body(extra)
+    return digest(payload)
 
 
 def segment(value: str) -> str:

@@ -20,11 +20,13 @@ import random
 from dataclasses import dataclass
 from decimal import Decimal
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from genai_api.accounting import Accounting, CacheStatus
 from genai_api.coalesce import Coalescer
 from genai_api.controls import CacheControls
+from genai_api.embedding_batch import EmbeddingBatch, EmbeddingOutcome, EmbeddingRunner, prepare
+from genai_api.embedding_upstream import Item
 from genai_api.entry import Entry
 from genai_api.errors import CacheUnavailable, GatewayError, ProviderError, ProviderTimeout
 from genai_api.fanout import Feed
@@ -35,6 +37,9 @@ from genai_api.providers.base import Provider
 from genai_api.relay import Relay, Streamed, replay
 from genai_api.store.base import CacheStore
 from genai_api.streams import assemble, synthesize, upstream_body, wants_usage
+
+if TYPE_CHECKING:
+    from tiktoken import Encoding
 
 log = logging.getLogger("genai_api.pipeline")
 
@@ -110,6 +115,7 @@ class Pipeline:
         self.leases: Leases = leases or LocalLeases()
         self._upstream = asyncio.Semaphore(upstream_concurrency)
         self.in_flight = 0
+        self.embeddings = EmbeddingRunner(self)
 
     def prepare(
         self,
@@ -134,6 +140,31 @@ class Pipeline:
             skey=storage_key(self.namespace, kind, tenant, model.name, key, prompt),
             cacheable=cacheable,
         )
+
+    def prepare_embeddings(
+        self,
+        body: dict[str, Any],
+        items: list[Item],
+        *,
+        model: ModelInfo,
+        tenant: str,
+        controls: CacheControls,
+        encoding: Encoding | None,
+    ) -> EmbeddingBatch:
+        """An embeddings request: a key per input (see `genai_api.embedding_batch`)."""
+        return prepare(
+            self.namespace,
+            body,
+            items,
+            model=model,
+            tenant=tenant,
+            controls=controls,
+            encoding=encoding,
+        )
+
+    async def run_embeddings(self, batch: EmbeddingBatch) -> EmbeddingOutcome:
+        """Answer an embeddings batch input by input, each its own entry and flight."""
+        return await self.embeddings.run(batch)
 
     async def run(self, call: Call) -> Outcome:
         """Answer one non-streamed call, from the cache when it may."""
@@ -312,22 +343,29 @@ class Pipeline:
         return Entry.fresh(response, model=call.model.name, chunks=feed.chunks)
 
     async def _provider_call(self, call: Call) -> Entry:
+        response = await self.upstream(call.path, call.body)
+        return Entry.fresh(response, model=call.model.name)
+
+    async def upstream(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        """One provider call, within `UPSTREAM_CONCURRENCY` and `UPSTREAM_TIMEOUT`."""
         async with self._upstream:
             self.in_flight += 1
             try:
                 async with asyncio.timeout(self.upstream_timeout):
-                    response = await self.provider.create(call.path, call.body)
+                    return await self.provider.create(path, body)
             except TimeoutError as exc:
                 raise ProviderTimeout() from exc
             finally:
                 self.in_flight -= 1
-        return Entry.fresh(response, model=call.model.name)
 
     def ttl_for(self, call: Call) -> float:
+        return self.ttl(call.model, call.controls)
+
+    def ttl(self, model: ModelInfo, controls: CacheControls) -> float:
         """The requested TTL (capped), else the model's or the default with ±10 % jitter."""
-        if call.controls.ttl is not None:
-            return float(min(call.controls.ttl, self.max_ttl))
-        base = call.model.ttl or self.default_ttl
+        if controls.ttl is not None:
+            return float(min(controls.ttl, self.max_ttl))
+        base = model.ttl or self.default_ttl
         return float(min(base * random.uniform(1 - JITTER, 1 + JITTER), self.max_ttl))
 
     def _cache_failed(self, call: Call, exc: CacheUnavailable) -> None:

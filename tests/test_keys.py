@@ -102,3 +102,13 @@ def test_storage_key_segments_are_glob_safe() -> None:
     skey = storage_key("genai", "chat", "abc", "ft:m", "f" * 64, prompt="summarise")
     assert skey == f"genai:e:chat:abc:ft%3Am:summarise:{'f' * 64}"
     assert storage_key("genai", "chat", "abc", "m", "0" * 64).split(":")[5] == "-"
+
+
+def test_embedding_key_includes_unlisted_parameters_only_when_given() -> None:
+    plain = embedding_key("m", "text", dimensions=None, tenant="t")
+    assert plain == embedding_key("m", "text", dimensions=None, tenant="t", extra={})
+    query = embedding_key("m", "text", dimensions=None, tenant="t", extra={"input_type": "q"})
+    assert query != plain
+    assert query != embedding_key(
+        "m", "text", dimensions=None, tenant="t", extra={"input_type": "p"}
+    )

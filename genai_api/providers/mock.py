@@ -7,6 +7,7 @@ tried without a key or a network.
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
 import math
 import random
@@ -14,6 +15,7 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
+import numpy as np
 import orjson
 
 
@@ -99,7 +101,14 @@ class MockProvider:
             rng = random.Random(seed)
             vec = [rng.uniform(-1.0, 1.0) for _ in range(dims)]
             norm = math.sqrt(sum(v * v for v in vec)) or 1.0
-            data.append({"object": "embedding", "index": i, "embedding": [v / norm for v in vec]})
+            # float32, as real providers compute them; base64 = their little-endian bytes
+            f32 = np.asarray([v / norm for v in vec], dtype="<f4")
+            embedding: str | list[float] = (
+                base64.b64encode(f32.tobytes()).decode()
+                if body.get("encoding_format") == "base64"
+                else f32.tolist()
+            )
+            data.append({"object": "embedding", "index": i, "embedding": embedding})
             tokens += len(item) if isinstance(item, list) else _approx_tokens(str(item))
         return {
             "object": "list",

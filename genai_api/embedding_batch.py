@@ -1,0 +1,264 @@
+"""The pipeline per input for embedding batches: key → lookup → coalesce → provider → store.
+
+Every input of a batch is its own cache entry. One MGET reads all of them; a repeated input is
+looked up and fetched once; the missing inputs go upstream in one call (provider-sized chunks,
+run concurrently under the upstream semaphore, when the batch is larger); and their vectors are
+written back in one pipelined round trip, each with its own jittered TTL. Inputs another batch
+is already fetching are joined, not fetched again (`ManyCoalescer`, one flight key per input).
+
+Per input status, which the stats count (`count=`) and the headers sum up:
+HIT (found in the cache), MISS (sent upstream by this request), COALESCED (answered by a fetch
+it did not make: another batch's flight, or an earlier copy of itself in the same batch) and
+BYPASS (sent upstream with the cache skipped or failing). The request's `X-Cache` is the first
+of BYPASS, MISS, COALESCED present, else HIT.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import Counter
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import tiktoken
+
+from genai_api.accounting import CacheStatus
+from genai_api.coalesce_many import ManyCoalescer
+from genai_api.controls import CacheControls
+from genai_api.embedding_upstream import Item, fetch_vectors
+from genai_api.errors import CacheUnavailable
+from genai_api.keys import embedding_key, request_key, storage_key
+from genai_api.models_table import ModelInfo
+from genai_api.vectors import VectorEntry
+
+if TYPE_CHECKING:
+    from genai_api.pipeline import Pipeline
+
+log = logging.getLogger("genai_api.pipeline")
+
+T = TypeVar("T")
+Found = tuple[VectorEntry, CacheStatus]
+
+_KEY_FIELDS = ("input", "encoding_format", "user", "cache")  # not part of an input's key
+OFFLOAD_VECTORS = 512  # (de)code vectors in a thread past this many (~20 µs each)
+
+
+@dataclass(slots=True)
+class EmbeddingBatch:
+    """One embeddings request as the pipeline sees it."""
+
+    model: ModelInfo
+    items: list[Item]  # request order
+    skeys: list[str]  # where each item's entry lives, same order
+    body: dict[str, Any]  # upstream body without `input`; asks for base64
+    controls: CacheControls
+    key: str  # the X-Cache-Key: the whole canonical request
+    encoding: tiktoken.Encoding | None  # for each input's share of the usage
+
+
+@dataclass(slots=True)
+class EmbeddingOutcome:
+    status: CacheStatus
+    key: str
+    model: str
+    vectors: list[bytes]  # float32 LE, request order
+    tokens: int  # usage over the whole batch, as if nothing were cached
+    hits: int  # inputs not sent upstream by this request
+    misses: int  # inputs sent upstream by this request
+    age: int = 0
+    saved_tokens: int = 0
+    saved_cost: Decimal = field(default_factory=Decimal)
+
+    @property
+    def from_cache(self) -> bool:
+        return self.status in (CacheStatus.HIT, CacheStatus.COALESCED)
+
+
+def prepare(
+    namespace: str,
+    body: dict[str, Any],
+    items: list[Item],
+    *,
+    model: ModelInfo,
+    tenant: str,
+    controls: CacheControls,
+    encoding: tiktoken.Encoding | None,
+) -> EmbeddingBatch:
+    """Keys for the batch and each input; `encoding_format` changes neither."""
+    dimensions = body.get("dimensions")
+    extra = {k: v for k, v in body.items() if k not in (*_KEY_FIELDS, "model", "dimensions")}
+    prefix = storage_key(namespace, "emb", tenant, model.name, "")  # the layout ends in the hash
+    skeys = [
+        prefix + embedding_key(model.name, item, dimensions=dimensions, tenant=tenant, extra=extra)
+        for item in items
+    ]
+    upstream = {k: v for k, v in body.items() if k not in ("input", "cache")}
+    upstream["encoding_format"] = "base64"  # exact float32 and a third of the bytes
+    whole = {k: v for k, v in body.items() if k != "encoding_format"}
+    return EmbeddingBatch(
+        model=model,
+        items=items,
+        skeys=skeys,
+        body=upstream,
+        controls=controls,
+        key=request_key("embeddings", whole, tenant=tenant),
+        encoding=encoding,
+    )
+
+
+class EmbeddingRunner:
+    """Runs batches for one `Pipeline`, sharing its store, provider slots, TTLs and counters."""
+
+    def __init__(self, pipeline: Pipeline) -> None:
+        self.pipeline = pipeline
+        self.flights: ManyCoalescer[Found] = ManyCoalescer()
+
+    async def run(self, batch: EmbeddingBatch) -> EmbeddingOutcome:
+        first: dict[str, int] = {}  # storage key -> first position
+        for pos, skey in enumerate(batch.skeys):
+            first.setdefault(skey, pos)
+        found: dict[str, Found] = {}
+        cache_ok = True
+        if batch.controls.read:
+            try:
+                found = await self._lookup(batch, list(first))
+            except CacheUnavailable as exc:
+                self._cache_failed(batch, exc)
+                cache_ok = False
+        missing = [k for k in first if k not in found]
+        if missing and batch.controls.bypass:
+            found.update(await self._fill(batch, first, missing, cache_ok=False))
+        elif missing:
+            # A no-cache batch must not be answered by a flight that re-read the cache.
+            suffix = "" if batch.controls.read else "#fresh"
+            values, own = await self.flights.run(
+                [k + suffix for k in missing],
+                lambda keys: self._fill(
+                    batch,
+                    first,
+                    [k.removesuffix(suffix) for k in keys],
+                    cache_ok=cache_ok,
+                    suffix=suffix,
+                ),
+            )
+            for fkey, (entry, status) in values.items():
+                found[fkey.removesuffix(suffix)] = (
+                    entry,
+                    status if fkey in own else CacheStatus.COALESCED,
+                )
+        return self._answer(batch, found, first)
+
+    async def _lookup(self, batch: EmbeddingBatch, skeys: list[str]) -> dict[str, Found]:
+        """One MGET for every distinct input; entries too old for `max-age` are misses."""
+        raws = await self.pipeline.store.get_many(skeys)
+        max_age = batch.controls.max_age
+
+        def decode() -> dict[str, Found]:
+            found: dict[str, Found] = {}
+            for skey, raw in zip(skeys, raws, strict=True):
+                entry = VectorEntry.decode(raw) if raw is not None else None
+                if entry is not None and (max_age is None or entry.age() <= max_age):
+                    found[skey] = (entry, CacheStatus.HIT)
+            return found
+
+        return await _off_loop(decode, len(skeys))
+
+    async def _fill(
+        self,
+        batch: EmbeddingBatch,
+        first: Mapping[str, int],
+        skeys: list[str],
+        *,
+        cache_ok: bool,
+        suffix: str = "",
+    ) -> dict[str, Found]:
+        """The body of a flight: re-check, one upstream call (chunked), one write back."""
+        result: dict[str, Found] = {}
+        status = CacheStatus.MISS if cache_ok and batch.controls.write else CacheStatus.BYPASS
+        if cache_ok and batch.controls.read:
+            # A flight that just landed may have stored some of these since our MGET.
+            try:
+                result = await self._lookup(batch, skeys)
+            except CacheUnavailable:
+                status = CacheStatus.BYPASS
+        todo = [k for k in skeys if k not in result]
+        entries, error = await fetch_vectors(
+            self.pipeline.upstream,
+            batch.body,
+            [batch.items[first[k]] for k in todo],
+            batch.encoding,
+        )
+        fetched = [(k, e) for k, e in zip(todo, entries, strict=True) if e is not None]
+        if batch.controls.write and fetched:
+            ttl = self.pipeline.ttl
+
+            def encode() -> list[tuple[str, bytes, float]]:
+                return [(k, e.encode(), ttl(batch.model, batch.controls)) for k, e in fetched]
+
+            items = await _off_loop(encode, len(fetched))
+            try:
+                await self.pipeline.store.set_many(items)
+            except CacheUnavailable as exc:
+                self._cache_failed(batch, exc)
+                status = CacheStatus.BYPASS
+        if error is not None:
+            raise error
+        result.update((k, (e, status)) for k, e in fetched)
+        return {k + suffix: v for k, v in result.items()}
+
+    def _answer(
+        self, batch: EmbeddingBatch, found: Mapping[str, Found], first: Mapping[str, int]
+    ) -> EmbeddingOutcome:
+        statuses: list[CacheStatus] = []
+        vectors: list[bytes] = []
+        tokens: Counter[CacheStatus] = Counter()
+        oldest = float("inf")
+        for pos, skey in enumerate(batch.skeys):
+            entry, status = found[skey]
+            if first[skey] != pos and status is not CacheStatus.HIT:
+                status = CacheStatus.COALESCED  # a repeat rides on its first copy's fetch
+            statuses.append(status)
+            vectors.append(entry.vector)
+            tokens[status] += entry.tokens
+            oldest = min(oldest, entry.stored_at)
+        counts = Counter(statuses)
+        overall = next(
+            (s for s in (CacheStatus.BYPASS, CacheStatus.MISS, CacheStatus.COALESCED) if counts[s]),
+            CacheStatus.HIT,
+        )
+        accounting, model = self.pipeline.accounting, batch.model
+        for status, n in counts.items():
+            cost = model.cost(tokens[status], 0)
+            accounting.record(model.name, status, prompt_tokens=tokens[status], cost=cost, count=n)
+        saved = tokens[CacheStatus.HIT] + tokens[CacheStatus.COALESCED]
+        misses = counts[CacheStatus.MISS] + counts[CacheStatus.BYPASS]
+        return EmbeddingOutcome(
+            status=overall,
+            key=batch.key,
+            model=model.name,
+            vectors=vectors,
+            tokens=sum(tokens.values()),
+            hits=len(statuses) - misses,
+            misses=misses,
+            age=max(0, int(time.time() - oldest)),  # the oldest entry used
+            saved_tokens=saved,
+            saved_cost=model.cost(saved, 0),
+        )
+
+    def _cache_failed(self, batch: EmbeddingBatch, exc: CacheUnavailable) -> None:
+        log.warning("cache unavailable, bypassing: %s", exc.message)
+        self.pipeline.accounting.record_error(batch.model.name)
+
+    async def aclose(self) -> None:
+        await self.flights.aclose()
+
+
+async def _off_loop(work: Callable[[], T], vectors: int) -> T:
+    """Run `work` in a thread when it (de)codes enough vectors to stall the event loop."""
+    if vectors > OFFLOAD_VECTORS:
+        return await asyncio.to_thread(work)
+    return work()

@@ -1,0 +1,68 @@
+"""`POST /v1/embeddings` (and `/embeddings`): every input its own cache entry."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import tiktoken
+from fastapi import APIRouter
+from starlette.requests import Request
+from starlette.responses import Response
+
+from genai_api.controls import parse_controls
+from genai_api.embedding_batch import OFFLOAD_VECTORS
+from genai_api.gateway import Gateway
+from genai_api.http.body import read_json
+from genai_api.http.deps import GatewayDep, TenantDep
+from genai_api.http.render_embeddings import render_embeddings
+from genai_api.models_table import ModelInfo
+from genai_api.protocol import EmbeddingRequest, embedding_inputs, validate
+from genai_api.tokenizer import EncodingNotLoadedError
+
+router = APIRouter()
+
+
+def _encoding(gateway: Gateway, model: ModelInfo) -> tiktoken.Encoding | None:
+    """The model's tokenizer when known (models table); None for models we cannot attribute."""
+    if model.tokenizer is None:
+        return None
+    try:
+        return gateway.tokens.get_encoding(model.tokenizer)
+    except EncodingNotLoadedError:
+        return None
+
+
+async def embed(
+    request: Request, gateway: Gateway, tenant: str, body: dict[str, Any] | None = None
+) -> Response:
+    """Validate, run the per-input pipeline, render; `body` when the caller already has it."""
+    if body is None:
+        body = await read_json(request)
+    if not isinstance(body.get("model"), str) or "input" not in body:
+        validate(EmbeddingRequest, body)  # names the missing or mistyped parameter
+    model = gateway.models.get(body["model"])
+    encoding = _encoding(gateway, model)
+    items = embedding_inputs(
+        body["input"], max_token=encoding.max_token_value if encoding is not None else None
+    )
+    validate(EmbeddingRequest, body)
+    request.state.model = model.name
+    controls = parse_controls(
+        request.headers, body.pop("cache", None), max_ttl=gateway.settings.cache_max_ttl
+    )
+    batch = gateway.pipeline.prepare_embeddings(
+        body, items, model=model, tenant=tenant, controls=controls, encoding=encoding
+    )
+    outcome = await gateway.pipeline.run_embeddings(batch)
+    encoding_format = body.get("encoding_format") or "float"
+    if len(items) > OFFLOAD_VECTORS:  # a big answer takes long enough to stall the loop
+        return await asyncio.to_thread(render_embeddings, outcome, encoding_format)
+    return render_embeddings(outcome, encoding_format)
+
+
+@router.post("/v1/embeddings", tags=["embeddings"])
+@router.post("/embeddings", include_in_schema=False)
+async def embeddings(request: Request, gateway: GatewayDep, tenant: TenantDep) -> Response:
+    """OpenAI embeddings; only the inputs missing from the cache go upstream."""
+    return await embed(request, gateway, tenant)
