@@ -1,15 +1,13 @@
 """Embeddings through the HTTP API: an entry per input, exact partial hits, in request order.
 
-The provider is respx-mocked and records exactly which inputs reached it; every test runs
-on the memory store and on a real redis-server (`backend`).
+The provider is respx-mocked and records exactly which inputs reached it; the tests run on
+the memory store and on a real redis-server (`backend`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
-import functools
-import hashlib
 import json
 import time
 from collections.abc import Callable
@@ -21,86 +19,22 @@ import numpy as np
 import pytest
 import redis.asyncio as aioredis
 import respx
-import tiktoken
 
 from genai_api.controls import DEFAULT_CONTROLS
 from genai_api.settings import Settings
-from genai_api.tokenizer import configure_offline_tiktoken
 from genai_api.vectors import VectorEntry
 from tests.conftest import make_settings, running
-
-MODEL = "text-embedding-3-small"  # cl100k_base, $0.02 per 1M tokens
-PRICE = Decimal("0.02") / 1_000_000
-configure_offline_tiktoken()
-CL100K = tiktoken.get_encoding("cl100k_base")
-Item = str | list[int]
-
-
-def vector(item: Item, dims: int = 8) -> np.ndarray:
-    """The provider's (deterministic, float32) vector for one input."""
-    return np.frombuffer(_vector(json.dumps(item), dims), "<f4")
-
-
-@functools.cache
-def _vector(item: str, dims: int) -> bytes:
-    digest = hashlib.sha512(item.encode()).digest()
-    if dims <= 16:
-        return (np.frombuffer(digest, "<u4")[:dims] / 2**32 - 0.5).astype("<f4").tobytes()
-    seed = int.from_bytes(digest[:8], "little")
-    rng = np.random.default_rng(seed)
-    return (rng.standard_normal(dims) / np.sqrt(dims)).astype("<f4").tobytes()
-
-
-def tokens_of(item: Item) -> int:
-    """What OpenAI bills for one input: its cl100k_base tokens."""
-    return len(item) if isinstance(item, list) else len(CL100K.encode_ordinary(item))
-
-
-def total(items: list[Item]) -> int:
-    return sum(tokens_of(i) for i in items)
-
-
-class Provider:
-    """A respx side effect answering embeddings like OpenAI, recording every call's inputs."""
-
-    def __init__(self, dims: int = 8, floats: bool = False) -> None:
-        self.dims = dims
-        self.floats = floats  # answer JSON floats whatever was asked (some compatible servers)
-        self.calls: list[list[Item]] = []
-        self.bodies: list[dict[str, Any]] = []
-        self.gate: asyncio.Event | None = None
-        self.arrived = asyncio.Semaphore(0)  # released once per call that reached us
-
-    async def __call__(self, request: httpx.Request) -> httpx.Response:
-        body = json.loads(request.content)
-        self.bodies.append(body)
-        inputs = body["input"]
-        items: list[Item] = inputs if isinstance(inputs[0], str | list) else [inputs]
-        self.calls.append(items)
-        self.arrived.release()
-        if self.gate is not None:
-            await self.gate.wait()
-        as_b64 = body.get("encoding_format") == "base64" and not self.floats
-        data = []
-        for i, item in enumerate(items):
-            vec = vector(item, self.dims)
-            embedding = base64.b64encode(vec.tobytes()).decode() if as_b64 else vec.tolist()
-            data.append({"object": "embedding", "index": i, "embedding": embedding})
-        data.reverse()  # order by `index`, not by position
-        used = total(items)
-        return httpx.Response(
-            200,
-            json={
-                "object": "list",
-                "data": data,
-                "model": MODEL,
-                "usage": {"prompt_tokens": used, "total_tokens": used},
-            },
-        )
-
-    @property
-    def sent(self) -> list[Item]:
-        return [item for call in self.calls for item in call]
+from tests.embeddings_provider import (
+    MODEL,
+    PRICE,
+    Item,
+    Provider,
+    assert_vectors,
+    embed,
+    tokens_of,
+    total,
+    vector,
+)
 
 
 @pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.redis)])
@@ -123,44 +57,15 @@ def provider(upstream: respx.MockRouter) -> Provider:
     return fake
 
 
-async def _embed(gw: Any, items: Any, **extra: Any) -> httpx.Response:
-    # The same bearer as the SDK client: tenant scope keys entries per client key.
-    headers = {"Authorization": "Bearer client-key", **extra.pop("headers", {})}
-    answer = await gw.http.post(
-        "/v1/embeddings", json={"model": MODEL, "input": items, **extra}, headers=headers
-    )
-    assert answer.status_code == 200, answer.text
-    return answer  # type: ignore[no-any-return]
-
-
-def _vectors(answer: httpx.Response) -> list[np.ndarray]:
-    data = answer.json()["data"]
-    assert [d["index"] for d in data] == list(range(len(data)))
-    assert all(d["object"] == "embedding" for d in data)
-    out = []
-    for d in data:
-        e = d["embedding"]
-        raw = base64.b64decode(e) if isinstance(e, str) else np.asarray(e, "<f4").tobytes()
-        out.append(np.frombuffer(raw, "<f4"))
-    return out
-
-
-def _assert_vectors(answer: httpx.Response, items: list[Item], dims: int = 8) -> None:
-    got = _vectors(answer)
-    assert len(got) == len(items)
-    for vec, item in zip(got, items, strict=True):
-        assert np.array_equal(vec, vector(item, dims)), item
-
-
 async def test_mixed_batch_sends_only_missing_inputs_and_keeps_order(
     provider: Provider, backend: Callable[..., Settings]
 ) -> None:
     async with running(backend()) as gw:
-        await _embed(gw, ["alpha", "gamma delta"])
+        await embed(gw, ["alpha", "gamma delta"])
         batch: list[Item] = ["alpha", "beta", "beta", "gamma delta", "epsilon", "alpha"]
-        answer = await _embed(gw, batch)
+        answer = await embed(gw, batch)
     assert provider.calls == [["alpha", "gamma delta"], ["beta", "epsilon"]]
-    _assert_vectors(answer, batch)
+    assert_vectors(answer, batch)
     assert answer.headers["x-cache"] == "MISS"
     assert (answer.headers["x-cache-hits"], answer.headers["x-cache-misses"]) == ("4", "2")
     assert "age" not in answer.headers
@@ -174,8 +79,8 @@ async def test_all_hit_batch_is_a_hit_with_age_and_savings(
 ) -> None:
     batch: list[Item] = ["one two", "three", "one two"]
     async with running(backend()) as gw:
-        first = await _embed(gw, batch)
-        second = await _embed(gw, batch)
+        first = await embed(gw, batch)
+        second = await embed(gw, batch)
     assert provider.sent == ["one two", "three"]
     assert first.headers["x-cache"] == "MISS"
     assert (first.headers["x-cache-hits"], first.headers["x-cache-misses"]) == ("1", "2")
@@ -198,7 +103,7 @@ async def test_float_and_base64_share_entries_and_equal_vectors_through_the_sdk(
         floats = await gw.client.embeddings.with_raw_response.create(
             model=MODEL, input=texts, encoding_format="float"
         )
-        b64 = await _embed(gw, texts, encoding_format="base64")
+        b64 = await embed(gw, texts, encoding_format="base64")
     assert len(provider.calls) == 1
     assert provider.bodies[0]["encoding_format"] == "base64"
     assert (sdk.headers["x-cache"], floats.headers["x-cache"]) == ("MISS", "HIT")
@@ -218,10 +123,10 @@ async def test_provider_answering_floats_is_stored_exactly(
     fake = Provider(floats=True)
     upstream.post("/embeddings").mock(side_effect=fake)
     async with running(backend()) as gw:
-        first = await _embed(gw, ["x", "y"], encoding_format="base64")
-        second = await _embed(gw, ["y", "x"])
-    _assert_vectors(first, ["x", "y"])
-    _assert_vectors(second, ["y", "x"])
+        first = await embed(gw, ["x", "y"], encoding_format="base64")
+        second = await embed(gw, ["y", "x"])
+    assert_vectors(first, ["x", "y"])
+    assert_vectors(second, ["y", "x"])
     assert second.headers["x-cache"] == "HIT"
 
 
@@ -229,12 +134,12 @@ async def test_token_array_inputs_are_entries_of_their_own(
     provider: Provider, backend: Callable[..., Settings]
 ) -> None:
     async with running(backend()) as gw:
-        batch = await _embed(gw, [[1, 2, 3], [40, 50]])
-        single = await _embed(gw, [1, 2, 3])
-        text = await _embed(gw, ["hello"])
+        batch = await embed(gw, [[1, 2, 3], [40, 50]])
+        single = await embed(gw, [1, 2, 3])
+        text = await embed(gw, ["hello"])
     assert provider.calls == [[[1, 2, 3], [40, 50]], ["hello"]]
-    _assert_vectors(batch, [[1, 2, 3], [40, 50]])
-    _assert_vectors(single, [[1, 2, 3]])
+    assert_vectors(batch, [[1, 2, 3], [40, 50]])
+    assert_vectors(single, [[1, 2, 3]])
     assert batch.json()["usage"]["prompt_tokens"] == 5  # token arrays: their length
     assert single.headers["x-cache"] == "HIT"
     assert single.json()["usage"]["prompt_tokens"] == 3
@@ -246,15 +151,15 @@ async def test_5000_input_batch_goes_upstream_in_three_chunks(
 ) -> None:
     batch: list[Item] = [f"text {i}" for i in range(5000)]
     async with running(backend()) as gw:
-        await _embed(gw, batch[:100])
-        first = await _embed(gw, batch)
-        second = await _embed(gw, batch)
+        await embed(gw, batch[:100])
+        first = await embed(gw, batch)
+        second = await embed(gw, batch)
     sizes = sorted(len(call) for call in provider.calls[1:])
     assert sizes == [804, 2048, 2048]
     sent = [item for call in provider.calls[1:] for item in call]
     assert sorted(map(str, sent)) == sorted(batch[100:])  # each missing input exactly once
     assert (first.headers["x-cache-hits"], first.headers["x-cache-misses"]) == ("100", "4900")
-    _assert_vectors(first, batch)
+    assert_vectors(first, batch)
     assert second.headers["x-cache"] == "HIT"
     assert second.content == first.content
     assert first.json()["usage"]["prompt_tokens"] == total(batch)
@@ -265,15 +170,15 @@ async def test_concurrent_batches_fetch_each_shared_input_once(
 ) -> None:
     provider.gate = asyncio.Event()
     async with running(backend()) as gw:
-        a = asyncio.create_task(_embed(gw, ["x", "y", "z"]))
+        a = asyncio.create_task(embed(gw, ["x", "y", "z"]))
         await asyncio.wait_for(provider.arrived.acquire(), 5)
-        b = asyncio.create_task(_embed(gw, ["w", "z", "y", "w"]))
+        b = asyncio.create_task(embed(gw, ["w", "z", "y", "w"]))
         await asyncio.wait_for(provider.arrived.acquire(), 5)
         provider.gate.set()
         first, second = await asyncio.gather(a, b)
     assert provider.calls == [["x", "y", "z"], ["w"]]
-    _assert_vectors(first, ["x", "y", "z"])
-    _assert_vectors(second, ["w", "z", "y", "w"])
+    assert_vectors(first, ["x", "y", "z"])
+    assert_vectors(second, ["w", "z", "y", "w"])
     assert second.headers["x-cache"] == "MISS"
     assert (second.headers["x-cache-hits"], second.headers["x-cache-misses"]) == ("3", "1")
 
@@ -283,9 +188,9 @@ async def test_batch_inside_another_batchs_flight_is_coalesced(
 ) -> None:
     provider.gate = asyncio.Event()
     async with running(backend()) as gw:
-        a = asyncio.create_task(_embed(gw, ["x", "y", "z"]))
+        a = asyncio.create_task(embed(gw, ["x", "y", "z"]))
         await asyncio.wait_for(provider.arrived.acquire(), 5)
-        b = asyncio.create_task(_embed(gw, ["z", "x"]))
+        b = asyncio.create_task(embed(gw, ["z", "x"]))
         await asyncio.sleep(0.1)  # b has looked up and joined a's flight
         provider.gate.set()
         first, second = await asyncio.gather(a, b)
@@ -294,7 +199,7 @@ async def test_batch_inside_another_batchs_flight_is_coalesced(
     assert first.headers["x-cache"] == "MISS"
     assert second.headers["x-cache"] == "COALESCED"
     assert second.headers["x-cache-saved-tokens"] == str(total(["z", "x"]))
-    _assert_vectors(second, ["z", "x"])
+    assert_vectors(second, ["z", "x"])
     assert (stats["misses"], stats["coalesced"], stats["hits"]) == (3, 2, 0)
 
 
@@ -302,8 +207,8 @@ async def test_stats_count_inputs_and_exact_saved_tokens(
     provider: Provider, backend: Callable[..., Settings]
 ) -> None:
     async with running(backend()) as gw:
-        await _embed(gw, ["a b c", "d"])
-        await _embed(gw, ["a b c", "d", "e f", "e f"])
+        await embed(gw, ["a b c", "d"])
+        await embed(gw, ["a b c", "d", "e f", "e f"])
         stats = (await gw.http.get("/v1/cache/stats")).json()
     model = stats["by_model"][MODEL]
     # 1st: 2 misses; 2nd: 2 hits, 1 miss and 1 repeat of that miss (coalesced)
@@ -318,25 +223,25 @@ async def test_no_store_bypasses_and_no_cache_refreshes(
     provider: Provider, backend: Callable[..., Settings]
 ) -> None:
     async with running(backend()) as gw:
-        bypass = await _embed(gw, ["p", "p"], headers={"Cache-Control": "no-store"})
-        await _embed(gw, ["q"])
-        fresh = await _embed(gw, ["q", "p"], headers={"Cache-Control": "no-cache"})
-        hit = await _embed(gw, ["p"])
+        bypass = await embed(gw, ["p", "p"], headers={"Cache-Control": "no-store"})
+        await embed(gw, ["q"])
+        fresh = await embed(gw, ["q", "p"], headers={"Cache-Control": "no-cache"})
+        hit = await embed(gw, ["p"])
     assert provider.calls == [["p"], ["q"], ["q", "p"]]
     assert bypass.headers["x-cache"] == "BYPASS"
     assert bypass.headers["x-cache-misses"] == "1"
     assert fresh.headers["x-cache"] == "MISS"
     assert hit.headers["x-cache"] == "HIT"  # the no-cache answer was stored
-    _assert_vectors(bypass, ["p", "p"])
+    assert_vectors(bypass, ["p", "p"])
 
 
 async def test_unlisted_parameters_reach_the_provider_and_key_the_entry(
     provider: Provider, backend: Callable[..., Settings]
 ) -> None:
     async with running(backend()) as gw:
-        await _embed(gw, ["doc"], input_type="query", user="u1", dimensions=8)
-        same = await _embed(gw, ["doc"], input_type="query", user="u2", dimensions=8)
-        other = await _embed(gw, ["doc"], input_type="passage", dimensions=8)
+        await embed(gw, ["doc"], input_type="query", user="u1", dimensions=8)
+        same = await embed(gw, ["doc"], input_type="query", user="u2", dimensions=8)
+        other = await embed(gw, ["doc"], input_type="passage", dimensions=8)
     assert provider.bodies[0] == {
         "model": MODEL,
         "input": ["doc"],
@@ -370,10 +275,10 @@ async def test_store_down_still_answers_with_bypass(provider: Provider, redis_se
     settings = make_settings(cache_backend="redis", redis_url=redis_server.url)
     async with running(settings) as gw:
         redis_server.stop()
-        answer = await _embed(gw, ["a", "b", "a"])
+        answer = await embed(gw, ["a", "b", "a"])
     assert answer.headers["x-cache"] == "BYPASS"
     assert provider.calls == [["a", "b"]]
-    _assert_vectors(answer, ["a", "b", "a"])
+    assert_vectors(answer, ["a", "b", "a"])
 
 
 @pytest.mark.redis
@@ -382,8 +287,8 @@ async def test_entries_have_their_own_ttls_and_compact_shape(
 ) -> None:
     settings = make_settings(cache_backend="redis", redis_url=redis_url)
     async with running(settings) as gw:
-        await _embed(gw, [f"t{i}" for i in range(20)])
-        await _embed(gw, ["fixed"], headers={"X-Cache-TTL": "120"})
+        await embed(gw, [f"t{i}" for i in range(20)])
+        await embed(gw, ["fixed"], headers={"X-Cache-TTL": "120"})
     client = aioredis.from_url(redis_url)
     try:
         keys = [k async for k in client.scan_iter(match=f"{settings.cache_namespace}:*")]
@@ -412,7 +317,7 @@ async def test_stored_1536_dim_entry_uses_at_most_115_percent_of_raw_size(
     upstream.post("/embeddings").mock(side_effect=fake)
     settings = make_settings(cache_backend="redis", redis_url=redis_url)
     async with running(settings) as gw:
-        await _embed(gw, [f"document {i}" for i in range(10)])
+        await embed(gw, [f"document {i}" for i in range(10)])
     client = aioredis.from_url(redis_url)
     try:
         keys = [k async for k in client.scan_iter(match=f"{settings.cache_namespace}:*")]
@@ -421,89 +326,6 @@ async def test_stored_1536_dim_entry_uses_at_most_115_percent_of_raw_size(
         await client.aclose()
     assert len(usage) == 10
     assert max(usage) <= 1.15 * 6144, usage
-
-
-BAD_INPUTS = [
-    pytest.param([], id="empty-list"),
-    pytest.param("", id="empty-string"),
-    pytest.param(["ok", ""], id="empty-string-item"),
-    pytest.param(["ok", 3], id="non-string-item"),
-    pytest.param(["ok", None], id="null-item"),
-    pytest.param([[1, 2], "ok"], id="mixed-kinds"),
-    pytest.param([[1, 2], []], id="empty-token-array"),
-    pytest.param([1, 2.5], id="float-token"),
-    pytest.param([1, True], id="bool-token"),
-    pytest.param([[1, 100_277]], id="token-above-cl100k"),
-    pytest.param([5, -1], id="negative-token"),
-    pytest.param([2**64], id="huge-token"),
-    pytest.param({"text": "x"}, id="object"),
-    pytest.param(None, id="null"),
-    pytest.param(["x"] * 8193, id="too-many-inputs"),
-]
-
-
-async def _stored(gw: Any) -> list[str]:
-    store = gw.gateway.store
-    if store.name == "memory":
-        return list(store._cache._cache)
-    ns = gw.gateway.settings.cache_namespace
-    return [k async for k in store.client.scan_iter(match=f"{ns}:*")]
-
-
-@pytest.mark.parametrize("bad", BAD_INPUTS)
-async def test_bad_input_is_400_and_reaches_nothing(provider: Provider, bad: Any) -> None:
-    async with running(make_settings()) as gw:
-        answer = await gw.http.post("/v1/embeddings", json={"model": MODEL, "input": bad})
-        assert not gw.gateway.pipeline.embeddings.flights
-        assert await _stored(gw) == []
-    assert answer.status_code == 400, answer.text
-    error = answer.json()["error"]
-    assert set(error) == {"message", "type", "param", "code"}
-    assert error["param"] == "input" and error["type"] == "invalid_request_error"
-    assert provider.calls == []
-
-
-@pytest.mark.redis
-async def test_bad_inputs_write_nothing_to_redis(provider: Provider, redis_url: str) -> None:
-    settings = make_settings(cache_backend="redis", redis_url=redis_url)
-    async with running(settings) as gw:
-        for bad in BAD_INPUTS:
-            body = {"model": MODEL, "input": bad.values[0]}
-            answer = await gw.http.post("/v1/embeddings", json=body)
-            assert answer.status_code == 400, bad.id
-        assert await _stored(gw) == []
-    assert provider.calls == []
-
-
-@pytest.mark.parametrize(
-    ("body", "param"),
-    [
-        ({"input": "x"}, "model"),
-        ({"model": MODEL}, "input"),
-        ({"model": MODEL, "input": "x", "encoding_format": "int8"}, "encoding_format"),
-        ({"model": MODEL, "input": "x", "dimensions": 0}, "dimensions"),
-        ({"model": MODEL, "input": "x", "dimensions": "8"}, "dimensions"),
-    ],
-)
-async def test_bad_parameters_are_400_naming_them(
-    provider: Provider, body: dict[str, Any], param: str
-) -> None:
-    async with running(make_settings()) as gw:
-        answer = await gw.http.post("/embeddings", json=body)
-    assert answer.status_code == 400, answer.text
-    assert answer.json()["error"]["param"] == param
-    assert provider.calls == []
-
-
-async def test_token_ids_of_unlisted_models_are_left_to_the_provider(
-    provider: Provider,
-) -> None:
-    async with running(make_settings()) as gw:
-        answer = await gw.http.post(
-            "/v1/embeddings", json={"model": "my-embedder", "input": [[1, 250_000]]}
-        )
-    assert answer.status_code == 200
-    assert provider.calls == [[[1, 250_000]]]
 
 
 async def test_failed_chunk_is_relayed_and_the_other_chunks_are_kept(
@@ -526,52 +348,31 @@ async def test_failed_chunk_is_relayed_and_the_other_chunks_are_kept(
             json={"model": MODEL, "input": batch},
             headers={"Authorization": "Bearer client-key"},
         )
-        retry = await _embed(gw, batch)
+        retry = await embed(gw, batch)
     assert failed.status_code == 503
     assert failed.json()["error"]["message"] == "overloaded"
     assert fake.calls[-1] == batch[2048:]  # the retry sent only what had failed
     assert (retry.headers["x-cache-hits"], retry.headers["x-cache-misses"]) == ("2048", "952")
-    _assert_vectors(retry, batch)
+    assert_vectors(retry, batch)
 
 
 async def test_invalidation_by_model_deletes_embedding_entries(
     provider: Provider, backend: Callable[..., Settings]
 ) -> None:
     async with running(backend()) as gw:
-        await _embed(gw, ["a", "b"])
+        await embed(gw, ["a", "b"])
         deleted = await gw.http.request("DELETE", "/v1/cache", json={"model": MODEL})
-        again = await _embed(gw, ["a", "b"])
+        again = await embed(gw, ["a", "b"])
     assert deleted.json() == {"deleted": 2}
     assert again.headers["x-cache"] == "MISS"
     assert len(provider.calls) == 2
-
-
-@pytest.mark.parametrize(
-    "data",
-    [
-        [{"index": 0, "embedding": "AAAAAA=="}],  # one vector for two inputs
-        [{"index": 0, "embedding": "AACAPw=="}, {"index": 0, "embedding": "AACAPw=="}],
-        [{"index": 0, "embedding": "AACAPw=="}, {"index": 1, "embedding": "bad!"}],
-    ],
-)
-async def test_malformed_provider_answer_is_502_and_not_stored(
-    upstream: respx.MockRouter, data: list[dict[str, Any]]
-) -> None:
-    route = upstream.post("/embeddings").mock(
-        return_value=httpx.Response(200, json={"object": "list", "data": data, "model": MODEL})
-    )
-    async with running(make_settings()) as gw:
-        answer = await gw.http.post("/v1/embeddings", json={"model": MODEL, "input": ["a", "b"]})
-        assert await _stored(gw) == []
-    assert answer.status_code == 502
-    assert route.call_count == 1
 
 
 async def test_max_age_turns_older_entries_into_misses(
     provider: Provider, backend: Callable[..., Settings]
 ) -> None:
     async with running(backend()) as gw:
-        await _embed(gw, ["old", "new"])
+        await embed(gw, ["old", "new"])
         # Age the stored "old" entry by 100 s, as if it had been written then.
         batch = gw.gateway.pipeline.prepare_embeddings(
             {"model": MODEL, "input": ["old"]},
@@ -583,8 +384,8 @@ async def test_max_age_turns_older_entries_into_misses(
         )
         entry = VectorEntry(vector("old").tobytes(), 1, time.time() - 100)
         await gw.gateway.store.set(batch.skeys[0], entry.encode(), 60)
-        hit = await _embed(gw, ["old", "new"])
-        fresh = await _embed(gw, ["old", "new"], headers={"Cache-Control": "max-age=50"})
+        hit = await embed(gw, ["old", "new"])
+        fresh = await embed(gw, ["old", "new"], headers={"Cache-Control": "max-age=50"})
     assert hit.headers["x-cache"] == "HIT"
     assert 100 <= int(hit.headers["age"]) < 110  # the oldest entry used
     assert fresh.headers["x-cache"] == "MISS"
