@@ -1,16 +1,38 @@
-"""Counters of what the cache did and saved, per model (in-process for now).
+"""The savings recorder: what the cache did and saved, exact, shared, and off the hot path.
 
-The pipeline calls `record` once per answered request; `snapshot` produces the
-`/v1/cache/stats` document of CONTRACT §3.
+The pipeline calls `record` once per answer (and embeddings once per batch with `count`).
+`record` only adds integers to an in-memory `Batch`; a background task hands the batch to
+the backend (`stats_backends`: this process's memory, or Redis shared by every replica)
+every `flush_interval` seconds and once more at shutdown. So a hit never waits on Redis for
+its accounting, and an accounting failure never fails a request: it is logged and counted,
+and the batch is kept for the next flush.
+
+`snapshot` produces the `/v1/cache/stats` document of CONTRACT §3 (after flushing this
+process's pending increments, so a client reads its own writes), optionally with a time
+series of per-minute or per-hour buckets.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 import time
-from dataclasses import dataclass, field
+from collections import Counter
+from collections.abc import Callable
 from decimal import Decimal
 from enum import StrEnum
-from typing import Any
+from typing import Any, Protocol
+
+from redis.exceptions import RedisError
+
+from genai_api.errors import CacheUnavailable
+from genai_api.money import to_pico, usd
+from genai_api.stats_backends import INTERVALS, Batch, MemoryStats, StatsBackend
+
+log = logging.getLogger("genai_api.accounting")
+
+_BACKEND_FAILURES = (RedisError, OSError, TimeoutError)
 
 
 class CacheStatus(StrEnum):
@@ -26,45 +48,62 @@ _COUNTER = {
     CacheStatus.COALESCED: "coalesced",
     CacheStatus.BYPASS: "bypassed",
 }
+SAVED = (CacheStatus.HIT, CacheStatus.COALESCED)
 
 
-@dataclass
-class Counters:
-    hits: int = 0
-    misses: int = 0
-    coalesced: int = 0
-    bypassed: int = 0
-    errors: int = 0
-    saved_prompt: int = 0
-    saved_completion: int = 0
-    cost_saved: Decimal = field(default_factory=Decimal)
-    cost_spent: Decimal = field(default_factory=Decimal)
+class Meter(Protocol):
+    """The Prometheus side (`genai_api.metrics.Metrics`), told about the same events."""
 
-    def as_dict(self) -> dict[str, Any]:
-        answered = self.hits + self.coalesced
-        total = answered + self.misses + self.bypassed
-        return {
-            "hits": self.hits,
-            "misses": self.misses,
-            "coalesced": self.coalesced,
-            "bypassed": self.bypassed,
-            "errors": self.errors,
-            "hit_ratio": round(answered / total, 6) if total else 0.0,
-            "tokens_saved": {
-                "prompt": self.saved_prompt,
-                "completion": self.saved_completion,
-                "total": self.saved_prompt + self.saved_completion,
-            },
-            "cost_saved_usd": str(self.cost_saved),
-            "cost_spent_usd": str(self.cost_spent),
-        }
+    def account(
+        self, model: str, status: CacheStatus, prompt: int, completion: int, cost: Decimal
+    ) -> None: ...
+
+    def backend_error(self, component: str) -> None: ...
+
+
+def counters_doc(c: Counter[str]) -> dict[str, Any]:
+    """One set of CONTRACT §3 counters (the totals, a model, or a time bucket)."""
+    answered = c["hits"] + c["coalesced"]
+    total = answered + c["misses"] + c["bypassed"]
+    return {
+        "hits": c["hits"],
+        "misses": c["misses"],
+        "coalesced": c["coalesced"],
+        "bypassed": c["bypassed"],
+        "errors": c["errors"],
+        "hit_ratio": round(answered / total, 6) if total else 0.0,
+        "tokens_saved": {
+            "prompt": c["saved_prompt"],
+            "completion": c["saved_completion"],
+            "total": c["saved_prompt"] + c["saved_completion"],
+        },
+        "cost_saved_usd": usd(c["saved_pusd"]),
+        "cost_spent_usd": usd(c["spent_pusd"]),
+    }
+
+
+def _iso(t: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))
 
 
 class Accounting:
-    def __init__(self) -> None:
-        self.since = time.time()
-        self.total = Counters()
-        self.by_model: dict[str, Counters] = {}
+    def __init__(
+        self,
+        backend: StatsBackend | None = None,
+        *,
+        meter: Meter | None = None,
+        clock: Callable[[], float] = time.time,
+        flush_interval: float = 0.5,
+    ) -> None:
+        self.backend: StatsBackend = backend or MemoryStats()
+        self.meter = meter
+        self.clock = clock
+        self.flush_interval = flush_interval
+        self.started = clock()
+        self.flush_failures = 0
+        self._pending = Batch()
+        self._lock = asyncio.Lock()
+        self._task: asyncio.Task[None] | None = None
 
     def record(
         self,
@@ -76,27 +115,88 @@ class Accounting:
         cost: Decimal = Decimal(0),
         count: int = 1,
     ) -> None:
-        """Count one answer; tokens and cost are saved on HIT/COALESCED, spent otherwise."""
-        for counters in (self.total, self.by_model.setdefault(model, Counters())):
-            name = _COUNTER[status]
-            setattr(counters, name, getattr(counters, name) + count)
-            if status in (CacheStatus.HIT, CacheStatus.COALESCED):
-                counters.saved_prompt += prompt_tokens
-                counters.saved_completion += completion_tokens
-                counters.cost_saved += cost
-            else:
-                counters.cost_spent += cost
+        """Count `count` answers; tokens and cost are saved on HIT/COALESCED, spent otherwise."""
+        counts = {_COUNTER[status]: count}
+        if status in SAVED:
+            counts["saved_prompt"] = prompt_tokens
+            counts["saved_completion"] = completion_tokens
+            counts["saved_pusd"] = to_pico(cost)
+        else:
+            counts["spent_pusd"] = to_pico(cost)
+        self._pending.add(model, {k: v for k, v in counts.items() if v}, self.clock())
+        if self.meter is not None:
+            self.meter.account(model, status, prompt_tokens, completion_tokens, cost)
 
     def record_error(self, model: str | None = None) -> None:
         """A cache backend error (the request itself went on)."""
-        self.total.errors += 1
-        if model is not None:
-            self.by_model.setdefault(model, Counters()).errors += 1
+        self._pending.add(model, {"errors": 1}, self.clock())
+        if self.meter is not None:
+            self.meter.backend_error("cache")
 
-    def snapshot(self) -> dict[str, Any]:
-        doc: dict[str, Any] = {
-            "since": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.since))
-        }
-        doc.update(self.total.as_dict())
-        doc["by_model"] = {m: c.as_dict() for m, c in sorted(self.by_model.items())}
+    def start(self) -> None:
+        """Start the background flush (inside the running loop: the app's lifespan)."""
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._flush_forever())
+
+    async def _flush_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.flush_interval)
+            try:
+                await self.flush()
+            except Exception:  # the outermost boundary of a background task: never die
+                log.exception("stats flush failed")
+
+    async def flush(self) -> bool:
+        """Apply pending increments; on a backend failure keep them for the next try."""
+        async with self._lock:
+            batch, self._pending = self._pending, Batch()
+            if not batch:
+                return True
+            try:
+                await self.backend.apply(batch, self.clock())
+            except _BACKEND_FAILURES as exc:
+                batch.merge(self._pending)
+                self._pending = batch
+                self.flush_failures += 1
+                if self.meter is not None:
+                    self.meter.backend_error("stats")
+                log.warning("stats backend %s failed, will retry: %s", self.backend.name, exc)
+                return False
+            return True
+
+    async def aclose(self) -> None:
+        """Stop the background flush and flush what is left (best effort)."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        await self.flush()
+
+    async def snapshot(
+        self, series: str | None = None, points: int | None = None
+    ) -> dict[str, Any]:
+        """The `/v1/cache/stats` document; `series` adds `minute` or `hour` buckets."""
+        await self.flush()
+        try:
+            totals = await self.backend.read()
+            doc: dict[str, Any] = {"since": _iso(totals.since or self.started)}
+            doc.update(counters_doc(totals.totals))
+            doc["by_model"] = {m: counters_doc(c) for m, c in sorted(totals.models.items())}
+            if series is not None:
+                doc["series"] = await self._series(series, points)
+        except _BACKEND_FAILURES as exc:
+            raise CacheUnavailable(f"stats backend {self.backend.name}: {exc}") from exc
         return doc
+
+    async def _series(self, name: str, points: int | None) -> dict[str, Any]:
+        interval = INTERVALS[name]
+        n = min(points or interval.keep, interval.keep)
+        last = interval.start(self.clock())
+        starts = [last - i * interval.seconds for i in range(n - 1, -1, -1)]
+        buckets = await self.backend.read_series(interval, starts)
+        return {
+            "interval": interval.name,
+            "seconds": interval.seconds,
+            "points": [{"t": s, **counters_doc(c)} for s, c in zip(starts, buckets, strict=True)],
+        }

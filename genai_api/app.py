@@ -13,8 +13,9 @@ from genai_api.gateway import Gateway
 from genai_api.http import handlers
 from genai_api.http.access_log import AccessLogMiddleware
 from genai_api.http.limits import BodyLimitMiddleware
+from genai_api.http.request_metrics import RequestMetricsMiddleware
 from genai_api.providers import Provider
-from genai_api.routes import admin, completions, embeddings, health, models
+from genai_api.routes import admin, completions, dashboard, embeddings, health, metrics, models
 from genai_api.settings import Settings
 
 
@@ -39,8 +40,9 @@ def create_app(
 
     app = FastAPI(title="genai-api", version=__version__, lifespan=lifespan, docs_url="/docs")
     handlers.install(app)
-    for module in (completions, embeddings, models, admin, health):
+    for module in (completions, embeddings, models, admin, health, metrics, dashboard):
         app.include_router(module.router)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_request_bytes)
+    app.add_middleware(RequestMetricsMiddleware)
     app.add_middleware(AccessLogMiddleware)
     return app

@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
+import shutil
 import sys
-from collections.abc import Sequence
+import tempfile
+from collections.abc import Iterator, Sequence
 from typing import Any
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 DESCRIPTION = """\
 genai-api - an OpenAI-compatible gateway with an exact, coalescing response cache.
@@ -24,18 +29,19 @@ def _serve(args: argparse.Namespace) -> int:
 
     settings = Settings()
     setup_logging(settings.log_level)
-    uvicorn.run(
-        "genai_api.cli:worker_app",
-        factory=True,
-        host=args.host,
-        port=args.port,
-        workers=args.workers,
-        access_log=False,
-        log_config=None,
-        loop="uvloop",
-        http="httptools",
-        timeout_graceful_shutdown=10,
-    )
+    with prometheus_multiproc_dir(args.workers):
+        uvicorn.run(
+            "genai_api.cli:worker_app",
+            factory=True,
+            host=args.host,
+            port=args.port,
+            workers=args.workers,
+            access_log=False,
+            log_config=None,
+            loop="uvloop",
+            http="httptools",
+            timeout_graceful_shutdown=10,
+        )
     return 0
 
 
@@ -52,6 +58,26 @@ def worker_app() -> Any:
     settings = Settings()
     setup_logging(settings.log_level)
     return create_app(settings)
+
+
+@contextlib.contextmanager
+def prometheus_multiproc_dir(workers: int) -> Iterator[str | None]:
+    """With several workers, a fresh PROMETHEUS_MULTIPROC_DIR for them, removed afterwards.
+
+    prometheus-client reads the variable when it is first imported, so it is set here,
+    before any worker process starts. An operator's own directory is used as it is.
+    """
+    existing = os.environ.get(MULTIPROC_ENV)
+    if workers <= 1 or existing:
+        yield existing
+        return
+    path = tempfile.mkdtemp(prefix="genai-api-metrics-")
+    os.environ[MULTIPROC_ENV] = path
+    try:
+        yield path
+    finally:
+        os.environ.pop(MULTIPROC_ENV, None)
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def _stats(args: argparse.Namespace) -> int:

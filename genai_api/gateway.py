@@ -14,10 +14,13 @@ import httpx
 from genai_api.accounting import Accounting
 from genai_api.http.auth import Authenticator
 from genai_api.leases import build_leases
+from genai_api.metrics import Metrics
 from genai_api.models_table import ModelTable
 from genai_api.pipeline import Pipeline
 from genai_api.providers import Provider, build_provider
+from genai_api.providers.metered import MeteredProvider
 from genai_api.settings import Settings
+from genai_api.stats_backends import MemoryStats, RedisStats, StatsBackend
 from genai_api.store import CacheStore, build_store
 from genai_api.tokenizer import TokenCounter
 
@@ -34,6 +37,7 @@ class Gateway:
     pipeline: Pipeline
     auth: Authenticator
     tokens: TokenCounter
+    metrics: Metrics
 
     @classmethod
     async def start(
@@ -44,9 +48,13 @@ class Gateway:
         http_client: httpx.AsyncClient | None = None,
     ) -> Gateway:
         models = ModelTable.load(settings.models_file)
+        tokens = TokenCounter.load()  # packaged encodings: no network, fails at start-up
+        metrics = Metrics(m.name for m in models)
         store = build_store(settings)
-        provider = provider or build_provider(settings, http_client)
-        accounting = Accounting()
+        provider = MeteredProvider(
+            provider or build_provider(settings, http_client, tokens), metrics
+        )
+        accounting = Accounting(_stats_backend(settings, store), meter=metrics)
         pipeline = Pipeline(
             store=store,
             provider=provider,
@@ -59,6 +67,7 @@ class Gateway:
             upstream_timeout=settings.upstream_timeout,
             stream_finish_on_disconnect=settings.stream_finish_on_disconnect,
             leases=build_leases(settings, store),
+            tokens=tokens,
         )
         pipeline.leases.start()
         auth = Authenticator(
@@ -83,13 +92,33 @@ class Gateway:
         )
         if not await store.ping():
             log.warning("cache backend %s is not answering; requests will bypass it", store.name)
-        tokens = TokenCounter.load()  # offline, packaged encodings; cached after the first load
-        return cls(settings, store, provider, models, accounting, pipeline, auth, tokens)
+        accounting.start()
+        return cls(
+            settings=settings,
+            store=store,
+            provider=provider,
+            models=models,
+            accounting=accounting,
+            pipeline=pipeline,
+            auth=auth,
+            tokens=tokens,
+            metrics=metrics,
+        )
 
     async def aclose(self) -> None:
         await self.pipeline.coalescer.aclose()
         await self.pipeline.relay.aclose()
         await self.pipeline.leases.aclose()
         await self.pipeline.embeddings.aclose()
+        await self.accounting.aclose()  # the last increments, before the store's pool closes
         await self.provider.aclose()
         await self.store.close()
+        self.metrics.close()
+
+
+def _stats_backend(settings: Settings, store: CacheStore) -> StatsBackend:
+    """Shared counters in the cache's Redis (one pool), else this process's memory."""
+    client = getattr(store, "client", None)
+    if settings.cache_backend == "redis" and client is not None:
+        return RedisStats(client, settings.cache_namespace)
+    return MemoryStats()

@@ -37,6 +37,8 @@ from genai_api.providers.base import Provider
 from genai_api.relay import Relay, Streamed, replay
 from genai_api.store.base import CacheStore
 from genai_api.streams import assemble, synthesize, upstream_body, wants_usage
+from genai_api.tokenizer import TokenCounter
+from genai_api.usage import fill_usage
 
 if TYPE_CHECKING:
     from tiktoken import Encoding
@@ -101,6 +103,7 @@ class Pipeline:
         upstream_timeout: float,
         stream_finish_on_disconnect: bool = True,
         leases: Leases | None = None,
+        tokens: TokenCounter | None = None,
     ) -> None:
         self.store = store
         self.provider = provider
@@ -110,6 +113,7 @@ class Pipeline:
         self.max_ttl = max_ttl
         self.cache_nondeterministic = cache_nondeterministic
         self.upstream_timeout = upstream_timeout
+        self.tokens = tokens  # counts usage the provider did not send
         self.coalescer: Coalescer[tuple[Entry, CacheStatus]] = Coalescer()
         self.relay = Relay(self.coalescer, finish_on_disconnect=stream_finish_on_disconnect)
         self.leases: Leases = leases or LocalLeases()
@@ -340,11 +344,20 @@ class Pipeline:
             feed.close(ProviderError("The upstream stream was interrupted.", status_code=502))
             raise
         feed.close()
-        return Entry.fresh(response, model=call.model.name, chunks=feed.chunks)
+        return await self._entry(call, response, feed.chunks)
 
     async def _provider_call(self, call: Call) -> Entry:
         response = await self.upstream(call.path, call.body)
-        return Entry.fresh(response, model=call.model.name)
+        return await self._entry(call, response)
+
+    async def _entry(
+        self, call: Call, response: dict[str, Any], chunks: list[dict[str, Any]] | None = None
+    ) -> Entry:
+        """The entry of a fresh answer, with usage counted by us if the provider sent none."""
+        entry = Entry.fresh(response, model=call.model.name, chunks=chunks)
+        if self.tokens is not None:
+            await fill_usage(entry, self.tokens, call.model, call.path, call.body)
+        return entry
 
     async def upstream(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
         """One provider call, within `UPSTREAM_CONCURRENCY` and `UPSTREAM_TIMEOUT`."""
@@ -379,13 +392,12 @@ class Pipeline:
         if outcome.from_cache:
             outcome.saved_tokens = prompt_tokens + completion_tokens
             outcome.saved_cost = cost
-            self.accounting.record(
-                call.model.name,
-                status,
-                prompt_tokens=prompt_tokens,
-                completion_tokens=completion_tokens,
-                cost=cost,
-            )
-        else:
-            self.accounting.record(call.model.name, status, cost=cost)
+        # Tokens and cost count as saved on HIT/COALESCED, as spent on MISS/BYPASS.
+        self.accounting.record(
+            call.model.name,
+            status,
+            prompt_tokens=prompt_tokens,
+            completion_tokens=completion_tokens,
+            cost=cost,
+        )
         return outcome

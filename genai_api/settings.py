@@ -59,6 +59,7 @@ class Settings(BaseSettings):
     # --- access and limits
     gateway_api_keys: SecretStr | None = None
     admin_api_key: SecretStr | None = None
+    metrics_require_admin: bool = False
     max_request_bytes: int = Field(8_388_608, ge=1024)
     prompts_dir: Path = Path("prompts")
     log_level: str = "INFO"

@@ -1,38 +1,61 @@
-"""`genai-api stats`: the savings table of a running server, printed with rich."""
+"""`genai-api stats`: the savings table of a running server, printed with rich.
+
+One row per model and a total row, from `/v1/cache/stats` (CONTRACT §3), plus a caption
+summing the last hour of per-minute buckets. Costs are printed exactly as the server sent
+them (decimal strings), never through a float.
+"""
 
 from __future__ import annotations
 
+import asyncio
+from decimal import Decimal
 from typing import Any
 
 import httpx
 from rich.console import Console
 from rich.table import Table
 
+COLUMNS = (
+    "model",
+    "hits",
+    "coalesced",
+    "misses",
+    "bypassed",
+    "errors",
+    "hit ratio",
+    "tokens saved",
+    "USD saved",
+    "USD spent",
+)
+
+
+def _last_hour(stats: dict[str, Any]) -> str | None:
+    points = (stats.get("series") or {}).get("points")
+    if not points:
+        return None
+    cached = sum(p["hits"] + p["coalesced"] for p in points)
+    total = cached + sum(p["misses"] + p["bypassed"] for p in points)
+    saved = sum(Decimal(p["cost_saved_usd"]) for p in points)
+    ratio = f"{cached / total:.1%}" if total else "-"
+    return f"last hour: {total:,} requests, {ratio} from cache, ${saved} saved"
+
 
 def stats_table(stats: dict[str, Any]) -> Table:
-    table = Table(title=f"genai-api cache savings since {stats.get('since', '?')}")
-    for column in (
-        "model",
-        "hits",
-        "coalesced",
-        "misses",
-        "bypassed",
-        "errors",
-        "hit ratio",
-        "tokens saved",
-        "USD saved",
-        "USD spent",
-    ):
+    table = Table(
+        title=f"genai-api cache savings since {stats.get('since', '?')}",
+        caption=_last_hour(stats),
+    )
+    for column in COLUMNS:
         table.add_column(column, justify="left" if column == "model" else "right")
 
     def row(name: str, c: dict[str, Any], style: str | None = None) -> None:
         table.add_row(
             name,
-            str(c["hits"]),
-            str(c["coalesced"]),
-            str(c["misses"]),
-            str(c["bypassed"]),
-            str(c["errors"]),
+            f"{c['hits']:,}",
+            f"{c['coalesced']:,}",
+            f"{c['misses']:,}",
+            f"{c['bypassed']:,}",
+            f"{c['errors']:,}",
             f"{float(c['hit_ratio']):.1%}",
             f"{c['tokens_saved']['total']:,}",
             f"${c['cost_saved_usd']}",
@@ -46,11 +69,23 @@ def stats_table(stats: dict[str, Any]) -> Table:
     return table
 
 
-def print_stats(url: str, admin_key: str | None) -> int:
+async def show_stats(
+    url: str,
+    admin_key: str | None,
+    *,
+    client: httpx.AsyncClient | None = None,
+    console: Console | None = None,
+) -> int:
+    """Fetch and print; 1 (with a one-line reason) when the server cannot be read."""
     headers = {"Authorization": f"Bearer {admin_key}"} if admin_key else {}
-    console = Console()
+    console = console or Console()
+    target = url.rstrip("/") + "/v1/cache/stats?series=minute&points=60"
     try:
-        response = httpx.get(url.rstrip("/") + "/v1/cache/stats", headers=headers, timeout=10)
+        if client is None:
+            async with httpx.AsyncClient(timeout=10) as own:
+                response = await own.get(target, headers=headers)
+        else:
+            response = await client.get(target, headers=headers)
     except httpx.HTTPError as exc:
         console.print(f"[red]cannot reach {url}: {exc}[/red]")
         return 1
@@ -59,3 +94,8 @@ def print_stats(url: str, admin_key: str | None) -> int:
         return 1
     console.print(stats_table(response.json()))
     return 0
+
+
+def print_stats(url: str, admin_key: str | None) -> int:
+    """The `genai-api stats` command."""
+    return asyncio.run(show_stats(url, admin_key))

@@ -21,9 +21,10 @@ def _ok() -> httpx.Response:
 
 
 async def _keys(url: str, namespace: str) -> list[str]:
+    """The cache entries of `namespace` (its `:stats:` counters live beside them)."""
     client = aioredis.from_url(url)
     try:
-        return sorted([k.decode() async for k in client.scan_iter(match=f"{namespace}:*")])
+        return sorted([k.decode() async for k in client.scan_iter(match=f"{namespace}:e:*")])
     finally:
         await client.aclose()
 

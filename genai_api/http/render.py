@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from decimal import Decimal
 
 import orjson
 from starlette.responses import Response, StreamingResponse
@@ -10,6 +11,7 @@ from starlette.responses import Response, StreamingResponse
 from genai_api import sse
 from genai_api.accounting import CacheStatus
 from genai_api.errors import GatewayError
+from genai_api.money import to_pico, usd
 from genai_api.pipeline import Outcome
 from genai_api.relay import Streamed
 
@@ -19,7 +21,8 @@ def cache_headers(outcome: Outcome) -> dict[str, str]:
     if outcome.from_cache:
         headers["Age"] = str(outcome.entry.age())
         headers["X-Cache-Saved-Tokens"] = str(outcome.saved_tokens)
-        headers["X-Cache-Saved-Cost-USD"] = format(outcome.saved_cost or 0, "f")
+        # Rounded and written exactly as /v1/cache/stats adds it up, so headers sum to stats.
+        headers["X-Cache-Saved-Cost-USD"] = usd(to_pico(outcome.saved_cost or Decimal(0)))
     return headers
 
 

@@ -9,12 +9,17 @@ from genai_api.providers.base import Provider
 from genai_api.providers.mock import MockProvider
 from genai_api.providers.openai import OpenAIProvider
 from genai_api.settings import Settings
+from genai_api.tokenizer import TokenCounter
 
 
-def build_provider(settings: Settings, http_client: httpx.AsyncClient | None = None) -> Provider:
+def build_provider(
+    settings: Settings,
+    http_client: httpx.AsyncClient | None = None,
+    tokens: TokenCounter | None = None,
+) -> Provider:
     """The provider for `settings`; `http_client` lets tests inject a respx-mocked client."""
     if settings.resolved_provider == "mock":
-        return MockProvider(settings.mock_latency_ms)
+        return MockProvider(settings.mock_latency_ms, tokens)
     if http_client is None:
         limits = httpx.Limits(
             max_connections=settings.upstream_concurrency * 2,

@@ -18,6 +18,9 @@ from typing import Any
 import numpy as np
 import orjson
 
+from genai_api.tokenizer import TokenCounter
+from genai_api.usage import count_usage
+
 
 def _approx_tokens(text: str) -> int:
     return max(1, math.ceil(len(text) / 4))
@@ -34,9 +37,18 @@ def _text_of(content: Any) -> str:
 class MockProvider:
     name = "mock"
 
-    def __init__(self, latency_ms: float = 0.0) -> None:
+    def __init__(self, latency_ms: float = 0.0, tokens: TokenCounter | None = None) -> None:
         self.latency = latency_ms / 1000.0
         self.calls = 0
+        self.tokens = tokens  # real tiktoken counts when given, else ~4 characters a token
+
+    def _usage(self, path: str, body: dict[str, Any], answer: dict[str, Any]) -> None:
+        """Replace the rough usage with tiktoken's count, as a real provider would report."""
+        if self.tokens is not None:
+            model = str(body.get("model", "mock"))
+            usage = count_usage(self.tokens, model, None, path, body, answer)
+            usage.pop("estimated")
+            answer["usage"] = usage
 
     async def create(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
         self.calls += 1
@@ -45,7 +57,9 @@ class MockProvider:
         seed = hashlib.sha256(orjson.dumps(body, option=orjson.OPT_SORT_KEYS)).hexdigest()
         model = str(body.get("model", "mock"))
         if path == "/embeddings":
-            return self._embeddings(body, model)
+            embedded = self._embeddings(body, model)
+            self._usage(path, body, embedded)
+            return embedded
         n = int(body.get("n") or 1)
         if path == "/chat/completions":
             messages = body.get("messages") or []
@@ -72,7 +86,7 @@ class MockProvider:
             obj, prefix = "text_completion", "cmpl"
         prompt_tokens = _approx_tokens(prompt)
         completion_tokens = _approx_tokens(text) * n
-        return {
+        answer: dict[str, Any] = {
             "id": f"{prefix}-mock{seed[:24]}",
             "object": obj,
             "created": int(time.time()),
@@ -85,6 +99,8 @@ class MockProvider:
             },
             "system_fingerprint": "fp_mock",
         }
+        self._usage(path, body, answer)
+        return answer
 
     def _embeddings(self, body: dict[str, Any], model: str) -> dict[str, Any]:
         inputs = body.get("input")

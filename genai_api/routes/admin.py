@@ -13,6 +13,7 @@ from genai_api.errors import CacheUnavailable, GatewayError, InvalidRequest
 from genai_api.http.deps import AdminDep, GatewayDep
 from genai_api.http.responses import json_response
 from genai_api.keys import segment
+from genai_api.stats_backends import INTERVALS
 
 router = APIRouter()
 
@@ -20,8 +21,24 @@ _FILTERS = ("model", "key", "tenant", "prompt")
 
 
 @router.get("/v1/cache/stats", tags=["admin"])
-async def cache_stats(gateway: GatewayDep, _: AdminDep) -> Response:
-    return json_response(gateway.accounting.snapshot())
+async def cache_stats(
+    gateway: GatewayDep, _: AdminDep, series: str | None = None, points: str | None = None
+) -> Response:
+    """CONTRACT §3 savings; `?series=minute|hour[&points=N]` adds the last N time buckets."""
+    if series is not None and series not in INTERVALS:
+        raise InvalidRequest("'series' must be 'minute' or 'hour'.", param="series")
+    count: int | None = None
+    if points is not None:
+        if not points.isdigit() or int(points) < 1:
+            raise InvalidRequest("'points' must be a positive integer.", param="points")
+        count = int(points)
+    try:
+        doc = await gateway.accounting.snapshot(series, count)
+    except CacheUnavailable as exc:
+        raise GatewayError(
+            "The stats backend is not answering.", status_code=503, code="cache_unavailable"
+        ) from exc
+    return json_response(doc)
 
 
 @router.delete("/v1/cache", tags=["admin"])

@@ -1,0 +1,164 @@
+"""Prometheus metrics for `GET /metrics`, safe with several worker processes.
+
+Built once per app in the lifespan (a registry of its own, so tests can build many apps).
+With `genai-api serve --workers N` the serve command points `PROMETHEUS_MULTIPROC_DIR` at a
+fresh directory before any worker starts; prometheus-client then keeps each worker's values
+in files there, and a scrape (answered by any one worker) adds them all up.
+
+Label values are bounded so a client cannot blow up the series count: `endpoint` is one of
+four names, `model` is a model of the models table or `other`, `cache` one of five values.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from decimal import Decimal
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    multiprocess,
+    values,
+)
+
+from genai_api.accounting import SAVED, CacheStatus
+
+OTHER = "other"
+LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 40.0, 80.0, 160.0)
+_PATH_ENDPOINTS = {
+    "/v1/chat/completions": "chat.completions",
+    "/chat/completions": "chat.completions",
+    "/v1/completions": "completions",
+    "/completions": "completions",
+    "/v1/embeddings": "embeddings",
+    "/embeddings": "embeddings",
+}
+_CACHE_RESULTS = {"HIT": "hit", "MISS": "miss", "COALESCED": "coalesced", "BYPASS": "bypass"}
+
+
+def is_multiprocess() -> bool:
+    """True when prometheus-client writes values to PROMETHEUS_MULTIPROC_DIR (chosen at import)."""
+    return values.ValueClass is not values.MutexValue
+
+
+def endpoint_of(path: str) -> str | None:
+    """The endpoint label of a request path, or None for paths that are not counted."""
+    if path.startswith("/v1/prompts/") and path.endswith("/completions"):
+        return "prompts"
+    return _PATH_ENDPOINTS.get(path)
+
+
+class Metrics:
+    def __init__(self, models: Iterable[str]) -> None:
+        self.models = frozenset(models)
+        self.multiprocess = is_multiprocess()
+        # In multiprocess mode values live in files and are collected from there, not here.
+        reg = None if self.multiprocess else CollectorRegistry(auto_describe=True)
+        self.registry = reg
+        self.requests = Counter(
+            "genai_requests",
+            "Requests to the completion endpoints by endpoint, model, cache result and status.",
+            ["endpoint", "model", "cache", "status"],
+            registry=reg,
+        )
+        self.tokens_saved = Counter(
+            "genai_cache_tokens_saved",
+            "Tokens answered from the cache (HIT, COALESCED) instead of the provider.",
+            ["model", "kind"],
+            registry=reg,
+        )
+        self.tokens_spent = Counter(
+            "genai_provider_tokens",
+            "Tokens the provider was paid for (MISS, BYPASS).",
+            ["model", "kind"],
+            registry=reg,
+        )
+        self.cost_saved = Counter(
+            "genai_cache_cost_saved_usd",
+            "USD the provider would have charged for answers served from the cache.",
+            ["model"],
+            registry=reg,
+        )
+        self.cost_spent = Counter(
+            "genai_provider_cost_usd",
+            "USD charged by the provider for calls the gateway made.",
+            ["model"],
+            registry=reg,
+        )
+        self.provider_latency = Histogram(
+            "genai_provider_request_duration_seconds",
+            "Provider call latency (a stream: until its last chunk).",
+            ["endpoint", "model", "outcome"],
+            buckets=LATENCY_BUCKETS,
+            registry=reg,
+        )
+        self.in_flight = Gauge(
+            "genai_provider_in_flight",
+            "Provider calls in flight.",
+            registry=reg,
+            multiprocess_mode="livesum",
+        )
+        self.backend_errors = Counter(
+            "genai_cache_backend_errors",
+            "Cache backend failures (component=cache: lookups and writes; stats: counters).",
+            ["component"],
+            registry=reg,
+        )
+
+    def model_label(self, model: object) -> str:
+        return model if isinstance(model, str) and model in self.models else OTHER
+
+    def request(self, endpoint: str, model: object, cache: str | None, status: int) -> None:
+        result = _CACHE_RESULTS.get(cache or "", "none")
+        self.requests.labels(endpoint, self.model_label(model), result, str(status)).inc()
+
+    def account(
+        self, model: str, status: CacheStatus, prompt: int, completion: int, cost: Decimal
+    ) -> None:
+        label = self.model_label(model)
+        saved = status in SAVED
+        tokens = self.tokens_saved if saved else self.tokens_spent
+        if prompt:
+            tokens.labels(label, "prompt").inc(prompt)
+        if completion:
+            tokens.labels(label, "completion").inc(completion)
+        if cost:
+            (self.cost_saved if saved else self.cost_spent).labels(label).inc(float(cost))
+
+    def backend_error(self, component: str) -> None:
+        self.backend_errors.labels(component).inc()
+
+    @contextmanager
+    def provider_call(self, endpoint: str, model: object) -> Iterator[None]:
+        """Time one provider call and count it in flight while it runs."""
+        self.in_flight.inc()
+        start = time.perf_counter()
+        outcome = "error"
+        try:
+            yield
+            outcome = "ok"
+        finally:
+            self.in_flight.dec()
+            self.provider_latency.labels(endpoint, self.model_label(model), outcome).observe(
+                time.perf_counter() - start
+            )
+
+    def render(self) -> tuple[bytes, str]:
+        """The text exposition: this app's registry, or every worker's files."""
+        if self.registry is not None:
+            return generate_latest(self.registry), CONTENT_TYPE_LATEST
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+        return generate_latest(registry), CONTENT_TYPE_LATEST
+
+    def close(self) -> None:
+        """A worker that stops drops its live gauges from the shared directory."""
+        if self.multiprocess:
+            multiprocess.mark_process_dead(os.getpid())  # type: ignore[no-untyped-call]

@@ -1,0 +1,131 @@
+"""The recorder and its backends: batching off the hot path, retry after an outage, buckets."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from decimal import Decimal
+
+import pytest
+import redis.asyncio as aioredis
+
+from genai_api.accounting import Accounting, CacheStatus
+from genai_api.metrics import Metrics
+from genai_api.stats_backends import HOUR, MINUTE, MemoryStats, RedisStats
+from tests.redis_server import RedisServer
+
+T0 = 1_800_000_000.0  # a minute and an hour boundary
+
+
+class Clock:
+    def __init__(self, t: float = T0) -> None:
+        self.t = t
+
+    def __call__(self) -> float:
+        return self.t
+
+
+@pytest.fixture
+async def client(redis_url: str) -> AsyncIterator[aioredis.Redis]:
+    c = aioredis.from_url(redis_url)
+    yield c
+    await c.aclose()
+
+
+def namespace() -> str:
+    return f"t{uuid.uuid4().hex[:12]}"
+
+
+@pytest.mark.redis
+async def test_recording_writes_nothing_until_the_flush(client: aioredis.Redis) -> None:
+    ns = namespace()
+    accounting = Accounting(RedisStats(client, ns), flush_interval=3600)
+    accounting.record("m", CacheStatus.HIT, prompt_tokens=3, cost=Decimal("0.000001"))
+    assert await client.hgetall(f"{ns}:stats:total") == {}
+    assert await accounting.flush()
+    total = await client.hgetall(f"{ns}:stats:total")
+    assert total[b"hits"] == b"1" and total[b"saved_prompt"] == b"3"
+    assert total[b"saved_pusd"] == b"1000000"
+
+
+@pytest.mark.redis
+async def test_failed_flush_keeps_the_counts_for_the_next_one(
+    redis_server: RedisServer,
+) -> None:
+    client = aioredis.from_url(redis_server.url, socket_timeout=0.5)
+    metrics = Metrics(["m"])
+    accounting = Accounting(RedisStats(client, namespace()), meter=metrics)
+    try:
+        accounting.record("m", CacheStatus.MISS, cost=Decimal("0.5"))
+        assert await accounting.flush()
+        redis_server.stop()
+        accounting.record("m", CacheStatus.HIT, cost=Decimal("0.25"))
+        accounting.record_error("m")
+        assert not await accounting.flush()
+        accounting.record("m", CacheStatus.HIT, cost=Decimal("0.25"))
+        redis_server.start()
+        assert await accounting.flush()
+        doc = await accounting.snapshot()
+    finally:
+        await client.aclose()
+    # The restarted Redis kept nothing (no persistence): what it holds is exactly the batch
+    # that failed plus the one recorded after, each counted once.
+    assert (doc["hits"], doc["misses"], doc["errors"]) == (2, 0, 1)
+    assert (doc["cost_saved_usd"], doc["cost_spent_usd"]) == ("0.5", "0")
+    assert accounting.flush_failures == 1
+    failures = metrics.backend_errors.labels("stats")._value.get()
+    assert failures == 1
+
+
+@pytest.mark.redis
+async def test_redis_buckets_per_minute_and_hour_expire_on_schedule(
+    client: aioredis.Redis,
+) -> None:
+    ns, clock = namespace(), Clock()
+    accounting = Accounting(RedisStats(client, ns), clock=clock)
+    accounting.record("m", CacheStatus.HIT, completion_tokens=5)
+    clock.t += 61
+    accounting.record("m", CacheStatus.MISS)
+    await accounting.flush()
+    doc = await accounting.snapshot("minute", 3)
+    assert [(p["t"], p["hits"], p["misses"]) for p in doc["series"]["points"]] == [
+        (int(T0) - 60, 0, 0),
+        (int(T0), 1, 0),
+        (int(T0) + 60, 0, 1),
+    ]
+    hours = (await accounting.snapshot("hour", 2))["series"]["points"]
+    assert [(p["hits"], p["misses"]) for p in hours] == [(0, 0), (1, 1)]
+    expire_minute = await client.expiretime(f"{ns}:stats:minute:{int(T0)}")
+    expire_hour = await client.expiretime(f"{ns}:stats:hour:{int(T0)}")
+    assert expire_minute == int(T0) + MINUTE.seconds + MINUTE.window
+    assert expire_hour == int(T0) + HOUR.seconds + HOUR.window
+    assert await client.ttl(f"{ns}:stats:total") == -1  # totals never expire
+
+
+async def test_memory_drops_buckets_older_than_their_window() -> None:
+    clock = Clock()
+    backend = MemoryStats()
+    accounting = Accounting(backend, clock=clock)
+    accounting.record("m", CacheStatus.HIT)
+    await accounting.flush()
+    clock.t += MINUTE.window + 60
+    accounting.record("m", CacheStatus.HIT)
+    await accounting.flush()
+    assert sorted(backend.buckets["minute"]) == [int(clock.t)]
+    assert sorted(backend.buckets["hour"]) == [int(T0), int(clock.t) // 3600 * 3600]
+    assert (await accounting.snapshot())["hits"] == 2
+
+
+async def test_memory_since_is_when_the_process_started_counting() -> None:
+    accounting = Accounting(MemoryStats(), clock=Clock())
+    assert (await accounting.snapshot())["since"] == "2027-01-15T08:00:00Z"
+
+
+async def test_costs_are_exact_where_floats_drift() -> None:
+    accounting = Accounting()
+    for _ in range(10):
+        accounting.record("m", CacheStatus.HIT, cost=Decimal("0.1"))
+    accounting.record("m", CacheStatus.MISS, cost=Decimal("0.000000000001"))
+    doc = await accounting.snapshot()
+    assert sum([0.1] * 10) != 1.0  # what a float counter would have said
+    assert (doc["cost_saved_usd"], doc["cost_spent_usd"]) == ("1", "0.000000000001")
