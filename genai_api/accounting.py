@@ -5,7 +5,7 @@ The pipeline calls `record` once per answer (and embeddings once per batch with 
 the backend (`stats_backends`: this process's memory, or Redis shared by every replica)
 every `flush_interval` seconds and once more at shutdown. So a hit never waits on Redis for
 its accounting, and an accounting failure never fails a request: it is logged and counted,
-and the batch is kept for the next flush.
+and the batch is retried, exactly once in effect (see `flush`).
 
 `snapshot` produces the `/v1/cache/stats` document of CONTRACT §3 (after flushing this
 process's pending increments, so a client reads its own writes), optionally with a time
@@ -102,6 +102,9 @@ class Accounting:
         self.started = clock()
         self.flush_failures = 0
         self._pending = Batch()
+        self._unsent: Batch | None = None
+        self._seq = 0
+        self._failing = False
         self._lock = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
 
@@ -147,22 +150,42 @@ class Accounting:
                 log.exception("stats flush failed")
 
     async def flush(self) -> bool:
-        """Apply pending increments; on a backend failure keep them for the next try."""
+        """Hand pending increments to the backend; False when it failed (they are kept).
+
+        A batch that failed is retried as it was, with its sequence number, before anything
+        newer: the Redis backend applies each (writer, seq) at most once, so a batch whose
+        failed attempt did reach Redis is not counted twice.
+        """
         async with self._lock:
-            batch, self._pending = self._pending, Batch()
-            if not batch:
+            if self._unsent is not None:
+                if not await self._apply(self._unsent):
+                    return False
+                self._unsent = None
+            if not self._pending:
                 return True
-            try:
-                await self.backend.apply(batch, self.clock())
-            except _BACKEND_FAILURES as exc:
-                batch.merge(self._pending)
-                self._pending = batch
-                self.flush_failures += 1
-                if self.meter is not None:
-                    self.meter.backend_error("stats")
-                log.warning("stats backend %s failed, will retry: %s", self.backend.name, exc)
+            batch, self._pending = self._pending, Batch()
+            self._seq += 1
+            batch.seq = self._seq
+            if not await self._apply(batch):
+                self._unsent = batch
                 return False
             return True
+
+    async def _apply(self, batch: Batch) -> bool:
+        try:
+            await self.backend.apply(batch, self.clock())
+        except _BACKEND_FAILURES as exc:
+            self.flush_failures += 1
+            if self.meter is not None:
+                self.meter.backend_error("stats")
+            if not self._failing:  # one line per outage, not one per flush
+                log.warning("stats backend %s failed, will retry: %s", self.backend.name, exc)
+            self._failing = True
+            return False
+        if self._failing:
+            log.info("stats backend %s is back; pending counts written", self.backend.name)
+            self._failing = False
+        return True
 
     async def aclose(self) -> None:
         """Stop the background flush and flush what is left (best effort)."""

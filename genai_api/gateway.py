@@ -20,7 +20,8 @@ from genai_api.pipeline import Pipeline
 from genai_api.providers import Provider, build_provider
 from genai_api.providers.metered import MeteredProvider
 from genai_api.settings import Settings
-from genai_api.stats_backends import MemoryStats, RedisStats, StatsBackend
+from genai_api.stats_backends import MemoryStats, StatsBackend
+from genai_api.stats_redis import RedisStats
 from genai_api.store import CacheStore, build_store
 from genai_api.tokenizer import TokenCounter
 

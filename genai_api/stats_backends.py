@@ -5,23 +5,14 @@ only ever add integers: exact in memory, atomic across replicas in Redis (`HINCR
 The recorder (`genai_api.accounting`) batches increments in memory and hands a `Batch`
 to `apply` every half second; `read` and `read_series` serve `/v1/cache/stats`.
 
-Redis layout (`{ns}` = `CACHE_NAMESPACE`)::
-
-    {ns}:stats:total                    hash  counters + `since` (unix s of the first write)
-    {ns}:stats:models                   set   model names that have a hash
-    {ns}:stats:model:{model}            hash  counters of one model
-    {ns}:stats:minute:{unix s}          hash  counters of one minute, expire after a day
-    {ns}:stats:hour:{unix s}            hash  counters of one hour, expire after 30 days
+`MemoryStats` is here; `RedisStats` (shared by every replica) is in `stats_redis`.
 """
 
 from __future__ import annotations
 
-import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
-from typing import Any, Protocol
-
-import redis.asyncio as aioredis
+from typing import Protocol
 
 FIELDS = (
     "hits",
@@ -66,6 +57,7 @@ def _counter() -> Counter[str]:
 class Batch:
     """Increments not yet applied: totals, per model, per time bucket."""
 
+    seq: int = 0  # set by the recorder when it hands the batch over: applied once per seq
     totals: Counter[str] = field(default_factory=Counter)
     models: defaultdict[str, Counter[str]] = field(default_factory=lambda: defaultdict(_counter))
     buckets: dict[str, defaultdict[int, Counter[str]]] = field(
@@ -78,15 +70,6 @@ class Batch:
             self.models[model].update(counts)
         for name, interval in INTERVALS.items():
             self.buckets[name][interval.start(now)].update(counts)
-
-    def merge(self, other: Batch) -> None:
-        """Add `other` into this batch (a failed flush goes back into the pending one)."""
-        self.totals.update(other.totals)
-        for model, counts in other.models.items():
-            self.models[model].update(counts)
-        for name, buckets in other.buckets.items():
-            for start, counts in buckets.items():
-                self.buckets[name][start].update(counts)
 
     def __bool__(self) -> bool:
         return bool(self.totals)
@@ -143,74 +126,3 @@ class MemoryStats:
     async def read_series(self, interval: Interval, starts: list[int]) -> list[Counter[str]]:
         kept = self.buckets[interval.name]
         return [Counter(kept.get(start, {})) for start in starts]
-
-
-def _ints(raw: dict[Any, Any]) -> Counter[str]:
-    out: Counter[str] = Counter()
-    for key, value in raw.items():
-        name = key.decode() if isinstance(key, bytes) else str(key)
-        if name in FIELDS:
-            out[name] = int(value)
-    return out
-
-
-class RedisStats:
-    """Counters shared by every replica: `HINCRBY` in one MULTI/EXEC per flush."""
-
-    name = "redis"
-
-    def __init__(self, client: aioredis.Redis, namespace: str) -> None:
-        self.client = client
-        self.prefix = f"{namespace}:stats"
-
-    def _bucket_key(self, interval: Interval, start: int) -> str:
-        return f"{self.prefix}:{interval.name}:{start}"
-
-    async def apply(self, batch: Batch, now: float) -> None:
-        total_key, models_key = f"{self.prefix}:total", f"{self.prefix}:models"
-        async with self.client.pipeline(transaction=True) as pipe:
-            for name, n in batch.totals.items():
-                pipe.hincrby(total_key, name, n)
-            pipe.hsetnx(total_key, "since", int(now))
-            if batch.models:
-                pipe.sadd(models_key, *batch.models)
-            for model, counts in batch.models.items():
-                for name, n in counts.items():
-                    pipe.hincrby(f"{self.prefix}:model:{model}", name, n)
-            for interval_name, buckets in batch.buckets.items():
-                interval = INTERVALS[interval_name]
-                for start, counts in buckets.items():
-                    key = self._bucket_key(interval, start)
-                    for name, n in counts.items():
-                        pipe.hincrby(key, name, n)
-                    # Expire a fixed time after the bucket ends, however often it is written.
-                    pipe.expireat(key, start + interval.seconds + interval.window)
-            await pipe.execute()
-
-    async def read(self) -> Totals:
-        async with self.client.pipeline(transaction=False) as pipe:
-            pipe.hgetall(f"{self.prefix}:total")
-            pipe.smembers(f"{self.prefix}:models")
-            total, members = await pipe.execute()
-        models = sorted(m.decode() if isinstance(m, bytes) else str(m) for m in members)
-        per_model: dict[str, Counter[str]] = {}
-        if models:
-            async with self.client.pipeline(transaction=False) as pipe:
-                for model in models:
-                    pipe.hgetall(f"{self.prefix}:model:{model}")
-                per_model = {
-                    m: _ints(raw) for m, raw in zip(models, await pipe.execute(), strict=True)
-                }
-        since = total.get(b"since") or total.get("since")
-        return Totals(float(since) if since else None, _ints(total), per_model)
-
-    async def read_series(self, interval: Interval, starts: list[int]) -> list[Counter[str]]:
-        async with self.client.pipeline(transaction=False) as pipe:
-            for start in starts:
-                pipe.hgetall(self._bucket_key(interval, start))
-            return [_ints(raw) for raw in await pipe.execute()]
-
-
-def now() -> float:
-    """The default clock (a seam: tests pass their own)."""
-    return time.time()

@@ -95,11 +95,28 @@ async def known_mix(gws: list[Running], release: asyncio.Event) -> list[httpx.Re
     await post(1, "/v1/completions", COMPLETION)  # MISS
     await post(0, "/v1/completions", COMPLETION)  # HIT
     await post(1, "/v1/completions", COMPLETION)  # HIT
-    flight = [
-        asyncio.create_task(gws[0].http.post("/v1/chat/completions", json=chat("slow")))
-        for _ in range(5)
-    ]
-    await asyncio.sleep(0.05)  # all five are waiting on the one flight
+    # Five identical requests at once: release the provider only when all five have looked
+    # the key up (and the flight has re-checked it), so four must wait on the one flight.
+    store = gws[0].gateway.pipeline.store
+    real_get, lookups, all_looked = store.get, 0, asyncio.Event()
+
+    async def counted_get(key: str) -> bytes | None:
+        nonlocal lookups
+        value = await real_get(key)
+        lookups += 1
+        if lookups == 6:
+            all_looked.set()
+        return value
+
+    store.get = counted_get
+    try:
+        flight = [
+            asyncio.create_task(gws[0].http.post("/v1/chat/completions", json=chat("slow")))
+            for _ in range(5)
+        ]
+        await asyncio.wait_for(all_looked.wait(), 10)
+    finally:
+        store.get = real_get
     release.set()
     answers += await asyncio.gather(*flight)  # 1 MISS + 4 COALESCED
     await post(1, "/v1/chat/completions", chat("slow"))  # HIT

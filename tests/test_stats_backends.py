@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections import Counter
 from collections.abc import AsyncIterator
 from decimal import Decimal
 
@@ -11,7 +12,8 @@ import redis.asyncio as aioredis
 
 from genai_api.accounting import Accounting, CacheStatus
 from genai_api.metrics import Metrics
-from genai_api.stats_backends import HOUR, MINUTE, MemoryStats, RedisStats
+from genai_api.stats_backends import HOUR, MINUTE, Batch, Interval, MemoryStats, Totals
+from genai_api.stats_redis import RedisStats
 from tests.redis_server import RedisServer
 
 T0 = 1_800_000_000.0  # a minute and an hour boundary
@@ -129,3 +131,48 @@ async def test_costs_are_exact_where_floats_drift() -> None:
     doc = await accounting.snapshot()
     assert sum([0.1] * 10) != 1.0  # what a float counter would have said
     assert (doc["cost_saved_usd"], doc["cost_spent_usd"]) == ("1", "0.000000000001")
+
+
+class AnswerLost:
+    """Redis applies the batch, but the answer never arrives (a timeout, for the caller)."""
+
+    name = "redis"
+
+    def __init__(self, inner: RedisStats) -> None:
+        self.inner = inner
+        self.lose_next = True
+
+    async def apply(self, batch: Batch, now: float) -> None:
+        await self.inner.apply(batch, now)
+        if self.lose_next:
+            self.lose_next = False
+            raise TimeoutError("answer lost")
+
+    async def read(self) -> Totals:
+        return await self.inner.read()
+
+    async def read_series(self, interval: Interval, starts: list[int]) -> list[Counter[str]]:
+        return await self.inner.read_series(interval, starts)
+
+
+@pytest.mark.redis
+async def test_a_retried_batch_that_had_reached_redis_counts_once(
+    client: aioredis.Redis,
+) -> None:
+    accounting = Accounting(AnswerLost(RedisStats(client, namespace())))
+    accounting.record("m", CacheStatus.HIT, cost=Decimal("0.25"))
+    assert not await accounting.flush()  # applied, but the recorder cannot know
+    accounting.record("m", CacheStatus.HIT, cost=Decimal("0.25"))
+    assert await accounting.flush()  # the lost batch again (skipped), then the new one
+    doc = await accounting.snapshot()
+    assert (doc["hits"], doc["cost_saved_usd"]) == (2, "0.5")
+
+
+@pytest.mark.redis
+async def test_two_writers_never_skip_each_other(client: aioredis.Redis) -> None:
+    ns = namespace()
+    one, two = Accounting(RedisStats(client, ns)), Accounting(RedisStats(client, ns))
+    for accounting in (one, two, one):
+        accounting.record("m", CacheStatus.MISS, cost=Decimal("0.1"))
+        assert await accounting.flush()
+    assert (await two.snapshot())["cost_spent_usd"] == "0.3"
