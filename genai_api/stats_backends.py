@@ -49,30 +49,51 @@ HOUR = Interval("hour", 3600, 30 * 24)
 INTERVALS = {i.name: i for i in (MINUTE, HOUR)}
 
 
-def _counter() -> Counter[str]:
-    return Counter()
-
-
 @dataclass
 class Batch:
-    """Increments not yet applied: totals, per model, per time bucket."""
+    """Increments not yet applied, kept per (model, minute) so recording is one dict update.
+
+    Totals, per-model counters and per-minute / per-hour buckets are all sums of these
+    cells, computed once when the batch is flushed (off the hot path).
+    """
 
     seq: int = 0  # set by the recorder when it hands the batch over: applied once per seq
-    totals: Counter[str] = field(default_factory=Counter)
-    models: defaultdict[str, Counter[str]] = field(default_factory=lambda: defaultdict(_counter))
-    buckets: dict[str, defaultdict[int, Counter[str]]] = field(
-        default_factory=lambda: {name: defaultdict(_counter) for name in INTERVALS}
-    )
+    cells: dict[tuple[str | None, int], dict[str, int]] = field(default_factory=dict)
 
     def add(self, model: str | None, counts: dict[str, int], now: float) -> None:
-        self.totals.update(counts)
-        if model is not None:
-            self.models[model].update(counts)
-        for name, interval in INTERVALS.items():
-            self.buckets[name][interval.start(now)].update(counts)
+        key = (model, int(now) // 60 * 60)
+        cell = self.cells.get(key)
+        if cell is None:
+            cell = self.cells[key] = {}
+        for name, n in counts.items():
+            cell[name] = cell.get(name, 0) + n
+
+    @property
+    def totals(self) -> Counter[str]:
+        out: Counter[str] = Counter()
+        for cell in self.cells.values():
+            out.update(cell)
+        return out
+
+    @property
+    def models(self) -> dict[str, Counter[str]]:
+        out: dict[str, Counter[str]] = {}
+        for (model, _), cell in self.cells.items():
+            if model is not None:
+                out.setdefault(model, Counter()).update(cell)
+        return out
+
+    @property
+    def buckets(self) -> dict[str, dict[int, Counter[str]]]:
+        """Per interval name, bucket start → counters."""
+        out: dict[str, dict[int, Counter[str]]] = {name: {} for name in INTERVALS}
+        for (_, minute), cell in self.cells.items():
+            for name, interval in INTERVALS.items():
+                out[name].setdefault(interval.start(minute), Counter()).update(cell)
+        return out
 
     def __bool__(self) -> bool:
-        return bool(self.totals)
+        return bool(self.cells)
 
 
 @dataclass
@@ -103,7 +124,7 @@ class MemoryStats:
 
     def __init__(self) -> None:
         self.totals: Counter[str] = Counter()
-        self.models: defaultdict[str, Counter[str]] = defaultdict(_counter)
+        self.models: defaultdict[str, Counter[str]] = defaultdict(Counter)
         self.buckets: dict[str, dict[int, Counter[str]]] = {name: {} for name in INTERVALS}
 
     async def apply(self, batch: Batch, now: float) -> None:
