@@ -199,25 +199,40 @@ class Accounting:
     async def snapshot(
         self, series: str | None = None, points: int | None = None
     ) -> dict[str, Any]:
-        """The `/v1/cache/stats` document; `series` adds `minute` or `hour` buckets."""
+        """The `/v1/cache/stats` document; `series` adds `minute` or `hour` buckets.
+
+        Counts this process could not write yet (the backend refuses writes, e.g. a Redis
+        replica during a failover) are added to what the backend reports, so a process
+        always sees its own counts.
+        """
         await self.flush()
+        unflushed = Batch()
+        for batch in (self._unsent, self._pending):
+            for key, cell in batch.cells.items() if batch is not None else ():
+                unflushed.add(key[0], cell, key[1])
         try:
             totals = await self.backend.read()
+            totals.totals.update(unflushed.totals)
+            for model, counts in unflushed.models.items():
+                totals.models.setdefault(model, Counter()).update(counts)
             doc: dict[str, Any] = {"since": _iso(totals.since or self.started)}
             doc.update(counters_doc(totals.totals))
             doc["by_model"] = {m: counters_doc(c) for m, c in sorted(totals.models.items())}
             if series is not None:
-                doc["series"] = await self._series(series, points)
+                doc["series"] = await self._series(series, points, unflushed)
         except _BACKEND_FAILURES as exc:
             raise CacheUnavailable(f"stats backend {self.backend.name}: {exc}") from exc
         return doc
 
-    async def _series(self, name: str, points: int | None) -> dict[str, Any]:
+    async def _series(self, name: str, points: int | None, unflushed: Batch) -> dict[str, Any]:
         interval = INTERVALS[name]
         n = min(points or interval.keep, interval.keep)
         last = interval.start(self.clock())
         starts = [last - i * interval.seconds for i in range(n - 1, -1, -1)]
         buckets = await self.backend.read_series(interval, starts)
+        local = unflushed.buckets[name]
+        for start, counts in zip(starts, buckets, strict=True):
+            counts.update(local.get(start, {}))
         return {
             "interval": interval.name,
             "seconds": interval.seconds,

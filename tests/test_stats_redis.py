@@ -135,3 +135,28 @@ async def test_two_writers_never_skip_each_other(client: aioredis.Redis) -> None
         accounting.record("m", CacheStatus.MISS, cost=Decimal("0.1"))
         assert await accounting.flush()
     assert (await two.snapshot())["cost_spent_usd"] == "0.3"
+
+
+class ReadOnly(AnswerLost):
+    """A replica during a failover: reads answer, writes fail."""
+
+    async def apply(self, batch: Batch, now: float) -> None:
+        raise TimeoutError("READONLY")
+
+
+async def test_counts_not_yet_written_still_show_in_this_process(
+    client: aioredis.Redis,
+) -> None:
+    ns = namespace()
+    writer = Accounting(RedisStats(client, ns))
+    writer.record("m", CacheStatus.MISS, cost=Decimal("0.1"))
+    assert await writer.flush()
+    stuck = Accounting(ReadOnly(RedisStats(client, ns)), clock=Clock())
+    stuck.record("m", CacheStatus.HIT, prompt_tokens=7, cost=Decimal("0.1"))
+    assert not await stuck.flush()
+    stuck.record("m", CacheStatus.HIT, prompt_tokens=7, cost=Decimal("0.1"))
+    doc = await stuck.snapshot("minute", 1)
+    assert (doc["hits"], doc["misses"], doc["cost_saved_usd"]) == (2, 1, "0.2")
+    assert doc["by_model"]["m"]["tokens_saved"]["prompt"] == 14
+    assert doc["series"]["points"][0]["hits"] == 2  # the fake clock's minute: local counts
+    assert (await writer.snapshot())["hits"] == 0  # nothing of it reached Redis
