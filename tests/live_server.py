@@ -1,77 +1,30 @@
-"""`genai-api serve` as a subprocess on a free port, for tests that need real sockets
-(a browser, the stats command, several workers)."""
+"""A live `genai-api serve` with the offline mock provider, for tests that need real sockets
+(a browser, several workers): `tests.processes.gateway` with a known configuration."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
-import httpx
-import pytest
+from tests.processes import gateway
 
-from tests.redis_server import free_port
-
-_UNSET = (
-    "OPENAI_API_KEY",
-    "PROVIDER",
-    "CACHE_BACKEND",
-    "REDIS_URL",
-    "ADMIN_API_KEY",
-    "PROMETHEUS_MULTIPROC_DIR",
-    "GATEWAY_API_KEYS",
-    "METRICS_REQUIRE_ADMIN",
-)
+# Whatever the developer's environment or .env says, these servers are offline and open.
+_BASE = {
+    "PROVIDER": "mock",
+    "CACHE_BACKEND": "memory",
+    "ADMIN_API_KEY": "",
+    "GATEWAY_API_KEYS": "",
+    "METRICS_REQUIRE_ADMIN": "false",
+}
 
 
 @contextmanager
-def live_server(cwd: Path, env: dict[str, str] | None = None, workers: int = 1) -> Iterator[str]:
-    """Start the server with the offline mock provider; yield its base URL; stop it."""
-    port = free_port()
-    full_env = {k: v for k, v in os.environ.items() if k not in _UNSET}
-    full_env.update(env or {})
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "genai_api",
-            "serve",
-            "--port",
-            str(port),
-            "--workers",
-            str(workers),
-        ],
-        cwd=cwd,
-        env=full_env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(url + "/healthz", timeout=0.5).status_code == 200:
-                break
-        except httpx.HTTPError:
-            time.sleep(0.1)
-        if proc.poll() is not None:
-            break
-    else:
-        proc.kill()
-        pytest.fail("server did not start: " + (proc.communicate()[0] or ""))
-    if proc.poll() is not None:
-        pytest.fail("server exited: " + (proc.communicate()[0] or ""))
+def live_server(cwd: Path, env: Mapping[str, str] | None = None, workers: int = 1) -> Iterator[str]:
+    """Start the server in `cwd`; yield its base URL; stop it and its workers."""
+    service = gateway(cwd, {**_BASE, **(env or {})}, workers=workers)
     try:
-        yield url
+        service.wait_ready(timeout=60)
+        yield service.url
     finally:
-        proc.terminate()
-        try:
-            proc.communicate(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.communicate()
+        service.stop()
