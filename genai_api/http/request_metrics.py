@@ -37,7 +37,7 @@ class RequestMetricsMiddleware:
         try:
             await self.app(scope, receive, capture)
         finally:
-            gateway = getattr(scope["app"].state, "gateway", None)
+            gateway = getattr(getattr(scope.get("app"), "state", None), "gateway", None)
             if gateway is not None:
                 model = scope.get("state", {}).get("model")
                 gateway.metrics.request(endpoint, model, cache, status)
