@@ -125,4 +125,4 @@ async def stored(gw: Any) -> list[str]:
     if store.name == "memory":
         return list(store._cache._cache)
     ns = gw.gateway.settings.cache_namespace
-    return [k async for k in store.client.scan_iter(match=f"{ns}:*")]
+    return [k async for k in store.client.scan_iter(match=f"{ns}:*") if b":stats:" not in k]

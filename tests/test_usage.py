@@ -17,6 +17,7 @@ from genai_api.providers.mock import MockProvider
 from genai_api.tokenizer import THREAD_OFFLOAD_THRESHOLD, TokenCounter
 from genai_api.usage import count_usage, fill_usage
 from tests.conftest import CHAT, chat_response, completion_response, make_settings, running
+from tests.streaming_client import HELLO, collect, landed, sse_route, streaming
 
 
 def _blocked(*_args: Any, **_kwargs: Any) -> Any:
@@ -158,3 +159,17 @@ def test_cost_of_counted_usage_is_exact(counter: TokenCounter) -> None:
     usage = count_usage(counter, "gpt-4o-mini", None, "/chat/completions", CHAT, chat_response())
     model = ModelInfo("gpt-4o-mini", None, Decimal("0.15"), Decimal("0.60"))
     assert model.cost(usage["prompt_tokens"], usage["completion_tokens"]) == Decimal("0.00000315")
+
+
+async def test_streamed_answer_without_usage_is_counted_with_tiktoken(
+    upstream: respx.MockRouter,
+) -> None:
+    sse_route(upstream, HELLO[:4])  # "Hello!" and a finish, but no usage chunk
+    async with streaming(make_settings()) as gw:
+        await collect(gw)
+        await landed(gw)
+        hit = await gw.http.post("/v1/chat/completions", json=CHAT)
+        stats = (await gw.http.get("/v1/cache/stats")).json()
+    assert hit.headers["x-cache"] == "HIT"
+    assert hit.headers["x-cache-saved-tokens"] == "11"  # 9 prompt + "Hello!" (2)
+    assert stats["tokens_saved"] == {"prompt": 9, "completion": 2, "total": 11}
