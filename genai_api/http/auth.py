@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 from functools import lru_cache
 
 from starlette.requests import Request
@@ -18,6 +19,7 @@ from genai_api.errors import AuthenticationFailed, PermissionDenied
 SHARED_TENANT = "shared"
 ANONYMOUS = "anon"
 _DEFAULT_SECRET = b"genai-api/tenant/v1"
+_TENANT_ID = re.compile(r"[0-9a-f]{24}")
 
 
 def bearer_token(request: Request) -> str | None:
@@ -47,6 +49,19 @@ class Authenticator:
 
     def _tenant_id(self, key: str) -> str:
         return hmac.new(self._secret, key.encode(), hashlib.sha256).hexdigest()[:24]
+
+    def tenant_of(self, given: str) -> str:
+        """The tenant segment an admin means by `given`: a client key or a tenant id.
+
+        A configured client key is hashed; a tenant id (24 hex), `anon` or `shared` is taken
+        as it is; anything else is a bearer of an open gateway, hashed. Only a 24-hex
+        bearer on an open gateway is ambiguous, and it is read as an id.
+        """
+        if self._is_client_key(given):
+            return self.tenant_id(given)
+        if _TENANT_ID.fullmatch(given) or given in (ANONYMOUS, SHARED_TENANT):
+            return given
+        return self.tenant_id(given)
 
     def _is_client_key(self, token: str | None) -> bool:
         if token is None:
