@@ -26,7 +26,7 @@ _SECRET = re.compile(
     r"|(\bsk-)[a-z0-9_\-]{6,}"
     # 4: key=value / "key": "value" pairs named like a secret
     r"|((?:password|passwd|api[_-]?key|secret|authorization)[\"']?\s*[:=]\s*[\"']?)"
-    r"(?:bearer\s+)?[^\s\"',;&]+",
+    r"(?:(?:bearer|basic|token)\s+)?[^\s\"',;&]+",
     re.IGNORECASE,
 )
 
