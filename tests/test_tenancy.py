@@ -212,3 +212,14 @@ async def test_admin_key_is_not_a_client_key(upstream: respx.MockRouter) -> None
             headers={"Authorization": "Bearer admin-secret"},
         )
     assert_envelope(answer, 401)
+
+
+def test_memory_for_bearer_ids_stays_bounded_for_huge_tokens() -> None:
+    # An open gateway hashes any bearer; huge ones must not pile up in the id cache.
+    auth = Authenticator((), None, scope="tenant", secret=SECRET)
+    huge = [f"{i}-" + "x" * 65_536 for i in range(50)]
+    ids = {auth.client(_request(f"Bearer {token}")) for token in huge}
+    assert len(ids) == 50
+    assert auth._cached_tenant_id.cache_info().currsize == 0
+    assert auth.client(_request("Bearer short")) == _hmac_id("short")
+    assert auth._cached_tenant_id.cache_info().currsize == 1

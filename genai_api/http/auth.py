@@ -20,6 +20,9 @@ SHARED_TENANT = "shared"
 ANONYMOUS = "anon"
 _DEFAULT_SECRET = b"genai-api/tenant/v1"
 _TENANT_ID = re.compile(r"[0-9a-f]{24}")
+# Longer bearers are hashed each time instead of cached: on an open gateway anyone can send
+# thousands of distinct 64 KiB tokens, and a cache of them would hold hundreds of MiB.
+CACHED_TOKEN_CHARS = 256
 
 
 def bearer_token(request: Request) -> str | None:
@@ -45,9 +48,15 @@ class Authenticator:
         self._admin_key = admin_key.encode() if admin_key else None
         self.shared = scope == "shared"
         self._secret = secret.encode() if secret else _DEFAULT_SECRET
-        self.tenant_id = lru_cache(maxsize=4096)(self._tenant_id)
+        self._cached_tenant_id = lru_cache(maxsize=4096)(self._hmac)
 
-    def _tenant_id(self, key: str) -> str:
+    def tenant_id(self, key: str) -> str:
+        """The tenant id of a client key: HMAC-SHA256 under the server secret, 24 hex."""
+        if len(key) <= CACHED_TOKEN_CHARS:
+            return self._cached_tenant_id(key)
+        return self._hmac(key)
+
+    def _hmac(self, key: str) -> str:
         return hmac.new(self._secret, key.encode(), hashlib.sha256).hexdigest()[:24]
 
     def tenant_of(self, given: str) -> str:
