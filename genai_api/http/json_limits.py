@@ -8,8 +8,8 @@ cap bounds the per-element work of validation, hashing and forwarding for one re
 Cheap on the common path: the raw bytes are counted first (`bytes.count` runs at memory
 speed), and only a body that *could* break a limit is walked. A body with at most
 `MAX_DEPTH` brackets cannot nest deeper than that, and one with fewer than
-`MAX_ARRAY_ITEMS` commas cannot hold a longer array, so an ordinary chat request is
-decided by three counts and never walked.
+`MAX_ARRAY_ITEMS` commas (or under 2 x `MAX_ARRAY_ITEMS` bytes) cannot hold a longer array,
+so an ordinary chat request is decided by two counts and never walked.
 
     >>> check_shape(b'{"a": [1]}', {"a": [1]})  # fine: returns None
 """
@@ -27,7 +27,8 @@ MAX_ARRAY_ITEMS = 262_144  # 2**18: a 256k-token prompt given as token ids still
 def check_shape(raw: bytes, data: Any) -> None:
     """Raise `InvalidRequest` when `data` (parsed from `raw`) nests or lists too much."""
     maybe_deep = raw.count(b"[") + raw.count(b"{") > MAX_DEPTH
-    maybe_long = raw.count(b",") >= MAX_ARRAY_ITEMS
+    # An array of more than N items takes more than 2N bytes ("[0,0,...]"): count only then.
+    maybe_long = len(raw) > 2 * MAX_ARRAY_ITEMS and raw.count(b",") >= MAX_ARRAY_ITEMS
     if maybe_deep or maybe_long:
         _walk(data)
 
