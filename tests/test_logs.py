@@ -185,3 +185,18 @@ def test_served_workers_log_through_the_redacting_handler(tmp_path: Path) -> Non
         if secret.startswith("http"):
             secret = "base-url-password"
         assert secret not in output
+
+
+async def test_client_text_cannot_forge_access_log_lines(
+    upstream: respx.MockRouter, caplog: pytest.LogCaptureFixture
+) -> None:
+    upstream.post("/chat/completions").mock(return_value=httpx.Response(200, json=chat_response()))
+    forged = "x\n12:00:00 INFO    genai_api.access: GET /admin 200"
+    with caplog.at_level(logging.INFO, logger="genai_api.access"):
+        async with running(make_settings()) as gw:
+            await gw.http.post("/v1/chat/completions", json={**CHAT, "model": forged})
+            await gw.http.get("/v1/unknown%0D%0Aforged%1B[31m")
+    lines = [r.getMessage() for r in caplog.records if r.name == "genai_api.access"]
+    assert len(lines) == 2
+    assert all(line.isprintable() for line in lines)
+    assert "model=x\\n12:00:00" in lines[0]
