@@ -48,11 +48,13 @@ def routes(upstream: respx.MockRouter) -> dict[str, respx.Route]:
 async def refused(
     gw: Running, ep: Endpoint, answer: httpx.Response, status: int, route: respx.Route
 ) -> dict[str, Any]:
-    """Assert the refusal left nothing behind and the next request is served."""
+    """Assert the refusal left nothing behind (flight, entry, count) and the next is served."""
     error = assert_envelope(answer, status)
     assert flights(gw) == 0
     assert stored_keys(gw) == []
     assert route.call_count == 0
+    counted = gw.gateway.accounting.snapshot()
+    assert counted["hits"] + counted["misses"] + counted["bypassed"] + counted["errors"] == 0
     after = await gw.http.post(ep.path, json=ep.body)
     assert after.status_code == 200, after.text
     assert after.headers["x-cache"] == "MISS"
@@ -223,6 +225,35 @@ async def test_wrong_content_type_is_415(
         )
         error = await refused(gw, ep, answer, 415, routes[ep.name])
     assert error["code"] == "unsupported_media_type"
+
+
+@each_endpoint
+@pytest.mark.parametrize(
+    ("header", "value"),
+    [
+        ("X-Cache-TTL", "9" * 5000),
+        ("X-Cache-TTL", "1e999"),
+        ("X-Cache-TTL", "nan"),
+        ("X-Cache-TTL", "-1"),
+        ("Cache-Control", "max-age=" + "9" * 5000),
+        ("Cache-Control", "max-age=inf"),
+    ],
+    ids=[
+        "ttl-5000-digits",
+        "ttl-1e999",
+        "ttl-nan",
+        "ttl-negative",
+        "max-age-5000-digits",
+        "max-age-inf",
+    ],
+)
+async def test_absurd_cache_control_headers_are_400(
+    ep: Endpoint, routes: dict[str, respx.Route], header: str, value: str
+) -> None:
+    async with running(make_settings()) as gw:
+        answer = await gw.http.post(ep.path, json=ep.body, headers={header: value})
+        error = await refused(gw, ep, answer, 400, routes[ep.name])
+    assert error["param"] == header
 
 
 @each_endpoint
