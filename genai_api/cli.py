@@ -19,10 +19,11 @@ Configuration comes from the environment and a .env file in the current director
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from genai_api.logs import logging_config
+    from genai_api.logs import setup_logging
     from genai_api.settings import Settings
 
     settings = Settings()
+    setup_logging(settings.log_level)
     uvicorn.run(
         "genai_api.cli:worker_app",
         factory=True,
@@ -30,8 +31,7 @@ def _serve(args: argparse.Namespace) -> int:
         port=args.port,
         workers=args.workers,
         access_log=False,
-        # Applied by uvicorn in the parent and again in every worker it spawns.
-        log_config=logging_config(settings.log_level),
+        log_config=None,
         loop="uvloop",
         http="httptools",
         timeout_graceful_shutdown=10,

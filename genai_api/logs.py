@@ -1,10 +1,8 @@
 """Logging set-up for the CLI: one readable line per event, secrets never printed.
 
 `RedactSecrets` sits on the one handler every logger reaches (ours, uvicorn's, the
-libraries'), so a secret is masked whoever logs it, tracebacks included. The same
-configuration is handed to uvicorn as its `log_config`, because uvicorn applies that in
-every worker process it spawns; a set-up done only in the parent would leave `--workers N`
-logging through Python's unfiltered last-resort handler.
+libraries'), so a secret is masked whoever logs it, tracebacks included. `serve` applies
+it in the parent and, through `cli.worker_app`, in every worker process it spawns.
 
 What is never logged in the first place: request bodies (prompts) and headers. The access
 log has method, path, status, cache result, model and latency only.

@@ -395,6 +395,28 @@ async def test_client_hanging_up_mid_body_leaves_nothing_behind(
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
 
 
+@pytest.mark.redis
+@each_endpoint
+async def test_refusals_on_redis_leave_no_entry_and_no_lease(
+    ep: Endpoint, routes: dict[str, respx.Route], redis_url: str
+) -> None:
+    settings = make_settings(cache_backend="redis", redis_url=redis_url, max_request_bytes=4096)
+    bodies = [
+        _with_raw(ep, "x", _nested(300)),
+        _with_raw(ep, "x", b'"\xff"'),
+        _with_raw(ep, "x", rb'"\ud800"'),
+        _with_raw(ep, "n", b"1" + b"0" * 30),
+        b"x" * 5000,
+    ]
+    async with running(settings) as gw:
+        answers = [await gw.http.post(ep.path, content=body, headers=JSON) for body in bodies]
+        client = gw.gateway.store.client
+        left = [k async for k in client.scan_iter(match=f"{settings.cache_namespace}:*")]
+    assert [a.status_code for a in answers] == [400, 400, 400, 400, 413]
+    assert left == []
+    assert routes[ep.name].call_count == 0
+
+
 def _raw_exchange(port: int, request: bytes, *, read: bool = True) -> bytes:
     """Send raw bytes; return the first bytes of the answer (or hang up at once)."""
     with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:

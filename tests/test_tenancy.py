@@ -84,6 +84,40 @@ async def test_a_waiter_from_another_tenant_never_joins_the_flight(
     assert route.call_count == 2
 
 
+@pytest.mark.redis
+@each_endpoint
+async def test_another_tenant_never_waits_on_a_lease_held_by_another_process(
+    ep: Endpoint, upstream: respx.MockRouter, redis_url: str
+) -> None:
+    # Two gateways on one Redis stand for two processes of a fleet.
+    release = asyncio.Event()
+    started = [asyncio.Event() for _ in range(3)]
+    calls = itertools.count()
+
+    async def held(request: httpx.Request) -> httpx.Response:
+        n = next(calls)
+        started[n].set()
+        await release.wait()
+        return httpx.Response(200, json={**ep.answer(), "id": f"call-{n}"})
+
+    route = ep.mock(upstream, side_effect=held)
+    settings = make_settings(cache_backend="redis", redis_url=redis_url, gateway_api_keys=KEYS)
+    async with running(settings) as one, running(settings) as two:
+        a = asyncio.create_task(_post(one, ep, A))
+        await asyncio.wait_for(started[0].wait(), 5)  # process one holds A's lease
+        b = asyncio.create_task(_post(two, ep, B))
+        await asyncio.wait_for(started[1].wait(), 5)  # B did not wait on A's lease
+        a_again = asyncio.create_task(_post(two, ep, A))  # control: this one must wait
+        async with asyncio.timeout(5):
+            while flights(two) < 2:  # noqa: ASYNC110 - no event marks "waiting on a lease"
+                await asyncio.sleep(0.005)
+        release.set()
+        answers = [await a, await b, await a_again]
+    assert [r.headers["x-cache"] for r in answers] == ["MISS", "MISS", "COALESCED"]
+    assert answers[2].json()["id"] == answers[0].json()["id"] != answers[1].json()["id"]
+    assert route.call_count == 2
+
+
 def _visible(answer: httpx.Response) -> dict[str, Any]:
     """Everything in an answer that could tell a client about the cache."""
     return {
