@@ -18,7 +18,7 @@ from genai_api.app import create_app
 from tests.conftest import make_settings
 
 FUZZED = r"^/v1/(chat/completions|completions|embeddings|prompts/.*)$"
-MAX_EXAMPLES = 150
+MAX_EXAMPLES = 100
 
 pytestmark = pytest.mark.fuzz
 

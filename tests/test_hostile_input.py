@@ -7,13 +7,8 @@ tests pin down are written in `genai_api/http/body.py` and `json_limits.py`.
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import os
 import socket
-import subprocess
-import sys
-import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -25,6 +20,7 @@ import respx
 
 from genai_api.http.json_limits import MAX_ARRAY_ITEMS, MAX_DEPTH
 from genai_api.protocol import MAX_MESSAGES, MAX_N
+from tests import processes
 from tests.conftest import Running, make_settings, running
 from tests.endpoints import (
     ENDPOINTS,
@@ -34,7 +30,6 @@ from tests.endpoints import (
     flights,
     stored_keys,
 )
-from tests.redis_server import free_port
 
 CHAT_EP = ENDPOINTS[0]
 JSON = {"Content-Type": "application/json"}
@@ -427,27 +422,13 @@ def _raw_exchange(port: int, request: bytes, *, read: bool = True) -> bytes:
 @pytest.mark.slow
 def test_a_served_worker_survives_every_hostile_input(tmp_path: Path) -> None:
     """Against a real `genai-api serve` (uvicorn, httptools): it answers, never crashes."""
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("REDIS", "CACHE", "OPENAI"))}
-    env.update(PROVIDER="mock", MAX_REQUEST_BYTES="4096")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "genai_api", "serve", "--port", str(port)],
-        cwd=tmp_path,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    url, path = f"http://127.0.0.1:{port}", CHAT_EP.path
+    env = {"PROVIDER": "mock", "CACHE_BACKEND": "memory", "MAX_REQUEST_BYTES": "4096"}
+    server = processes.gateway(tmp_path, env)
+    port, path = server.port, CHAT_EP.path
     head = f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
     try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(url + "/healthz", timeout=0.5).status_code == 200:
-                    break
-            time.sleep(0.1)
-        with httpx.Client(base_url=url, timeout=10, headers=JSON) as client:
+        server.wait_ready()
+        with httpx.Client(base_url=server.url, timeout=10, headers=JSON) as client:
             statuses = [
                 client.post(path, content=b"x" * 5000).status_code,
                 client.post(path, content=_with_raw(CHAT_EP, "x", _nested(300))).status_code,
@@ -460,10 +441,10 @@ def test_a_served_worker_survives_every_hostile_input(tmp_path: Path) -> None:
             port, (head + "Transfer-Encoding: chunked\r\n\r\n").encode() + chunk * 6
         )
         _raw_exchange(port, (head + "Content-Length: 1000\r\n\r\n").encode() + b'{"mo', read=False)
-        after = httpx.post(url + path, json=CHAT_EP.body, timeout=10)
+        after = httpx.post(server.url + path, json=CHAT_EP.body, timeout=10)
     finally:
-        proc.terminate()
-        output = proc.communicate(timeout=30)[0]
+        server.stop()
+    output = server.output()
     assert statuses == [413, 400, 400, 400, 400]
     assert chunked.startswith(b"HTTP/1.1 413 ")
     assert after.status_code == 200

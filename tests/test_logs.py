@@ -5,10 +5,6 @@ from __future__ import annotations
 import io
 import logging
 import logging.config
-import os
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,6 +13,7 @@ import pytest
 import respx
 
 from genai_api.logs import RedactSecrets, logging_config, redact
+from tests import processes
 from tests.conftest import CHAT, chat_response, make_settings, running
 from tests.redis_server import free_port
 
@@ -145,46 +142,29 @@ async def test_prompts_and_keys_are_not_logged_at_info(
 @pytest.mark.slow
 def test_served_workers_log_through_the_redacting_handler(tmp_path: Path) -> None:
     """A real `genai-api serve --workers 2`: each worker's log lines are redacted."""
-    port, dead = free_port(), free_port()
     secrets = {
         "OPENAI_API_KEY": "sk-upstream-secret-0042",
-        "OPENAI_BASE_URL": f"http://gwuser:base-url-password@127.0.0.1:{dead}/v1",
+        "OPENAI_BASE_URL": f"http://gwuser:base-url-password@127.0.0.1:{free_port()}/v1",
         "GATEWAY_API_KEYS": "client-secret-key-7",
         "ADMIN_API_KEY": "admin-secret-key-8",
         "TENANT_HASH_SECRET": "tenant-pepper-9",
     }
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("REDIS", "CACHE", "PROVIDER"))}
-    env.update(secrets, PROVIDER="openai", LOG_LEVEL="INFO")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "genai_api", "serve", "--port", str(port), "--workers", "2"],
-        cwd=tmp_path,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    env = {**secrets, "PROVIDER": "openai", "CACHE_BACKEND": "memory", "LOG_LEVEL": "INFO"}
+    server = processes.gateway(tmp_path, env, workers=2)
     try:
-        url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(url + "/healthz", timeout=0.5).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.1)
+        server.wait_ready()
         prompt = {**CHAT, "messages": [{"role": "user", "content": "private-prompt-words"}]}
         auth = {"Authorization": "Bearer client-secret-key-7"}
-        answer = httpx.post(url + "/v1/chat/completions", json=prompt, headers=auth, timeout=30)
+        url = server.url + "/v1/chat/completions"
+        answer = httpx.post(url, json=prompt, headers=auth, timeout=30)
         assert answer.status_code == 502  # the upstream port is closed
     finally:
-        proc.terminate()
-        output = proc.communicate(timeout=30)[0]
+        server.stop()
+    output = server.output()
     assert "provider: openai at http://gwuser:***@127.0.0.1" in output  # from a worker
     assert "POST /v1/chat/completions 502 cache=- model=gpt-4o-mini" in output
-    for secret in [*secrets.values(), "private-prompt-words"]:
-        if secret.startswith("http"):
-            secret = "base-url-password"
-        assert secret not in output
+    leaked = [*secrets.values(), "base-url-password", "private-prompt-words"]
+    assert [secret for secret in leaked if secret in output] == []
 
 
 async def test_client_text_cannot_forge_access_log_lines(
