@@ -1,11 +1,12 @@
 """The cached endpoints as test parameters, so one test covers each of them.
 
-To cover a new endpoint (embeddings, prompt templates), add an `Endpoint` to `ENDPOINTS`:
-the tenancy, hostile-input and fuzz tests pick it up.
+To cover a new endpoint (prompt templates, streams), add an `Endpoint` to `ENDPOINTS`: the
+tenancy and hostile-input tests pick it up (the fuzz test picks routes by path).
 """
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -17,42 +18,85 @@ import respx
 from tests.conftest import CHAT, Running, chat_response, completion_response
 
 
+def _chat_answer(n: int) -> dict[str, Any]:
+    return {**chat_response(), "id": f"call-{n}"}
+
+
+def _completion_answer(n: int) -> dict[str, Any]:
+    return {**completion_response(), "id": f"call-{n}"}
+
+
+def _embedding_answer(n: int) -> dict[str, Any]:
+    return {
+        "object": "list",
+        "data": [{"object": "embedding", "index": 0, "embedding": [float(n), 0.25, -0.5, 1.0]}],
+        "model": "text-embedding-3-small",
+        "usage": {"prompt_tokens": 2, "total_tokens": 2},
+    }
+
+
 @dataclass(frozen=True)
 class Endpoint:
     name: str
     path: str  # on the gateway
     upstream: str  # on the provider, relative to conftest.UPSTREAM
     body: dict[str, Any]  # a valid request
-    answer: Callable[[], dict[str, Any]]  # a provider's 200 body
+    answer: Callable[[int], dict[str, Any]]  # the provider's 200 body for its n-th call
+    mark: Callable[[dict[str, Any]], Any]  # which provider call a client's answer came from
     with_text: Callable[[str], dict[str, Any]]  # a valid request carrying `text` as its prompt
+    int_params: tuple[str, ...]  # integer parameters of its schema
 
     def mock(self, upstream: respx.MockRouter, **kwargs: Any) -> respx.Route:
-        """The provider route, answering 200 unless `side_effect`/`return_value` say otherwise."""
+        """The provider route: by default a 200 answer telling each call apart (`mark`)."""
         if not kwargs:
-            kwargs = {"side_effect": lambda request: httpx.Response(200, json=self.answer())}
+            calls = itertools.count()
+            kwargs = {
+                "side_effect": lambda request: httpx.Response(200, json=self.answer(next(calls)))
+            }
         return upstream.post(self.upstream).mock(**kwargs)
 
 
-ENDPOINTS = [
-    Endpoint(
-        "chat",
-        "/v1/chat/completions",
-        "/chat/completions",
-        CHAT,
-        chat_response,
-        lambda text: {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": text}]},
-    ),
+CHAT_ENDPOINT = Endpoint(
+    "chat",
+    "/v1/chat/completions",
+    "/chat/completions",
+    CHAT,
+    _chat_answer,
+    lambda answer: answer["id"],
+    lambda text: {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": text}]},
+    ("seed", "n", "max_tokens"),
+)
+COMPLETION_ENDPOINTS = [
+    CHAT_ENDPOINT,
     Endpoint(
         "completions",
         "/v1/completions",
         "/completions",
         {"model": "gpt-3.5-turbo-instruct", "prompt": "Say hello"},
-        completion_response,
+        _completion_answer,
+        lambda answer: answer["id"],
         lambda text: {"model": "gpt-3.5-turbo-instruct", "prompt": text},
+        ("seed", "n", "max_tokens"),
+    ),
+]
+ENDPOINTS = [
+    *COMPLETION_ENDPOINTS,
+    Endpoint(
+        "embeddings",
+        "/v1/embeddings",
+        "/embeddings",
+        {"model": "text-embedding-3-small", "input": "Say hello"},
+        _embedding_answer,
+        lambda answer: answer["data"][0]["embedding"][0],
+        lambda text: {"model": "text-embedding-3-small", "input": text},
+        ("dimensions",),
     ),
 ]
 
 each_endpoint = pytest.mark.parametrize("ep", ENDPOINTS, ids=[e.name for e in ENDPOINTS])
+each_completion_endpoint = pytest.mark.parametrize(
+    "ep", COMPLETION_ENDPOINTS, ids=[e.name for e in COMPLETION_ENDPOINTS]
+)
 
 
 def assert_envelope(answer: httpx.Response, status: int) -> dict[str, Any]:
@@ -71,5 +115,6 @@ def stored_keys(gw: Running) -> list[str]:
 
 
 def flights(gw: Running) -> int:
-    """Coalescing flights (held locks) still open."""
-    return len(gw.gateway.pipeline.coalescer)
+    """Coalescing flights (held locks) still open: requests' and embedding inputs'."""
+    pipeline = gw.gateway.pipeline
+    return len(pipeline.coalescer) + len(pipeline.embeddings.flights)

@@ -26,6 +26,7 @@ from tests.endpoints import (
     ENDPOINTS,
     Endpoint,
     assert_envelope,
+    each_completion_endpoint,
     each_endpoint,
     flights,
     stored_keys,
@@ -169,8 +170,11 @@ async def test_nan_and_infinity_are_400(
     assert error["code"] == "invalid_json"
 
 
-@each_endpoint
-@pytest.mark.parametrize("name", ["seed", "n", "max_tokens"])
+@pytest.mark.parametrize(
+    ("ep", "name"),
+    [(ep, name) for ep in ENDPOINTS for name in ep.int_params],
+    ids=[f"{ep.name}-{name}" for ep in ENDPOINTS for name in ep.int_params],
+)
 @pytest.mark.parametrize(
     "raw", [b"18446744073709551616", b"-9223372036854775809", b"1" + b"0" * 30]
 )
@@ -262,7 +266,7 @@ async def test_json_with_utf8_charset_is_served(
     assert answer.status_code == 200, answer.text
 
 
-@each_endpoint
+@each_completion_endpoint
 @pytest.mark.parametrize("value", [0, MAX_N + 1, 10**9, 2**62, True, 2.0, "2"])
 async def test_absurd_n_is_400(ep: Endpoint, routes: dict[str, respx.Route], value: Any) -> None:
     async with running(make_settings()) as gw:
@@ -271,7 +275,7 @@ async def test_absurd_n_is_400(ep: Endpoint, routes: dict[str, respx.Route], val
     assert error["param"] == "n"
 
 
-@each_endpoint
+@each_completion_endpoint
 @pytest.mark.parametrize("value", [0, -1, 10_000_001, 2**62, 2**63, True, "100"])
 async def test_absurd_max_tokens_is_400(
     ep: Endpoint, routes: dict[str, respx.Route], value: Any
@@ -400,7 +404,7 @@ async def test_refusals_on_redis_leave_no_entry_and_no_lease(
         _with_raw(ep, "x", _nested(300)),
         _with_raw(ep, "x", b'"\xff"'),
         _with_raw(ep, "x", rb'"\ud800"'),
-        _with_raw(ep, "n", b"1" + b"0" * 30),
+        _with_raw(ep, ep.int_params[0], b"1" + b"0" * 30),
         b"x" * 5000,
     ]
     async with running(settings) as gw:

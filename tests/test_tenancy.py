@@ -20,22 +20,20 @@ from starlette.requests import Request
 
 from genai_api.http.auth import ANONYMOUS, Authenticator
 from tests.conftest import Running, make_settings, running
-from tests.endpoints import ENDPOINTS, Endpoint, assert_envelope, each_endpoint, flights
+from tests.endpoints import (
+    CHAT_ENDPOINT,
+    ENDPOINTS,
+    Endpoint,
+    assert_envelope,
+    each_completion_endpoint,
+    each_endpoint,
+    flights,
+)
 
 KEYS = "key-a,key-b"
 A = {"Authorization": "Bearer key-a"}
 B = {"Authorization": "Bearer key-b"}
 SECRET = "test-tenant-secret"
-
-
-def _counting(ep: Endpoint) -> Any:
-    """A provider answering each call with a distinguishable body (`id` = call number)."""
-    counter = itertools.count(1)
-
-    def answer(request: httpx.Request) -> httpx.Response:
-        return httpx.Response(200, json={**ep.answer(), "id": f"call-{next(counter)}"})
-
-    return answer
 
 
 async def _post(gw: Running, ep: Endpoint, headers: dict[str, str]) -> httpx.Response:
@@ -46,12 +44,13 @@ async def _post(gw: Running, ep: Endpoint, headers: dict[str, str]) -> httpx.Res
 async def test_an_entry_stored_for_one_tenant_is_never_served_to_another(
     ep: Endpoint, upstream: respx.MockRouter
 ) -> None:
-    route = ep.mock(upstream, side_effect=_counting(ep))
+    route = ep.mock(upstream)
     async with running(make_settings(gateway_api_keys=KEYS)) as gw:
         a1, b1, a2, b2 = [await _post(gw, ep, h) for h in (A, B, A, B)]
     assert [r.headers["x-cache"] for r in (a1, b1, a2, b2)] == ["MISS", "MISS", "HIT", "HIT"]
     assert route.call_count == 2
-    assert (a2.json()["id"], b2.json()["id"]) == ("call-1", "call-2")
+    assert (ep.mark(a2.json()), ep.mark(b2.json())) == (ep.mark(a1.json()), ep.mark(b1.json()))
+    assert ep.mark(a1.json()) != ep.mark(b1.json())
 
 
 @each_endpoint
@@ -66,7 +65,7 @@ async def test_a_waiter_from_another_tenant_never_joins_the_flight(
         n = next(calls)
         started[n].set()
         await release.wait()
-        return httpx.Response(200, json={**ep.answer(), "id": f"call-{n}"})
+        return httpx.Response(200, json=ep.answer(n))
 
     route = ep.mock(upstream, side_effect=held)
     async with running(make_settings(gateway_api_keys=KEYS)) as gw:
@@ -80,12 +79,12 @@ async def test_a_waiter_from_another_tenant_never_joins_the_flight(
         a_answer, b_answer = await a, await b
         assert flights(gw) == 0
     assert (a_answer.headers["x-cache"], b_answer.headers["x-cache"]) == ("MISS", "MISS")
-    assert a_answer.json()["id"] != b_answer.json()["id"]
+    assert ep.mark(a_answer.json()) != ep.mark(b_answer.json())
     assert route.call_count == 2
 
 
 @pytest.mark.redis
-@each_endpoint
+@each_completion_endpoint  # embeddings take no fleet-wide lease (yet): nothing to wait on
 async def test_another_tenant_never_waits_on_a_lease_held_by_another_process(
     ep: Endpoint, upstream: respx.MockRouter, redis_url: str
 ) -> None:
@@ -98,7 +97,7 @@ async def test_another_tenant_never_waits_on_a_lease_held_by_another_process(
         n = next(calls)
         started[n].set()
         await release.wait()
-        return httpx.Response(200, json={**ep.answer(), "id": f"call-{n}"})
+        return httpx.Response(200, json=ep.answer(n))
 
     route = ep.mock(upstream, side_effect=held)
     settings = make_settings(cache_backend="redis", redis_url=redis_url, gateway_api_keys=KEYS)
@@ -114,11 +113,12 @@ async def test_another_tenant_never_waits_on_a_lease_held_by_another_process(
         release.set()
         answers = [await a, await b, await a_again]
     assert [r.headers["x-cache"] for r in answers] == ["MISS", "MISS", "COALESCED"]
-    assert answers[2].json()["id"] == answers[0].json()["id"] != answers[1].json()["id"]
+    marks = [ep.mark(r.json()) for r in answers]
+    assert marks[2] == marks[0] != marks[1]
     assert route.call_count == 2
 
 
-def _visible(answer: httpx.Response) -> dict[str, Any]:
+def _visible(ep: Endpoint, answer: httpx.Response) -> dict[str, Any]:
     """Everything in an answer that could tell a client about the cache."""
     return {
         "status": answer.status_code,
@@ -127,7 +127,7 @@ def _visible(answer: httpx.Response) -> dict[str, Any]:
             for name, value in answer.headers.items()
             if name.startswith("x-cache") or name == "age"
         },
-        "id": answer.json()["id"],
+        "from": ep.mark(answer.json()),
     }
 
 
@@ -136,16 +136,14 @@ async def test_another_tenants_entry_changes_nothing_in_my_answer(
     ep: Endpoint, upstream: respx.MockRouter
 ) -> None:
     # B's first request looks the same whether or not A has this very entry: no oracle.
-    ep.mock(
-        upstream, side_effect=lambda request: httpx.Response(200, json=ep.answer() | {"id": "x"})
-    )
+    ep.mock(upstream, side_effect=lambda request: httpx.Response(200, json=ep.answer(0)))
     settings = make_settings(gateway_api_keys=KEYS, tenant_hash_secret=SECRET)
     async with running(settings) as gw:
         a = await _post(gw, ep, A)
         b_after_a = await _post(gw, ep, B)
     async with running(settings.model_copy(update={"cache_namespace": "fresh"})) as gw:
         b_alone = await _post(gw, ep, B)
-    assert _visible(b_after_a) == _visible(b_alone)
+    assert _visible(ep, b_after_a) == _visible(ep, b_alone)
     assert b_after_a.headers["x-cache"] == "MISS" and "age" not in b_after_a.headers
     assert a.headers["x-cache-key"] != b_after_a.headers["x-cache-key"]
 
@@ -237,12 +235,12 @@ async def test_missing_or_wrong_client_key_is_401(
 
 
 async def test_admin_key_is_not_a_client_key(upstream: respx.MockRouter) -> None:
-    ENDPOINTS[0].mock(upstream)
+    CHAT_ENDPOINT.mock(upstream)
     settings = make_settings(gateway_api_keys=KEYS, admin_api_key="admin-secret")
     async with running(settings) as gw:
         answer = await gw.http.post(
-            ENDPOINTS[0].path,
-            json=ENDPOINTS[0].body,
+            CHAT_ENDPOINT.path,
+            json=CHAT_ENDPOINT.body,
             headers={"Authorization": "Bearer admin-secret"},
         )
     assert_envelope(answer, 401)
