@@ -1,7 +1,7 @@
 """CACHE_SCOPE=tenant: one client key's entries, flights and keys are invisible to another.
 
-Covered here for chat and completions (`tests.endpoints.ENDPOINTS`); streams, embeddings and
-prompt templates join by adding their `Endpoint`.
+Chat, completions and embeddings run through every test via `tests.endpoints.ENDPOINTS`
+(prompt templates join by adding their `Endpoint`); streamed chat has tests of its own.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from tests.endpoints import (
     each_endpoint,
     flights,
 )
+from tests.streaming_client import STREAM, HeldStream, chunk, sse
 
 KEYS = "key-a,key-b"
 A = {"Authorization": "Bearer key-a"}
@@ -255,3 +256,57 @@ def test_memory_for_bearer_ids_stays_bounded_for_huge_tokens() -> None:
     assert auth._cached_tenant_id.cache_info().currsize == 0
     assert auth.client(_request("Bearer short")) == _hmac_id("short")
     assert auth._cached_tenant_id.cache_info().currsize == 1
+
+
+def _streamed_answer(n: int) -> bytes:
+    return sse(chunk({"role": "assistant", "content": f"call-{n}"}), chunk(finish="stop"))
+
+
+async def test_a_streamed_entry_is_never_replayed_to_another_tenant(
+    upstream: respx.MockRouter,
+) -> None:
+    calls = itertools.count()
+    route = upstream.post("/chat/completions").mock(
+        side_effect=lambda request: httpx.Response(
+            200,
+            headers={"content-type": "text/event-stream"},
+            content=_streamed_answer(next(calls)),
+        )
+    )
+    async with running(make_settings(gateway_api_keys=KEYS)) as gw:
+        answers = [
+            await gw.http.post(CHAT_ENDPOINT.path, json=STREAM, headers=who) for who in (A, B, A, B)
+        ]
+    assert [r.headers["x-cache"] for r in answers] == ["MISS", "MISS", "HIT", "HIT"]
+    assert ["call-0" in r.text for r in answers] == [True, False, True, False]
+    assert ["call-1" in r.text for r in answers] == [False, True, False, True]
+    assert route.call_count == 2
+
+
+async def test_a_streamed_flight_is_never_joined_by_another_tenant(
+    upstream: respx.MockRouter,
+) -> None:
+    held, second = HeldStream(), asyncio.Event()
+    calls = itertools.count()
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        if next(calls) == 0:
+            return held(request)
+        second.set()
+        return httpx.Response(
+            200, headers={"content-type": "text/event-stream"}, content=_streamed_answer(1)
+        )
+
+    route = upstream.post("/chat/completions").mock(side_effect=answer)
+    async with running(make_settings(gateway_api_keys=KEYS)) as gw:
+        a = asyncio.create_task(gw.http.post(CHAT_ENDPOINT.path, json=STREAM, headers=A))
+        await asyncio.wait_for(held.called.wait(), 5)  # A's stream is open upstream
+        b = asyncio.create_task(gw.http.post(CHAT_ENDPOINT.path, json=STREAM, headers=B))
+        await asyncio.wait_for(second.wait(), 5)  # B made its own call
+        held.send(chunk({"role": "assistant", "content": "call-0"}), chunk(finish="stop"))
+        held.end()
+        a_answer, b_answer = await a, await b
+    assert (a_answer.headers["x-cache"], b_answer.headers["x-cache"]) == ("MISS", "MISS")
+    assert "call-0" in a_answer.text and "call-0" not in b_answer.text
+    assert "call-1" in b_answer.text
+    assert route.call_count == 2
