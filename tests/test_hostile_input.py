@@ -394,6 +394,25 @@ async def test_client_hanging_up_mid_body_leaves_nothing_behind(
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
 
 
+@pytest.mark.parametrize(
+    "raw",
+    [
+        _with_raw(CHAT_EP, "stream", b"true")[:-1] + b',"x":' + _nested(300) + b"}",
+        _with_raw(CHAT_EP, "stream", b"true")[:-1] + b',"n":0}',
+        _with_raw(CHAT_EP, "stream", b"true")[:-1] + b',"seed":1e400}',
+        _with_raw(CHAT_EP, "stream", b"true")[:-1] + b',"u":"\\ud800"}',
+    ],
+    ids=["too-deep", "n-0", "overflow", "lone-surrogate"],
+)
+async def test_refused_stream_requests_get_a_json_envelope_not_sse(
+    routes: dict[str, respx.Route], raw: bytes
+) -> None:
+    async with running(make_settings()) as gw:
+        answer = await gw.http.post(CHAT_EP.path, content=raw, headers=JSON)
+        await refused(gw, CHAT_EP, answer, 400, routes["chat"])
+    assert answer.headers["content-type"] == "application/json"
+
+
 @pytest.mark.redis
 @each_endpoint
 async def test_refusals_on_redis_leave_no_entry_and_no_lease(
