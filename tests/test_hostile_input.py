@@ -413,6 +413,37 @@ async def test_refused_stream_requests_get_a_json_envelope_not_sse(
     assert answer.headers["content-type"] == "application/json"
 
 
+@each_endpoint
+@pytest.mark.parametrize(
+    "header",
+    [(b"authorization", b"Bearer \xff\xfe\x80"), (b"cache-control", b"max-age=\xff")],
+    ids=["authorization", "cache-control"],
+)
+async def test_non_ascii_header_bytes_are_refused_cleanly(
+    ep: Endpoint, routes: dict[str, respx.Route], header: tuple[bytes, bytes]
+) -> None:
+    # Header bytes arrive latin-1 decoded; nothing may choke encoding or hashing them.
+    status = 401 if header[0] == b"authorization" else 400
+    async with running(make_settings(gateway_api_keys="key-a")) as gw:
+        headers = [header] if status == 401 else [header, (b"authorization", b"Bearer key-a")]
+        answer = await gw.http.post(ep.path, json=ep.body, headers=headers)
+        assert_envelope(answer, status)
+        assert (flights(gw), stored_keys(gw)) == (0, [])
+    assert routes[ep.name].call_count == 0
+
+
+async def test_non_ascii_bearer_on_an_open_gateway_is_its_own_tenant(
+    routes: dict[str, respx.Route],
+) -> None:
+    async with running(make_settings()) as gw:
+        odd = await gw.http.post(
+            CHAT_EP.path, json=CHAT_EP.body, headers=[(b"authorization", b"Bearer \xff\xfe")]
+        )
+        plain = await gw.http.post(CHAT_EP.path, json=CHAT_EP.body)
+    assert (odd.status_code, odd.headers["x-cache"]) == (200, "MISS")
+    assert plain.headers["x-cache"] == "MISS"  # anonymous: another tenant
+
+
 @pytest.mark.redis
 @each_endpoint
 async def test_refusals_on_redis_leave_no_entry_and_no_lease(
