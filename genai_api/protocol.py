@@ -134,9 +134,29 @@ def validate(model: type[BaseModel], body: dict[str, Any]) -> None:
         model.model_validate(body)
     except ValidationError as exc:
         first = exc.errors(include_url=False)[0]
-        param = ".".join(str(p) for p in first["loc"]) or None
-        if first["type"] == "missing":
+        missing = first["type"] == "missing"
+        param = ".".join(str(p) for p in _body_path(first["loc"], body, missing=missing)) or None
+        if missing:
             message = f"Missing required parameter: '{param}'."
         else:
             message = f"Invalid value for '{param}': {first['msg']}."
         raise InvalidRequest(message, param=param, code="invalid_value") from None
+
+
+def _body_path(loc: tuple[int | str, ...], body: Any, *, missing: bool) -> list[int | str]:
+    """`loc` without pydantic's union-branch tags (`content.str`): only steps into the body.
+
+    A step that does not lead into the body is such a tag, except the last step of a
+    `missing` error, which names the absent field.
+    """
+    path: list[int | str] = []
+    node = body
+    for i, step in enumerate(loc):
+        if isinstance(node, dict) and step in node:
+            node = node[step]
+        elif isinstance(node, list) and isinstance(step, int) and 0 <= step < len(node):
+            node = node[step]
+        elif not (missing and i == len(loc) - 1):
+            continue
+        path.append(step)
+    return path

@@ -2,7 +2,8 @@
 
 Written as raw ASGI middleware so it costs a few microseconds, and it reads the cache result
 from the response's own `X-Cache` header, so every endpoint is logged the same way.
-Prompts and keys are never logged.
+Prompts and keys are never logged. The path and model are client-chosen text, so control
+characters in them are escaped: a `%0A` in a URL cannot forge a log line.
 """
 
 from __future__ import annotations
@@ -44,9 +45,16 @@ class AccessLogMiddleware:
             log.info(
                 "%s %s %d cache=%s model=%s %.1fms",
                 scope["method"],
-                scope["path"],
+                _printable(scope["path"]),
                 status,
                 cache,
-                model,
+                _printable(model),
                 (time.perf_counter() - start) * 1000,
             )
+
+
+def _printable(text: str) -> str:
+    """`text`, with control and other non-printable characters backslash-escaped."""
+    if text.isprintable():
+        return text
+    return text.encode("unicode_escape").decode("ascii")

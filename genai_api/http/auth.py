@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 from functools import lru_cache
 
 from starlette.requests import Request
@@ -18,6 +19,10 @@ from genai_api.errors import AuthenticationFailed, PermissionDenied
 SHARED_TENANT = "shared"
 ANONYMOUS = "anon"
 _DEFAULT_SECRET = b"genai-api/tenant/v1"
+_TENANT_ID = re.compile(r"[0-9a-f]{24}")
+# Longer bearers are hashed each time instead of cached: on an open gateway anyone can send
+# thousands of distinct 64 KiB tokens, and a cache of them would hold hundreds of MiB.
+CACHED_TOKEN_CHARS = 256
 
 
 def bearer_token(request: Request) -> str | None:
@@ -43,10 +48,29 @@ class Authenticator:
         self._admin_key = admin_key.encode() if admin_key else None
         self.shared = scope == "shared"
         self._secret = secret.encode() if secret else _DEFAULT_SECRET
-        self.tenant_id = lru_cache(maxsize=4096)(self._tenant_id)
+        self._cached_tenant_id = lru_cache(maxsize=4096)(self._hmac)
 
-    def _tenant_id(self, key: str) -> str:
+    def tenant_id(self, key: str) -> str:
+        """The tenant id of a client key: HMAC-SHA256 under the server secret, 24 hex."""
+        if len(key) <= CACHED_TOKEN_CHARS:
+            return self._cached_tenant_id(key)
+        return self._hmac(key)
+
+    def _hmac(self, key: str) -> str:
         return hmac.new(self._secret, key.encode(), hashlib.sha256).hexdigest()[:24]
+
+    def tenant_of(self, given: str) -> str:
+        """The tenant segment an admin means by `given`: a client key or a tenant id.
+
+        A configured client key is hashed; a tenant id (24 hex), `anon` or `shared` is taken
+        as it is; anything else is a bearer of an open gateway, hashed. Only a 24-hex
+        bearer on an open gateway is ambiguous, and it is read as an id.
+        """
+        if self._is_client_key(given):
+            return self.tenant_id(given)
+        if _TENANT_ID.fullmatch(given) or given in (ANONYMOUS, SHARED_TENANT):
+            return given
+        return self.tenant_id(given)
 
     def _is_client_key(self, token: str | None) -> bool:
         if token is None:

@@ -1,4 +1,17 @@
-"""Reading a request body as a JSON object, with the failure modes a client can cause."""
+"""Reading a request body as a JSON object, with the failure modes a client can cause.
+
+Decisions where JSON itself is loose (each a 400 in OpenAI's envelope unless noted):
+- Bytes that are not UTF-8, a byte-order mark, lone surrogate escapes (`"\\ud800"`), `NaN`,
+  `Infinity` and numbers that overflow a double are malformed JSON (orjson refuses them),
+  so nothing downstream ever has to hash, store or forward such a string or number.
+- Integers beyond 64 bits are read as floats (orjson), so they fail wherever the schema
+  wants an integer (`n`, `max_tokens`, `seed`, ...) and are forwarded as floats elsewhere.
+- Duplicate keys: the last one wins, as in `JSON.parse` and Python's `json`. The body
+  sent upstream is re-serialised from the parsed object, so the provider sees exactly
+  what the cache key was computed from: no parser differential to exploit.
+- Nesting and array length are capped (`json_limits`); the size by `BodyLimitMiddleware`.
+- A media type other than JSON, or a charset other than UTF-8, is a 415.
+"""
 
 from __future__ import annotations
 
@@ -8,11 +21,19 @@ import orjson
 from starlette.requests import Request
 
 from genai_api.errors import InvalidRequest, UnsupportedMediaType
+from genai_api.http.json_limits import MAX_DEPTH, check_shape
 
 
 def _is_json_type(content_type: str) -> bool:
-    media = content_type.split(";", 1)[0].strip().lower()
-    return media in ("", "application/json", "*/*") or media.endswith("+json")
+    media, _, params = content_type.partition(";")
+    media = media.strip().lower()
+    if media not in ("", "application/json", "*/*") and not media.endswith("+json"):
+        return False
+    for param in params.split(";"):
+        name, _, value = param.partition("=")
+        if name.strip().lower() == "charset":
+            return value.strip().strip('"').lower() in ("utf-8", "utf8")
+    return True
 
 
 async def read_json(request: Request) -> dict[str, Any]:
@@ -22,7 +43,7 @@ async def read_json(request: Request) -> dict[str, Any]:
     """
     if not _is_json_type(request.headers.get("content-type", "")):
         raise UnsupportedMediaType(
-            "Unsupported Content-Type; send the body as application/json.",
+            "Unsupported Content-Type; send the body as application/json (UTF-8).",
             code="unsupported_media_type",
         )
     raw = await request.body()
@@ -31,9 +52,15 @@ async def read_json(request: Request) -> dict[str, Any]:
     try:
         data = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
+        if str(exc).startswith("depth limit"):
+            raise InvalidRequest(
+                f"The JSON body nests objects and arrays more than {MAX_DEPTH} levels deep.",
+                code="json_too_deep",
+            ) from None
         raise InvalidRequest(
             f"We could not parse the JSON body of your request: {exc}", code="invalid_json"
         ) from None
     if not isinstance(data, dict):
         raise InvalidRequest("The request body must be a JSON object.", code="invalid_json")
+    check_shape(raw, data)
     return data

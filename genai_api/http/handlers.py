@@ -7,7 +7,7 @@ import logging
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
 from genai_api.errors import GatewayError, InvalidRequest
@@ -54,6 +54,14 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     return error_response(error)
 
 
+async def _client_gone(request: Request, exc: Exception) -> Response:
+    # The client hung up while sending its body: nothing to answer, nothing to log loudly.
+    log.debug("client disconnected during %s %s", request.method, request.url.path)
+    return error_response(
+        InvalidRequest("The client closed the connection.", code="client_disconnected")
+    )
+
+
 async def _unexpected(request: Request, exc: Exception) -> Response:
     log.exception("unhandled error on %s %s", request.method, request.url.path)
     return error_response(GatewayError("The server had an error while processing your request."))
@@ -63,4 +71,5 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(GatewayError, _gateway_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(HTTPException, _http_error)
+    app.add_exception_handler(ClientDisconnect, _client_gone)
     app.add_exception_handler(Exception, _unexpected)

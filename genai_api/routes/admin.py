@@ -64,16 +64,9 @@ async def invalidate(request: Request, gateway: GatewayDep, _: AdminDep) -> Resp
     key = filters["key"].lower() if filters.get("key") else "*"
     if key != "*" and (len(key) != 64 or any(c not in "0123456789abcdef" for c in key)):
         raise InvalidRequest("'key' must be a SHA-256 hex digest (X-Cache-Key).", param="key")
-    tenants = ["*"]
-    if filters.get("tenant"):
-        given = filters["tenant"]
-        tenants = sorted({segment(given), gateway.auth.tenant_id(given)})
-    deleted = 0
+    tenant = gateway.auth.tenant_of(filters["tenant"]) if filters.get("tenant") else "*"
     try:
-        for tenant in tenants:
-            deleted += await gateway.store.delete_matching(
-                f"{ns}:e:*:{tenant}:{model}:{prompt}:{key}"
-            )
+        deleted = await gateway.store.delete_matching(f"{ns}:e:*:{tenant}:{model}:{prompt}:{key}")
     except CacheUnavailable as exc:
         raise GatewayError(
             "The cache backend is not answering.", status_code=503, code="cache_unavailable"

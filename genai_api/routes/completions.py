@@ -13,6 +13,7 @@ from genai_api.controls import parse_controls
 from genai_api.gateway import Gateway
 from genai_api.http.body import read_json
 from genai_api.http.deps import GatewayDep, TenantDep
+from genai_api.http.openapi import json_body
 from genai_api.http.render import render, render_stream
 from genai_api.protocol import ChatCompletionRequest, CompletionRequest, validate
 
@@ -46,14 +47,18 @@ async def complete(
     return render(await gateway.pipeline.run(call))
 
 
-@router.post("/v1/chat/completions", tags=["completions"])
+@router.post(
+    "/v1/chat/completions",
+    tags=["completions"],
+    openapi_extra=json_body(ChatCompletionRequest),
+)
 @router.post("/chat/completions", include_in_schema=False)
 async def chat_completions(request: Request, gateway: GatewayDep, tenant: TenantDep) -> Response:
     """OpenAI chat completion, answered from the cache when an identical request was seen."""
     return await complete(request, gateway, tenant, "chat.completions", ChatCompletionRequest)
 
 
-@router.post("/v1/completions", tags=["completions"])
+@router.post("/v1/completions", tags=["completions"], openapi_extra=json_body(CompletionRequest))
 @router.post("/completions", include_in_schema=False)
 async def completions(request: Request, gateway: GatewayDep, tenant: TenantDep) -> Response:
     """OpenAI legacy text completion, cached the same way."""

@@ -15,6 +15,7 @@ from genai_api.embedding_batch import OFFLOAD_VECTORS
 from genai_api.gateway import Gateway
 from genai_api.http.body import read_json
 from genai_api.http.deps import GatewayDep, TenantDep
+from genai_api.http.openapi import json_body
 from genai_api.http.render_embeddings import render_embeddings
 from genai_api.models_table import ModelInfo
 from genai_api.protocol import EmbeddingRequest, embedding_inputs, validate
@@ -61,7 +62,7 @@ async def embed(
     return render_embeddings(outcome, encoding_format)
 
 
-@router.post("/v1/embeddings", tags=["embeddings"])
+@router.post("/v1/embeddings", tags=["embeddings"], openapi_extra=json_body(EmbeddingRequest))
 @router.post("/embeddings", include_in_schema=False)
 async def embeddings(request: Request, gateway: GatewayDep, tenant: TenantDep) -> Response:
     """OpenAI embeddings; only the inputs missing from the cache go upstream."""

@@ -1,0 +1,289 @@
+"""Admin endpoints: who may call them, and invalidation that removes exactly what it names.
+
+The invalidation tests run on a real redis-server holding 200,000 unrelated keys (plus
+look-alikes of our own keys) and check, through Redis' own command statistics, that the
+deletion used SCAN + UNLINK and never KEYS or FLUSHDB.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import shutil
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+import redis.asyncio as aioredis
+import respx
+
+from genai_api.controls import DEFAULT_CONTROLS
+from tests.conftest import CHAT, Running, make_settings, running
+from tests.endpoints import ENDPOINTS, assert_envelope, stored_keys
+from tests.redis_server import RedisServer, require_redis
+
+# Every admin route; /dashboard and /metrics join here when they exist.
+ADMIN_ROUTES = [("GET", "/v1/cache/stats"), ("DELETE", "/v1/cache")]
+each_admin_route = pytest.mark.parametrize(
+    ("method", "path"), ADMIN_ROUTES, ids=[f"{m} {p}" for m, p in ADMIN_ROUTES]
+)
+ADMIN_KEY = "admin-secret-key"
+CLIENT_KEYS = "key-a,key-b"
+SECRET = "admin-test-secret"
+UNRELATED = 200_000
+
+
+@pytest.fixture
+def provider(upstream: respx.MockRouter) -> None:
+    for ep in ENDPOINTS:
+        ep.mock(upstream)
+
+
+@each_admin_route
+@pytest.mark.parametrize(
+    ("authorization", "status"),
+    [
+        (None, 401),
+        ("Bearer wrong-key", 401),
+        (f"Basic {ADMIN_KEY}", 401),
+        (ADMIN_KEY, 401),
+        ("Bearer key-a", 403),
+        (f"Bearer {ADMIN_KEY}", 200),
+    ],
+    ids=["missing", "wrong", "basic-scheme", "no-scheme", "client-key", "admin-key"],
+)
+async def test_admin_routes_need_the_admin_key(
+    provider: None, method: str, path: str, authorization: str | None, status: int
+) -> None:
+    settings = make_settings(gateway_api_keys=CLIENT_KEYS, admin_api_key=ADMIN_KEY)
+    headers = {"Authorization": authorization} if authorization else {}
+    async with running(settings) as gw:
+        answer = await gw.http.request(method, path, headers=headers)
+    if status == 200:
+        assert answer.status_code == 200, answer.text
+    else:
+        error = assert_envelope(answer, status)
+        assert ADMIN_KEY not in answer.text
+        assert error["code"] == ("admin_only" if status == 403 else "invalid_api_key")
+
+
+@each_admin_route
+async def test_admin_routes_are_open_without_an_admin_key(
+    provider: None, method: str, path: str
+) -> None:
+    async with running(make_settings(gateway_api_keys=CLIENT_KEYS)) as gw:
+        answer = await gw.http.request(method, path, headers={"Authorization": "Bearer key-a"})
+    assert answer.status_code == 200, answer.text
+
+
+async def test_refused_invalidation_deletes_nothing(provider: None) -> None:
+    settings = make_settings(gateway_api_keys=CLIENT_KEYS, admin_api_key=ADMIN_KEY)
+    client = {"Authorization": "Bearer key-a"}
+    async with running(settings) as gw:
+        await gw.http.post("/v1/chat/completions", json=CHAT, headers=client)
+        answer = await gw.http.request("DELETE", "/v1/cache", headers=client)
+        kept = stored_keys(gw)
+    assert_envelope(answer, 403)
+    assert len(kept) == 1
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"[1]",
+        b"{",
+        b'{"color": "red"}',
+        b'{"model": 5}',
+        b'{"model": ""}',
+        b'{"key": "not-a-digest"}',
+        b'{"key": "' + b"g" * 64 + b'"}',
+    ],
+)
+async def test_malformed_invalidation_is_400_and_deletes_nothing(
+    provider: None, body: bytes
+) -> None:
+    async with running(make_settings()) as gw:
+        await gw.http.post("/v1/chat/completions", json=CHAT)
+        answer = await gw.http.request("DELETE", "/v1/cache", content=body)
+        kept = stored_keys(gw)
+    assert_envelope(answer, 400)
+    assert len(kept) == 1
+
+
+@pytest.mark.parametrize("field", ["model", "prompt", "tenant"])
+@pytest.mark.parametrize("value", ["*", "?*", "[a-z]*", "gpt-4o-mini*", "*:*"])
+async def test_glob_characters_in_filters_are_literal(
+    provider: None, field: str, value: str
+) -> None:
+    async with running(make_settings()) as gw:
+        await gw.http.post("/v1/chat/completions", json=CHAT)
+        answer = await gw.http.request("DELETE", "/v1/cache", json={field: value})
+        kept = stored_keys(gw)
+    assert answer.json() == {"deleted": 0}
+    assert len(kept) == 1
+
+
+# --- invalidation on a Redis with 200,000 unrelated keys -------------------------------
+
+# Fills Redis server-side in MSET batches: 200,000 keys in about a second.
+_FILL = """
+local n, prefix = tonumber(ARGV[1]), ARGV[2]
+local batch = {}
+for i = 1, n do
+  batch[#batch + 1] = prefix .. i
+  batch[#batch + 1] = 'x'
+  if #batch >= 2000 or i == n then
+    redis.call('MSET', unpack(batch))
+    batch = {}
+  end
+end
+return n
+"""
+
+
+@pytest.fixture(scope="module")
+def big_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A redis-server of this module's own, holding 200,000 keys that are not ours."""
+    if not shutil.which("redis-server"):
+        require_redis()
+    server = RedisServer(tmp_path_factory.mktemp("big-redis")).start()
+    try:
+        import redis
+
+        client = redis.Redis.from_url(server.url)
+        client.eval(_FILL, 0, UNRELATED, "unrelated:")
+        client.close()
+        yield server.url
+    finally:
+        server.stop()
+
+
+def _tenant(key: str) -> str:
+    return hmac.new(SECRET.encode(), key.encode(), hashlib.sha256).hexdigest()[:24]
+
+
+@dataclass
+class Filled:
+    gw: Running
+    ns: str
+    redis: aioredis.Redis
+    entries: dict[str, str]  # name -> storage key
+    decoys: list[str]
+
+    async def remaining(self) -> set[str]:
+        """Which of our entries still exist (EXISTS per key: no scan of the 200k)."""
+        return {k for k in self.entries.values() if await self.redis.exists(k)}
+
+
+@pytest.fixture
+async def filled(upstream: respx.MockRouter, big_redis: str) -> AsyncIterator[Filled]:
+    """Eight entries (2 tenants x 2 models x with/without a prompt template) and look-alikes."""
+    for ep in ENDPOINTS:
+        ep.mock(upstream)
+    ns = f"adm{uuid.uuid4().hex[:8]}"
+    settings = make_settings(
+        cache_backend="redis",
+        redis_url=big_redis,
+        cache_namespace=ns,
+        gateway_api_keys=CLIENT_KEYS,
+        tenant_hash_secret=SECRET,
+        admin_api_key=ADMIN_KEY,
+    )
+    client = aioredis.from_url(big_redis)
+    async with running(settings) as gw:
+        pipeline, auth = gw.gateway.pipeline, gw.gateway.auth
+        entries: dict[str, str] = {}
+        for who in ("key-a", "key-b"):
+            for model in ("gpt-4o-mini", "gpt-4o"):
+                for prompt in (None, "greeting"):
+                    call = pipeline.prepare(
+                        "chat.completions",
+                        {**CHAT, "model": model},
+                        model=gw.gateway.models.get(model),
+                        tenant=auth.tenant_id(who),
+                        controls=DEFAULT_CONTROLS,
+                        prompt=prompt,
+                    )
+                    await pipeline.run(call)
+                    entries[f"{who}/{model}/{prompt or '-'}"] = call.skey
+        # Keys that look like ours but are not entries of this namespace.
+        a_key = entries["key-a/gpt-4o/-"]
+        decoys = [
+            a_key.replace(ns, f"{ns}x", 1),  # a namespace with ours as a prefix
+            a_key.replace(ns, "other", 1),  # another namespace, same layout
+            a_key.replace(":e:", ":lease:", 1),  # our namespace, not an entry
+            f"{ns}:stats:gpt-4o",
+        ]
+        await client.mset({k: b"decoy" for k in decoys})
+        await client.config_resetstat()
+        try:
+            yield Filled(gw, ns, client, entries, decoys)
+        finally:
+            await client.delete(*decoys, *entries.values())
+            await client.aclose()
+
+
+def _names(filled: Filled, *names: str) -> set[str]:
+    return {filled.entries[n] for n in names}
+
+
+_A = [
+    "key-a/gpt-4o-mini/-",
+    "key-a/gpt-4o-mini/greeting",
+    "key-a/gpt-4o/-",
+    "key-a/gpt-4o/greeting",
+]
+_B = [name.replace("key-a", "key-b") for name in _A]
+CASES: list[tuple[str, dict[str, Any], list[str]]] = [
+    ("model", {"model": "gpt-4o"}, [n for n in _A + _B if "/gpt-4o/" in n]),
+    ("tenant-by-client-key", {"tenant": "key-a"}, _A),
+    ("tenant-by-id", {"tenant": _tenant("key-b")}, _B),
+    ("prompt", {"prompt": "greeting"}, [n for n in _A + _B if n.endswith("/greeting")]),
+    # prompt or not, the same request of the same tenant has the same digest
+    ("key", {"key": "key-a/gpt-4o/-"}, ["key-a/gpt-4o/-", "key-a/gpt-4o/greeting"]),
+    ("model+tenant+prompt", {"model": "gpt-4o", "tenant": "key-b", "prompt": "greeting"},
+     ["key-b/gpt-4o/greeting"]),
+    ("everything", {}, _A + _B),
+]  # fmt: skip
+
+
+@pytest.mark.redis
+@pytest.mark.parametrize(("case", "filters", "gone"), CASES, ids=[c[0] for c in CASES])
+async def test_invalidation_removes_only_matching_entries_among_200k_keys(
+    filled: Filled, case: str, filters: dict[str, Any], gone: list[str]
+) -> None:
+    expected_gone = _names(filled, *gone)
+    if "key" in filters:  # named by entry above; the digest exists only now
+        filters = {**filters, "key": filled.entries[filters["key"]].rsplit(":", 1)[1]}
+    size = await filled.redis.dbsize()
+    answer = await filled.gw.http.request(
+        "DELETE", "/v1/cache", json=filters, headers={"Authorization": f"Bearer {ADMIN_KEY}"}
+    )
+    assert answer.status_code == 200, answer.text
+    assert answer.json() == {"deleted": len(expected_gone)}
+    assert await filled.remaining() == set(filled.entries.values()) - expected_gone
+    assert await filled.redis.exists(*filled.decoys) == len(filled.decoys)
+    assert await filled.redis.dbsize() == size - len(expected_gone)
+    assert await filled.redis.exists(*(f"unrelated:{i}" for i in (1, UNRELATED))) == 2
+    used = set((await filled.redis.info("commandstats")).keys())
+    assert {"cmdstat_scan", "cmdstat_unlink"} <= used or not expected_gone
+    assert not used & {"cmdstat_keys", "cmdstat_flushdb", "cmdstat_flushall", "cmdstat_del"}
+
+
+@pytest.mark.redis
+async def test_invalidated_entry_is_a_miss_and_the_rest_still_hit(filled: Filled) -> None:
+    gw, key_a = filled.gw, {"Authorization": "Bearer key-a"}
+    first = await gw.http.post("/v1/chat/completions", json=CHAT, headers=key_a)
+    assert first.headers["x-cache"] == "HIT"
+    admin = {"Authorization": f"Bearer {ADMIN_KEY}"}
+    key = first.headers["x-cache-key"]
+    deleted = await gw.http.request("DELETE", "/v1/cache", json={"key": key}, headers=admin)
+    again = await gw.http.post("/v1/chat/completions", json=CHAT, headers=key_a)
+    other = await gw.http.post(
+        "/v1/chat/completions", json={**CHAT, "model": "gpt-4o"}, headers=key_a
+    )
+    assert deleted.json() == {"deleted": 2}  # with its prompt-template twin
+    assert again.headers["x-cache"] == "MISS"
+    assert other.headers["x-cache"] == "HIT"
