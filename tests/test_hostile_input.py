@@ -49,7 +49,7 @@ async def refused(
     assert flights(gw) == 0
     assert stored_keys(gw) == []
     assert route.call_count == 0
-    counted = gw.gateway.accounting.snapshot()
+    counted = await gw.gateway.accounting.snapshot()
     assert counted["hits"] + counted["misses"] + counted["bypassed"] + counted["errors"] == 0
     after = await gw.http.post(ep.path, json=ep.body)
     assert after.status_code == 200, after.text
