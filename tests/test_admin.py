@@ -24,8 +24,9 @@ from tests.conftest import CHAT, Running, make_settings, running
 from tests.endpoints import ENDPOINTS, assert_envelope, stored_keys
 from tests.redis_server import RedisServer, require_redis
 
-# Every admin route; /dashboard and /metrics join here when they exist.
-ADMIN_ROUTES = [("GET", "/v1/cache/stats"), ("DELETE", "/v1/cache")]
+# Every route behind the admin key (/metrics with METRICS_REQUIRE_ADMIN=true, as configured in
+# these tests). /dashboard is a static page holding no data: see its test below.
+ADMIN_ROUTES = [("GET", "/v1/cache/stats"), ("DELETE", "/v1/cache"), ("GET", "/metrics")]
 each_admin_route = pytest.mark.parametrize(
     ("method", "path"), ADMIN_ROUTES, ids=[f"{m} {p}" for m, p in ADMIN_ROUTES]
 )
@@ -57,7 +58,9 @@ def provider(upstream: respx.MockRouter) -> None:
 async def test_admin_routes_need_the_admin_key(
     provider: None, method: str, path: str, authorization: str | None, status: int
 ) -> None:
-    settings = make_settings(gateway_api_keys=CLIENT_KEYS, admin_api_key=ADMIN_KEY)
+    settings = make_settings(
+        gateway_api_keys=CLIENT_KEYS, admin_api_key=ADMIN_KEY, metrics_require_admin=True
+    )
     headers = {"Authorization": authorization} if authorization else {}
     async with running(settings) as gw:
         answer = await gw.http.request(method, path, headers=headers)
@@ -76,6 +79,34 @@ async def test_admin_routes_are_open_without_an_admin_key(
     async with running(make_settings(gateway_api_keys=CLIENT_KEYS)) as gw:
         answer = await gw.http.request(method, path, headers={"Authorization": "Bearer key-a"})
     assert answer.status_code == 200, answer.text
+
+
+async def test_metrics_are_open_by_default_and_hold_no_keys_or_prompts(provider: None) -> None:
+    settings = make_settings(gateway_api_keys=CLIENT_KEYS, admin_api_key=ADMIN_KEY)
+    body = {**CHAT, "messages": [{"role": "user", "content": "secret-prompt-words"}]}
+    async with running(settings) as gw:
+        await gw.http.post(
+            "/v1/chat/completions", json=body, headers={"Authorization": "Bearer key-a"}
+        )
+        metrics = await gw.http.get("/metrics")
+    assert metrics.status_code == 200
+    for secret in ("key-a", ADMIN_KEY, "secret-prompt-words"):
+        assert secret not in metrics.text
+
+
+async def test_dashboard_page_holds_no_data(provider: None) -> None:
+    # Served without a key (a browser cannot send a bearer on navigation): so it must be
+    # the same bytes whatever the cache holds; its numbers come from the admin stats API.
+    settings = make_settings(gateway_api_keys=CLIENT_KEYS, admin_api_key=ADMIN_KEY)
+    async with running(settings) as gw:
+        before = await gw.http.get("/dashboard")
+        await gw.http.post(
+            "/v1/chat/completions", json=CHAT, headers={"Authorization": "Bearer key-a"}
+        )
+        after = await gw.http.get("/dashboard")
+    assert before.status_code == 200
+    assert before.content == after.content
+    assert "default-src 'none'" in after.headers["content-security-policy"]
 
 
 async def test_refused_invalidation_deletes_nothing(provider: None) -> None:
