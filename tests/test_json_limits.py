@@ -50,7 +50,9 @@ def small_limits(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @settings(
-    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=150,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 @given(body=st.dictionaries(st.text(max_size=3), json_values, max_size=4))
 def test_refused_exactly_when_too_deep_or_too_long(
