@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -12,6 +13,7 @@ from genai_api import __version__
 from genai_api.gateway import Gateway
 from genai_api.http import handlers
 from genai_api.http.access_log import AccessLogMiddleware
+from genai_api.http.hot_routes import HotRoutes, hot_routes
 from genai_api.http.limits import BodyLimitMiddleware
 from genai_api.http.request_metrics import RequestMetricsMiddleware
 from genai_api.providers import Provider
@@ -33,15 +35,21 @@ def create_app(
         app.state.gateway = await Gateway.start(
             settings, provider=provider, http_client=http_client
         )
+        # Everything long-lived exists now. A full collection walks each of the ~150k objects
+        # the process holds (~75 ms of CPU on a 2.5 GHz core, a latency spike every few
+        # hundred requests); frozen, collections only walk what requests create.
+        gc.freeze()
         try:
             yield
         finally:
+            gc.unfreeze()
             await app.state.gateway.aclose()
 
     app = FastAPI(title="genai-api", version=__version__, lifespan=lifespan, docs_url="/docs")
     handlers.install(app)
     for module in (completions, embeddings, models, admin, health, metrics, dashboard):
         app.include_router(module.router)
+    app.add_middleware(HotRoutes, routes=hot_routes(completions.router))
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_request_bytes)
     app.add_middleware(RequestMetricsMiddleware)
     app.add_middleware(AccessLogMiddleware)
