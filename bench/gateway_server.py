@@ -16,6 +16,7 @@ import asyncio
 import gc
 
 import orjson
+from fastapi import FastAPI
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 PROBE = "/__bench/tasks"
@@ -43,14 +44,19 @@ def with_task_probe(app: ASGIApp) -> ASGIApp:
     return probed
 
 
-def create() -> ASGIApp:
+def create_gateway() -> FastAPI:
+    """The gateway app exactly as `genai-api serve` builds it (environment settings, logging)."""
     from genai_api.app import create_app
     from genai_api.logs import setup_logging
     from genai_api.settings import Settings
 
     settings = Settings()
     setup_logging(settings.log_level)
-    return with_task_probe(create_app(settings))
+    return create_app(settings)
+
+
+def create() -> ASGIApp:
+    return with_task_probe(create_gateway())
 
 
 def main() -> None:

@@ -216,40 +216,45 @@ async def measure(app: Any, n: int, profile: bool) -> None:
             pstats.Stats(profiler).sort_stats("tottime").print_stats(35)
 
 
-def main() -> None:
+def gateway_in_process(fleet: Fleet) -> tuple[Any, str]:
+    """The gateway app (not served) on a fresh Redis and fake upstream; this process pinned."""
     import os
+
+    server_core, load_core = cores()
+    _, redis_url = fleet.redis(load_core)
+    port = free_port()
+    upstream = fleet.start(
+        "upstream",
+        fleet.python("bench.fake_upstream", "--port", str(port)),
+        port=port,
+        core=load_core,
+    )
+    if server_core is not None:
+        os.sched_setaffinity(0, {int(server_core)})
+    os.environ.update(
+        CACHE_BACKEND=os.environ.get("BENCH_CACHE_BACKEND", "redis"),
+        REDIS_URL=redis_url,
+        PROVIDER="openai",
+        OPENAI_API_KEY="sk-b",
+        OPENAI_BASE_URL=upstream.url + "/v1",
+        GATEWAY_API_KEYS="bench-key",
+        LOG_LEVEL=os.environ.get("BENCH_LOG_LEVEL", "WARNING"),
+    )
+    from bench.gateway_server import create_gateway
+
+    return create_gateway(), upstream.url
+
+
+def main() -> None:
+    import uvloop
 
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("-n", type=int, default=2000)
     parser.add_argument("--cprofile", action="store_true")
     args = parser.parse_args()
     fleet = Fleet()
-    server_core, load_core = cores()
     try:
-        _, redis_url = fleet.redis(load_core)
-        port = free_port()
-        upstream = fleet.start(
-            "upstream",
-            fleet.python("bench.fake_upstream", "--port", str(port)),
-            port=port,
-            core=load_core,
-        )
-        if server_core is not None:
-            os.sched_setaffinity(0, {int(server_core)})
-        os.environ.update(
-            CACHE_BACKEND=os.environ.get("BENCH_CACHE_BACKEND", "redis"),
-            REDIS_URL=redis_url,
-            PROVIDER="openai",
-            OPENAI_API_KEY="sk-b",
-            OPENAI_BASE_URL=upstream.url + "/v1",
-            GATEWAY_API_KEYS="bench-key",
-            LOG_LEVEL=os.environ.get("BENCH_LOG_LEVEL", "WARNING"),
-        )
-        import uvloop
-
-        from bench.gateway_server import create
-
-        app = create().__closure__[0].cell_contents  # type: ignore[union-attr,index]
+        app, _ = gateway_in_process(fleet)
         uvloop.run(measure(app, args.n, args.cprofile))
     finally:
         fleet.close()
