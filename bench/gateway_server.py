@@ -1,6 +1,6 @@
 """The gateway as `genai-api serve` runs it, plus one probe the soak needs.
 
-Same app (`create_app(Settings())`), same uvicorn options as the CLI (uvloop, httptools, no
+Same app (`genai_api.cli.worker_app`), same uvicorn options as the CLI (uvloop, httptools, no
 access log from uvicorn), configured from the environment. The only addition is
 `GET /__bench/tasks`, answered before the app sees the request, with the number of asyncio
 tasks alive in the process (so the soak can tell whether requests leave tasks behind) and
@@ -45,14 +45,11 @@ def with_task_probe(app: ASGIApp) -> ASGIApp:
 
 
 def create_gateway() -> FastAPI:
-    """The gateway app exactly as `genai-api serve` builds it (environment settings, logging)."""
-    from genai_api.app import create_app
-    from genai_api.logs import setup_logging
-    from genai_api.settings import Settings
+    """The gateway app exactly as `genai-api serve` builds it in each worker."""
+    from genai_api.cli import worker_app
 
-    settings = Settings()
-    setup_logging(settings.log_level)
-    return create_app(settings)
+    app: FastAPI = worker_app()
+    return app
 
 
 def create() -> ASGIApp:

@@ -81,18 +81,25 @@ class RedisStore:
         self.breaker = CircuitBreaker(breaker_seconds)
         self.timeout = timeout
 
-    async def _call(self, op: Callable[[], Awaitable[T]], *, bounded: bool = True) -> T:
-        """`op()` behind the breaker, within REDIS_TIMEOUT unless it bounds each step itself."""
+    async def _call(
+        self, op: Callable[[], Awaitable[T]], *, entries: int = 1, bounded: bool = True
+    ) -> T:
+        """`op()` behind the breaker, within its deadline unless it bounds each step itself."""
         if self.breaker.is_open:
             raise CacheUnavailable("redis circuit open")
         try:
             if not bounded:
                 return await op()
-            async with asyncio.timeout(self.timeout):
+            async with asyncio.timeout(self.deadline(entries)):
                 return await op()
         except _FAILURES as exc:
             self.breaker.trip()
             raise CacheUnavailable(f"redis: {type(exc).__name__}: {exc}") from exc
+
+    def deadline(self, entries: int) -> float:
+        """REDIS_TIMEOUT for one entry; a batch gets one more per 256 entries it moves, so a
+        5,000-vector write is not taken for a hung Redis (the bytes take time to travel)."""
+        return self.timeout * (1 + entries // 256)
 
     async def guarded(self, op: Callable[[], Awaitable[T]]) -> T:
         """Run a raw-client operation (`op` uses `self.client`) behind the breaker.
@@ -111,7 +118,7 @@ class RedisStore:
     async def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
         if not keys:
             return []
-        values = await self._call(lambda: self.client.mget(list(keys)))
+        values = await self._call(lambda: self.client.mget(list(keys)), entries=len(keys))
         return cast(list[bytes | None], values)
 
     async def set(self, key: str, value: bytes, ttl: float) -> None:
@@ -127,7 +134,7 @@ class RedisStore:
                     pipe.set(key, value, px=max(1, int(ttl * 1000)))
                 await pipe.execute()
 
-        await self._call(write)
+        await self._call(write, entries=len(items))
 
     async def delete_matching(self, pattern: str) -> int:
         """SCAN in pages and UNLINK each page: never KEYS, never FLUSHDB, never blocking."""
@@ -149,7 +156,8 @@ class RedisStore:
     async def ping(self) -> bool:
         """True when Redis answers now; a success also closes the breaker early."""
         try:
-            async with asyncio.timeout(self.timeout):
+            # The probe usually opens a connection: one REDIS_TIMEOUT to connect, one to answer.
+            async with asyncio.timeout(2 * self.timeout):
                 ok = bool(await self.client.ping())
         except _FAILURES:
             self.breaker.trip()
