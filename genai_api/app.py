@@ -12,6 +12,7 @@ from genai_api import __version__
 from genai_api.gateway import Gateway
 from genai_api.http import handlers
 from genai_api.http.access_log import AccessLogMiddleware
+from genai_api.http.hot_routes import HotRoutes, hot_routes
 from genai_api.http.limits import BodyLimitMiddleware
 from genai_api.http.request_metrics import RequestMetricsMiddleware
 from genai_api.providers import Provider
@@ -42,6 +43,7 @@ def create_app(
     handlers.install(app)
     for module in (completions, embeddings, models, admin, health, metrics, dashboard):
         app.include_router(module.router)
+    app.add_middleware(HotRoutes, routes=hot_routes(completions.router))
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_request_bytes)
     app.add_middleware(RequestMetricsMiddleware)
     app.add_middleware(AccessLogMiddleware)

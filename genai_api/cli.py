@@ -49,15 +49,22 @@ def worker_app() -> Any:
     """The app of one uvicorn worker, with logging set up in the worker's own process.
 
     `--workers N` spawns fresh interpreters: without this their access log, format and
-    secret redaction would be missing.
+    secret redaction would be missing. It also freezes what the process holds by then
+    (~150k objects, the modules mostly) out of the garbage collector: a full collection walks
+    every one of them, ~75 ms of CPU on a 2.5 GHz core and a latency spike every few hundred
+    requests; frozen, collections walk only what requests create. (Tests use `create_app`.)
     """
+    import gc
+
     from genai_api.app import create_app
     from genai_api.logs import setup_logging
     from genai_api.settings import Settings
 
     settings = Settings()
     setup_logging(settings.log_level)
-    return create_app(settings)
+    app = create_app(settings)
+    gc.freeze()
+    return app
 
 
 @contextlib.contextmanager

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
 
 import httpx
 import pytest
@@ -218,3 +219,28 @@ async def test_delete_by_model_only_removes_that_model(
     assert gone.headers["x-cache"] == "MISS"
     assert everything.json() == {"deleted": 2}
     assert await _keys(redis_url, settings.cache_namespace) == []
+
+
+async def test_hung_redis_costs_one_timeout_then_bypasses(
+    upstream: respx.MockRouter, redis_server: RedisServer
+) -> None:
+    """A Redis that accepts bytes but never answers (SIGSTOP) is bounded by REDIS_TIMEOUT."""
+    upstream.post("/chat/completions").mock(return_value=_ok())
+    settings = make_settings(
+        cache_backend="redis",
+        redis_url=redis_server.url,
+        redis_timeout=0.2,
+        redis_breaker_seconds=30,
+    )
+    async with running(settings) as gw:
+        await gw.http.post("/v1/chat/completions", json=CHAT)
+        assert redis_server.proc is not None
+        redis_server.proc.send_signal(signal.SIGSTOP)
+        try:
+            async with asyncio.timeout(5):  # without a per-operation bound this would hang
+                hung = await gw.http.post("/v1/chat/completions", json=CHAT)
+                after = await gw.http.post("/v1/chat/completions", json=CHAT)
+        finally:
+            redis_server.proc.send_signal(signal.SIGCONT)
+    assert (hung.status_code, hung.headers["x-cache"]) == (200, "BYPASS")
+    assert (after.status_code, after.headers["x-cache"]) == (200, "BYPASS")

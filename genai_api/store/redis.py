@@ -1,9 +1,12 @@
 """Redis store on aiocache's `RedisCache`, with a blocking pool, short timeouts and a breaker.
 
 Why these choices: aiocache's default pool raises past its size under load (a blocking pool
-waits briefly instead); its per-op `asyncio.wait_for` costs CPU on every hit, so it is off
-and redis-py's socket timeouts bound each call instead; and every failure trips a breaker
-so a dead or hung Redis costs one timeout per cool-down, not one per request.
+waits briefly instead). Each operation is bounded by one `asyncio.timeout` around the whole
+call, not by aiocache's per-op `asyncio.wait_for` nor by redis-py's `socket_timeout`: both
+of those wrap every command in `asyncio.wait_for`, which on Python 3.11 creates a task per
+command, and on a cache hit that costs more CPU than the GET itself. Operations go to the
+raw redis-py client (aiocache's decorator stack is as costly again). Every failure trips a
+breaker so a dead or hung Redis costs one timeout per cool-down, not one per request.
 """
 
 from __future__ import annotations
@@ -60,7 +63,7 @@ class RedisStore:
         password = opts.pop("password", None)
         if opts.pop("connection_class", None) is aioredis.SSLConnection:  # rediss://
             opts["connection_class"] = shared_context_ssl_connection()
-        opts.update(socket_timeout=timeout, timeout=timeout, health_check_interval=0)
+        opts.update(timeout=timeout, health_check_interval=0)  # no socket_timeout: see above
         self._cache = RedisCache(
             serializer=BytesSerializer(),
             endpoint=host,
@@ -76,15 +79,27 @@ class RedisStore:
         )
         self.client: aioredis.Redis = self._cache.client
         self.breaker = CircuitBreaker(breaker_seconds)
+        self.timeout = timeout
 
-    async def _call(self, op: Callable[[], Awaitable[T]]) -> T:
+    async def _call(
+        self, op: Callable[[], Awaitable[T]], *, entries: int = 1, bounded: bool = True
+    ) -> T:
+        """`op()` behind the breaker, within its deadline unless it bounds each step itself."""
         if self.breaker.is_open:
             raise CacheUnavailable("redis circuit open")
         try:
-            return await op()
+            if not bounded:
+                return await op()
+            async with asyncio.timeout(self.deadline(entries)):
+                return await op()
         except _FAILURES as exc:
             self.breaker.trip()
             raise CacheUnavailable(f"redis: {type(exc).__name__}: {exc}") from exc
+
+    def deadline(self, entries: int) -> float:
+        """REDIS_TIMEOUT for one entry; a batch gets one more per 256 entries it moves, so a
+        5,000-vector write is not taken for a hung Redis (the bytes take time to travel)."""
+        return self.timeout * (1 + entries // 256)
 
     async def guarded(self, op: Callable[[], Awaitable[T]]) -> T:
         """Run a raw-client operation (`op` uses `self.client`) behind the breaker.
@@ -95,13 +110,15 @@ class RedisStore:
         return await self._call(op)
 
     async def get(self, key: str) -> bytes | None:
-        value: bytes | None = await self._call(lambda: self._cache.get(key))
-        return value
+        # The raw client, not aiocache's `get`: its decorator stack (plugins, timeout,
+        # enabled check, key building) costs as much CPU as the GET itself on a hit.
+        value = await self._call(lambda: self.client.get(key))
+        return cast(bytes | None, value)
 
     async def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
         if not keys:
             return []
-        values = await self._call(lambda: self.client.mget(list(keys)))
+        values = await self._call(lambda: self.client.mget(list(keys)), entries=len(keys))
         return cast(list[bytes | None], values)
 
     async def set(self, key: str, value: bytes, ttl: float) -> None:
@@ -117,29 +134,31 @@ class RedisStore:
                     pipe.set(key, value, px=max(1, int(ttl * 1000)))
                 await pipe.execute()
 
-        await self._call(write)
+        await self._call(write, entries=len(items))
 
     async def delete_matching(self, pattern: str) -> int:
         """SCAN in pages and UNLINK each page: never KEYS, never FLUSHDB, never blocking."""
 
         async def run() -> int:
-            deleted = 0
-            batch: list[bytes] = []
-            async for key in self.client.scan_iter(match=pattern, count=1000):
-                batch.append(key)
-                if len(batch) >= 500:
-                    deleted += int(await self.client.unlink(*batch))
-                    batch.clear()
-            if batch:
-                deleted += int(await self.client.unlink(*batch))
-            return deleted
+            deleted, cursor = 0, 0
+            while True:
+                # Each round trip has its own deadline; the whole walk may take long.
+                async with asyncio.timeout(self.timeout):
+                    cursor, keys = await self.client.scan(cursor, match=pattern, count=1000)
+                if keys:
+                    async with asyncio.timeout(self.timeout):
+                        deleted += int(await self.client.unlink(*keys))
+                if not cursor:
+                    return deleted
 
-        return await self._call(run)
+        return await self._call(run, bounded=False)
 
     async def ping(self) -> bool:
         """True when Redis answers now; a success also closes the breaker early."""
         try:
-            ok = bool(await self.client.ping())
+            # The probe usually opens a connection: one REDIS_TIMEOUT to connect, one to answer.
+            async with asyncio.timeout(2 * self.timeout):
+                ok = bool(await self.client.ping())
         except _FAILURES:
             self.breaker.trip()
             return False

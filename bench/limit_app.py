@@ -1,0 +1,116 @@
+"""The "limit": the least a cache hit can cost on this stack, as a bare raw-ASGI endpoint.
+
+Reads the body, SHA-256es it, does one Redis GET and returns the stored bytes (chat and
+completions); for embeddings it parses the body, hashes each input, does one MGET and
+splices the stored per-input vector text into the answer. No framework, no validation,
+no metadata: what the gateway is measured against, on the same uvicorn (uvloop + httptools).
+
+    python -m bench.limit_app --port 9200 --redis redis://127.0.0.1:6379/0
+
+Keys (filled by the benchmark before it measures): `limit:chat:{sha256(body)}` holds the
+response bytes; `limit:emb:{format}:{sha256(orjson(input))}` holds one rendered vector.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+from typing import Any
+
+import orjson
+import redis.asyncio as aioredis
+from starlette.types import Receive, Scope, Send
+
+_JSON = [(b"content-type", b"application/json"), (b"x-cache", b"HIT")]
+
+
+def chat_key(body: bytes) -> str:
+    return "limit:chat:" + hashlib.sha256(body).hexdigest()
+
+
+def embedding_key(fmt: str, item: Any) -> str:
+    return f"limit:emb:{fmt}:" + hashlib.sha256(orjson.dumps(item)).hexdigest()
+
+
+class LimitApp:
+    def __init__(self, redis_url: str) -> None:
+        self.redis_url = redis_url
+        self.redis: aioredis.Redis | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            while True:
+                message = await receive()
+                if message["type"] == "lifespan.startup":
+                    self.redis = aioredis.Redis.from_url(self.redis_url, max_connections=256)
+                    await send({"type": "lifespan.startup.complete"})
+                elif message["type"] == "lifespan.shutdown":
+                    if self.redis is not None:
+                        await self.redis.aclose()
+                    await send({"type": "lifespan.shutdown.complete"})
+                    return
+        assert self.redis is not None
+        body = b""
+        while True:
+            message = await receive()
+            body += message.get("body", b"")
+            if not message.get("more_body"):
+                break
+        if scope["path"].endswith("/embeddings"):
+            payload = await self._embeddings(body)
+        else:
+            payload = await self.redis.get(chat_key(body))
+        if payload is None:
+            await _send(send, 404, b'{"error":{"message":"not stored"}}')
+        else:
+            await _send(send, 200, payload)
+
+    async def _embeddings(self, body: bytes) -> bytes | None:
+        assert self.redis is not None
+        request = orjson.loads(body)
+        fmt = request.get("encoding_format") or "float"
+        inputs = request["input"]
+        vectors = await self.redis.mget([embedding_key(fmt, item) for item in inputs])
+        if any(v is None for v in vectors):
+            return None
+        parts = [
+            b'{"object":"embedding","index":%d,"embedding":%s}' % (i, v)
+            for i, v in enumerate(vectors)
+        ]
+        model = orjson.dumps(request.get("model"))
+        tokens = len(inputs)
+        tail = b'],"model":%s,"usage":{"prompt_tokens":%d,"total_tokens":%d}}' % (
+            model,
+            tokens,
+            tokens,
+        )
+        return b'{"object":"list","data":[' + b",".join(parts) + tail
+
+
+async def _send(send: Send, status: int, body: bytes) -> None:
+    headers = [*_JSON, (b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+def main() -> None:
+    import uvicorn
+
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=9200)
+    parser.add_argument("--redis", required=True)
+    args = parser.parse_args()
+    uvicorn.run(
+        LimitApp(args.redis),
+        host=args.host,
+        port=args.port,
+        loop="uvloop",
+        http="httptools",
+        access_log=False,
+        log_level="warning",
+    )
+
+
+if __name__ == "__main__":
+    main()

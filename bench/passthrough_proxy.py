@@ -1,0 +1,77 @@
+"""A bare pass-through proxy: raw ASGI on uvicorn, one pooled aiohttp session upstream.
+
+The miss-path reference: what relaying a request to the provider costs with nothing else
+in the way (no key, no cache, no coalescing). The gateway's miss path is measured against it.
+
+    python -m bench.passthrough_proxy --port 9300 --upstream http://127.0.0.1:9100
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import aiohttp
+from starlette.types import Receive, Scope, Send
+
+
+class PassthroughProxy:
+    def __init__(self, upstream: str) -> None:
+        self.upstream = upstream.rstrip("/")
+        self.session: aiohttp.ClientSession | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            while True:
+                message = await receive()
+                if message["type"] == "lifespan.startup":
+                    connector = aiohttp.TCPConnector(limit=128)
+                    self.session = aiohttp.ClientSession(connector=connector)
+                    await send({"type": "lifespan.startup.complete"})
+                elif message["type"] == "lifespan.shutdown":
+                    if self.session is not None:
+                        await self.session.close()
+                    await send({"type": "lifespan.shutdown.complete"})
+                    return
+        assert self.session is not None
+        body = b""
+        while True:
+            message = await receive()
+            body += message.get("body", b"")
+            if not message.get("more_body"):
+                break
+        async with self.session.post(
+            self.upstream + scope["path"],
+            data=body,
+            headers={"content-type": "application/json", "authorization": "Bearer bench"},
+        ) as upstream:
+            payload = await upstream.read()
+            status = upstream.status
+        headers = [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(payload)).encode()),
+        ]
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": payload})
+
+
+def main() -> None:
+    import uvicorn
+
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=9300)
+    parser.add_argument("--upstream", required=True)
+    args = parser.parse_args()
+    uvicorn.run(
+        PassthroughProxy(args.upstream),
+        host=args.host,
+        port=args.port,
+        loop="uvloop",
+        http="httptools",
+        access_log=False,
+        log_level="warning",
+    )
+
+
+if __name__ == "__main__":
+    main()
