@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 
 import httpx
 from fastapi import FastAPI
 
-from genai_api import __version__
+from genai_api import __version__, warm
 from genai_api.gateway import Gateway
 from genai_api.http import handlers
 from genai_api.http.access_log import AccessLogMiddleware
@@ -16,7 +17,16 @@ from genai_api.http.hot_routes import HotRoutes, hot_routes
 from genai_api.http.limits import BodyLimitMiddleware
 from genai_api.http.request_metrics import RequestMetricsMiddleware
 from genai_api.providers import Provider
-from genai_api.routes import admin, completions, dashboard, embeddings, health, metrics, models
+from genai_api.routes import (
+    admin,
+    completions,
+    dashboard,
+    embeddings,
+    health,
+    metrics,
+    models,
+    prompts,
+)
 from genai_api.settings import Settings
 
 
@@ -34,14 +44,21 @@ def create_app(
         app.state.gateway = await Gateway.start(
             settings, provider=provider, http_client=http_client
         )
+        app.state.warm_task = (
+            warm.start_background_warm(app, settings) if settings.cache_warm_file else None
+        )
         try:
             yield
         finally:
+            if app.state.warm_task is not None:
+                app.state.warm_task.cancel()
+                with suppress(asyncio.CancelledError):
+                    await app.state.warm_task
             await app.state.gateway.aclose()
 
     app = FastAPI(title="genai-api", version=__version__, lifespan=lifespan, docs_url="/docs")
     handlers.install(app)
-    for module in (completions, embeddings, models, admin, health, metrics, dashboard):
+    for module in (completions, embeddings, prompts, models, admin, health, metrics, dashboard):
         app.include_router(module.router)
     app.add_middleware(HotRoutes, routes=hot_routes(completions.router))
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_request_bytes)

@@ -96,7 +96,7 @@ def _stats(args: argparse.Namespace) -> int:
 def _warm(args: argparse.Namespace) -> int:
     from genai_api.warm import warm_main
 
-    return warm_main(args.file, url=args.url, concurrency=args.concurrency)
+    return warm_main(args.file, url=args.url, concurrency=args.concurrency, api_key=args.api_key)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -129,6 +129,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--url", help="send the lines to a running server instead, e.g. http://127.0.0.1:8000"
     )
     warm.add_argument("--concurrency", type=int, default=8, help="requests in flight (default 8)")
+    warm.add_argument(
+        "--api-key",
+        help="client key to send (with CACHE_SCOPE=tenant, entries belong to that key); "
+        "default: the first of GATEWAY_API_KEYS",
+    )
     warm.set_defaults(func=_warm)
 
     stats = sub.add_parser(

@@ -17,6 +17,7 @@ from genai_api.leases import build_leases
 from genai_api.metrics import Metrics
 from genai_api.models_table import ModelTable
 from genai_api.pipeline import Pipeline
+from genai_api.prompts import PromptLibrary
 from genai_api.providers import Provider, build_provider
 from genai_api.providers.metered import MeteredProvider
 from genai_api.settings import Settings
@@ -39,6 +40,7 @@ class Gateway:
     auth: Authenticator
     tokens: TokenCounter
     metrics: Metrics
+    prompts: PromptLibrary
 
     @classmethod
     async def start(
@@ -49,6 +51,7 @@ class Gateway:
         http_client: httpx.AsyncClient | None = None,
     ) -> Gateway:
         models = ModelTable.load(settings.models_file)
+        prompts = PromptLibrary.load(settings.prompts_dir)  # a bad file stops start-up
         tokens = TokenCounter.load()  # packaged encodings: no network, fails at start-up
         metrics = Metrics(m.name for m in models)
         store = build_store(settings)
@@ -91,6 +94,7 @@ class Gateway:
             settings.cache_namespace,
             settings.cache_scope,
         )
+        log.info("prompts: %d template(s) from %s", len(prompts), settings.prompts_dir)
         if not await store.ping():
             log.warning("cache backend %s is not answering; requests will bypass it", store.name)
         accounting.start()
@@ -104,6 +108,7 @@ class Gateway:
             auth=auth,
             tokens=tokens,
             metrics=metrics,
+            prompts=prompts,
         )
 
     async def aclose(self) -> None:

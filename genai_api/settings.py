@@ -62,6 +62,7 @@ class Settings(BaseSettings):
     metrics_require_admin: bool = False
     max_request_bytes: int = Field(8_388_608, ge=1024)
     prompts_dir: Path = Path("prompts")
+    cache_warm_file: Path | None = None
     log_level: str = "INFO"
 
     @field_validator("cache_backend", mode="before")
@@ -74,6 +75,14 @@ class Settings(BaseSettings):
     @field_validator("provider", mode="before")
     @classmethod
     def _empty_provider_is_unset(cls, value: object) -> object:
+        if isinstance(value, str) and not value.strip():
+            return None
+        return value
+
+    @field_validator("models_file", "cache_warm_file", mode="before")
+    @classmethod
+    def _empty_path_is_unset(cls, value: object) -> object:
+        # `MODELS_FILE=` as copied from .env.example means "none", not the current directory.
         if isinstance(value, str) and not value.strip():
             return None
         return value

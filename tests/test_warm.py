@@ -1,0 +1,298 @@
+"""`genai-api warm`: batch lines through the server's own pipeline, resumable, line-exact errors."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import respx
+
+from genai_api.batch import LineError, WarmSummary, parse_line
+from genai_api.cli import build_parser
+from genai_api.models_table import ModelTable
+from genai_api.settings import Settings
+from genai_api.warm import warm_main
+from tests.conftest import chat_response, make_settings, running
+from tests.redis_server import free_port
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _line(custom_id: str, url: str, body: dict[str, Any]) -> str:
+    return json.dumps({"custom_id": custom_id, "method": "POST", "url": url, "body": body})
+
+
+def _chat(text: str) -> dict[str, Any]:
+    return {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": text}]}
+
+
+GOOD = [
+    _line("a", "/v1/chat/completions", _chat("first question")),
+    _line("b", "/v1/chat/completions", {**_chat("second question"), "stream": True}),
+    _line("c", "/v1/completions", {"model": "gpt-3.5-turbo-instruct", "prompt": "Once"}),
+    _line(
+        "d",
+        "/v1/prompts/summarise/completions",
+        {"variables": {"text": "A long story.", "sentences": 1}},
+    ),
+]
+
+
+def _write(tmp_path: Path, lines: list[str]) -> Path:
+    path = tmp_path / "batch.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def _summary(output: str) -> dict[str, int]:
+    match = re.search(
+        r"lines (\d+): hits (\d+), misses (\d+), coalesced (\d+), bypassed (\d+), errors (\d+)",
+        output,
+    )
+    assert match, output
+    keys = ("lines", "hits", "misses", "coalesced", "bypassed", "errors")
+    return dict(zip(keys, map(int, match.groups()), strict=True))
+
+
+@pytest.fixture
+def warm_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, redis_url: str) -> Settings:
+    """The environment `genai-api warm` reads: Redis, the mock provider, the repo's prompts."""
+    for name in Settings.model_fields:
+        monkeypatch.delenv(name.upper(), raising=False)
+    monkeypatch.chdir(tmp_path)  # no stray .env
+    env = {
+        "CACHE_BACKEND": "redis",
+        "REDIS_URL": redis_url,
+        "CACHE_NAMESPACE": f"w{uuid.uuid4().hex[:10]}",
+        "PROVIDER": "mock",
+        "PROMPTS_DIR": str(ROOT / "prompts"),
+    }
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    return make_settings(
+        cache_backend="redis",
+        redis_url=redis_url,
+        cache_namespace=env["CACHE_NAMESPACE"],
+        provider="mock",
+        prompts_dir=ROOT / "prompts",
+    )
+
+
+# --- batch lines
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ("{not json", "not valid JSON"),
+        ("[1, 2]", "not a JSON object"),
+        ('{"url": "/v1/chat/completions", "method": "GET", "body": {}}', "must be POST"),
+        ('{"url": "/v1/cache", "body": {}}', "unsupported url"),
+        ('{"url": "/v1/chat/completions", "body": [1]}', "'body' must be a JSON object"),
+        ('{"body": {}}', "missing 'url'"),
+    ],
+)
+def test_bad_batch_lines_say_what_is_wrong(text: str, problem: str) -> None:
+    with pytest.raises(LineError, match=re.escape(problem)):
+        parse_line(1, text)
+
+
+def test_stream_fields_are_dropped_and_short_urls_accepted() -> None:
+    line = parse_line(7, _line("x", "/chat/completions", {**_chat("q"), "stream": True}))
+    assert (line.number, line.url, line.custom_id) == (7, "/v1/chat/completions", "x")
+    assert "stream" not in line.body
+
+
+def test_summary_prices_misses_and_reads_savings_from_headers() -> None:
+    summary = WarmSummary()
+    line = parse_line(1, GOOD[0])
+    miss = httpx.Response(200, json=chat_response(prompt=1000, completion=100))
+    miss.headers["x-cache"] = "MISS"
+    hit = httpx.Response(200, json=chat_response())
+    hit.headers.update(
+        {"x-cache": "HIT", "x-cache-saved-tokens": "17", "x-cache-saved-cost-usd": "0.0000048"}
+    )
+    summary.count(line, miss, ModelTable.load(None))
+    summary.count(line, hit, ModelTable.load(None))
+    assert (summary.hits, summary.misses, summary.tokens_spent, summary.tokens_saved) == (
+        1,
+        1,
+        1100,
+        17,
+    )
+    # gpt-4o-mini: 1000 * 0.15/1M + 100 * 0.60/1M
+    assert summary.cost_spent == Decimal("0.00021")
+    assert summary.cost_saved == Decimal("0.0000048")
+
+
+# --- in-process
+
+
+@pytest.mark.redis
+async def test_in_process_warm_fills_the_cache_the_server_reads(
+    warm_env: Settings, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = _write(tmp_path, GOOD)
+    # warm_main runs its own event loop, so it runs in a thread here.
+    code = await asyncio.to_thread(warm_main, str(path), api_key="client-key")
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert _summary(out) == {
+        "lines": 4,
+        "hits": 0,
+        "misses": 4,
+        "coalesced": 0,
+        "bypassed": 0,
+        "errors": 0,
+    }
+    async with running(warm_env) as gw:
+        a = await gw.client.chat.completions.with_raw_response.create(**_chat("first question"))
+        b = await gw.client.chat.completions.with_raw_response.create(
+            **_chat("second question"), stream=False
+        )
+        d = await gw.http.post(
+            "/v1/prompts/summarise/completions",
+            json={"variables": {"text": "A long story.", "sentences": 1}},
+            headers={"Authorization": "Bearer client-key"},
+        )
+        provider_calls = gw.gateway.provider.calls
+    assert [r.headers["x-cache"] for r in (a, b, d)] == ["HIT", "HIT", "HIT"]
+    assert provider_calls == 0
+
+
+@pytest.mark.redis
+async def test_warm_is_resumable_already_cached_lines_are_hits(
+    warm_env: Settings, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    await asyncio.to_thread(warm_main, str(_write(tmp_path, GOOD[:2])))
+    first = capsys.readouterr().out
+    code = await asyncio.to_thread(warm_main, str(_write(tmp_path, GOOD)))
+    second = capsys.readouterr().out
+    assert code == 0
+    assert _summary(second)["hits"] == 2 and _summary(second)["misses"] == 2
+    spent = re.search(r"tokens: ([\d,]+) spent", first)
+    saved = re.search(r"tokens: [\d,]+ spent, ([\d,]+) saved", second)
+    assert spent and saved and spent.group(1) == saved.group(1) != "0"
+    cost_spent = re.search(r"cost: \$([\d.]+) spent", first)
+    cost_saved = re.search(r"cost: \$[\d.]+ spent, \$([\d.]+) saved", second)
+    assert cost_spent and cost_saved
+    assert Decimal(cost_spent.group(1)) == Decimal(cost_saved.group(1)) > 0
+
+
+@pytest.mark.redis
+async def test_bad_lines_are_reported_by_number_and_the_rest_still_run(
+    warm_env: Settings, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    lines = [
+        GOOD[0],
+        "{oops",
+        "",
+        _line("x", "/v1/cache", {}),
+        _line("y", "/v1/prompts/nope/completions", {"variables": {}}),
+        _line("z", "/v1/chat/completions", {"model": "gpt-4o-mini", "messages": []}),
+        GOOD[2],
+    ]
+    code = await asyncio.to_thread(warm_main, str(_write(tmp_path, lines)))
+    captured = capsys.readouterr()
+    assert code == 1
+    assert _summary(captured.out) == {
+        "lines": 6,
+        "hits": 0,
+        "misses": 2,
+        "coalesced": 0,
+        "bypassed": 0,
+        "errors": 4,
+    }
+    assert "line 2: not valid JSON" in captured.out
+    assert "line 4: unsupported url" in captured.out
+    assert "line 5: HTTP 404" in captured.out
+    assert "line 6: HTTP 400" in captured.out
+    assert "line 1:" not in captured.out and "line 3:" not in captured.out
+
+
+def test_missing_file_exits_2(tmp_path: Path) -> None:
+    assert warm_main(str(tmp_path / "absent.jsonl")) == 2
+
+
+async def test_cache_warm_file_warms_in_the_background_at_start_up(
+    upstream: respx.MockRouter, tmp_path: Path
+) -> None:
+    route = upstream.post("/chat/completions").mock(
+        return_value=httpx.Response(200, json=chat_response())
+    )
+    path = _write(tmp_path, [GOOD[0], "{bad"])
+    async with running(make_settings(cache_warm_file=path)) as gw:
+        summary = await gw.app.state.warm_task
+        answer = await gw.http.post("/v1/chat/completions", json=_chat("first question"))
+    assert (summary.misses, summary.errors) == (1, 1)
+    assert answer.headers["x-cache"] == "HIT"
+    assert route.call_count == 1
+
+
+# --- --url: through a live server
+
+
+@pytest.fixture
+def live_server(tmp_path: Path) -> Iterator[str]:
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if k.lower() not in Settings.model_fields}
+    env.update({"PROVIDER": "mock", "PROMPTS_DIR": str(ROOT / "prompts")})
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "genai_api", "serve", "--port", str(port)],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(url + "/healthz", timeout=0.5).status_code == 200:
+                break
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    else:
+        proc.kill()
+        pytest.fail("server did not start")
+    try:
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=15)
+
+
+@pytest.mark.slow
+def test_warm_through_a_running_server(
+    live_server: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = _write(tmp_path, [*GOOD, "{bad"])
+    first = warm_main(str(path), url=live_server, concurrency=2)
+    first_out = capsys.readouterr().out
+    second = warm_main(str(path), url=live_server)
+    second_out = capsys.readouterr().out
+    answer = httpx.post(live_server + "/v1/chat/completions", json=_chat("first question"))
+    assert (first, second) == (1, 1)
+    assert _summary(first_out)["misses"] == 4 and _summary(first_out)["errors"] == 1
+    assert _summary(second_out)["hits"] == 4 and "line 5: not valid JSON" in second_out
+    assert answer.headers["x-cache"] == "HIT"
+
+
+def test_cli_passes_warm_options() -> None:
+    args = build_parser().parse_args(
+        ["warm", "f.jsonl", "--url", "http://h:1", "--api-key", "k", "--concurrency", "3"]
+    )
+    assert (args.file, args.url, args.api_key) == ("f.jsonl", "http://h:1", "k")
+    assert args.concurrency == 3
