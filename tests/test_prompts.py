@@ -297,13 +297,16 @@ async def test_editing_a_template_changes_its_keys(
     )
 
 
+@pytest.mark.parametrize("backend", ["memory", pytest.param("redis", marks=pytest.mark.redis)])
 async def test_delete_by_prompt_drops_only_that_templates_entries(
-    upstream: respx.MockRouter,
+    upstream: respx.MockRouter, request: pytest.FixtureRequest, backend: str
 ) -> None:
     upstream.post("/chat/completions").mock(return_value=_ok(chat_response()))
     summarise = {"variables": {"text": "Long text.", "sentences": 1}}
     translate = {"variables": {"text": "Hello", "target_language": "French"}}
-    async with running(make_settings(prompts_dir=SHIPPED)) as gw:
+    extra = {"redis_url": request.getfixturevalue("redis_url")} if backend == "redis" else {}
+    settings = make_settings(prompts_dir=SHIPPED, cache_backend=backend, **extra)
+    async with running(settings) as gw:
         await gw.http.post("/v1/prompts/summarise/completions", json=summarise)
         await gw.http.post("/v1/prompts/summarise/completions", json={**summarise, "seed": 1})
         await gw.http.post("/v1/prompts/translate/completions", json=translate)
