@@ -137,6 +137,25 @@ def test_summary_prices_misses_and_reads_savings_from_headers() -> None:
     assert summary.cost_saved == Decimal("0.0000048")
 
 
+@pytest.mark.parametrize(
+    ("headers", "counted"),
+    [
+        ({"x-cache": "COALESCED"}, "coalesced"),
+        ({"x-cache": "BYPASS"}, "bypassed"),
+        ({"x-cache-hits": "2", "x-cache-misses": "0"}, "hits"),
+        ({"x-cache-hits": "1", "x-cache-misses": "1"}, "misses"),
+    ],
+)
+def test_summary_classifies_each_answer_by_its_cache_headers(
+    headers: dict[str, str], counted: str
+) -> None:
+    summary = WarmSummary()
+    response = httpx.Response(200, json=chat_response(), headers=headers)
+    summary.count(parse_line(1, GOOD[0]), response, ModelTable.load(None))
+    counts = {n: getattr(summary, n) for n in ("hits", "misses", "coalesced", "bypassed")}
+    assert counts == {n: int(n == counted) for n in counts}
+
+
 # --- in-process
 
 
