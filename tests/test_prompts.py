@@ -14,6 +14,7 @@ from openai.types.chat import ChatCompletion
 from genai_api.errors import InvalidRequest, NotFound
 from genai_api.prompts import PromptFileError, PromptLibrary, parse_template
 from tests.conftest import CHAT, chat_response, make_settings, running
+from tests.streaming_client import HELLO, sse_route, streaming
 
 ROOT = Path(__file__).resolve().parent.parent
 SHIPPED = ROOT / "prompts"
@@ -352,3 +353,25 @@ async def test_tenants_do_not_share_template_entries(
             "/v1/prompts/summarise/completions", json=body, headers={"Authorization": "Bearer k2"}
         )
     assert (a.headers["x-cache"], b.headers["x-cache"]) == ("MISS", "MISS")
+
+
+async def test_streamed_prompt_completion_is_relayed_then_served_from_cache(
+    upstream: respx.MockRouter, tmp_path: Path
+) -> None:
+    route = sse_route(upstream, HELLO)
+    folder = _prompts_dir(tmp_path, ("greet.toml", GREET))
+    body = {"variables": {"who": "Ada", "style": "formal"}}
+    async with streaming(make_settings(prompts_dir=folder)) as gw:
+        async with gw.http.stream(
+            "POST", "/v1/prompts/greet/completions", json={**body, "stream": True}
+        ) as streamed:
+            text = (await streamed.aread()).decode()
+        whole = await gw.http.post("/v1/prompts/greet/completions", json=body)
+        deleted = await gw.http.request("DELETE", "/v1/cache", json={"prompt": "greet"})
+    assert streamed.headers["x-cache"] == "MISS"
+    assert streamed.headers["content-type"].startswith("text/event-stream")
+    assert '"Hel"' in text and text.rstrip().endswith("data: [DONE]")
+    assert whole.headers["x-cache"] == "HIT"
+    assert whole.json()["choices"][0]["message"]["content"] == "Hello!"
+    assert json.loads(route.calls.last.request.content)["stream"] is True
+    assert route.call_count == 1 and deleted.json() == {"deleted": 1}

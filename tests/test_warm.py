@@ -47,6 +47,7 @@ GOOD = [
         "/v1/prompts/summarise/completions",
         {"variables": {"text": "A long story.", "sentences": 1}},
     ),
+    _line("e", "/v1/embeddings", {"model": "text-embedding-3-small", "input": ["x", "y"]}),
 ]
 
 
@@ -169,9 +170,9 @@ async def test_in_process_warm_fills_the_cache_the_server_reads(
     out = capsys.readouterr().out
     assert code == 0, out
     assert _summary(out) == {
-        "lines": 4,
+        "lines": 5,
         "hits": 0,
-        "misses": 4,
+        "misses": 5,
         "coalesced": 0,
         "bypassed": 0,
         "errors": 0,
@@ -186,8 +187,11 @@ async def test_in_process_warm_fills_the_cache_the_server_reads(
             json={"variables": {"text": "A long story.", "sentences": 1}},
             headers={"Authorization": "Bearer client-key"},
         )
+        e = await gw.client.embeddings.with_raw_response.create(
+            model="text-embedding-3-small", input=["y", "x"]
+        )
         provider_calls = gw.gateway.provider.calls
-    assert [r.headers["x-cache"] for r in (a, b, d)] == ["HIT", "HIT", "HIT"]
+    assert [r.headers["x-cache"] for r in (a, b, d, e)] == ["HIT", "HIT", "HIT", "HIT"]
     assert provider_calls == 0
 
 
@@ -200,7 +204,7 @@ async def test_warm_is_resumable_already_cached_lines_are_hits(
     code = await asyncio.to_thread(warm_main, str(_write(tmp_path, GOOD)))
     second = capsys.readouterr().out
     assert code == 0
-    assert _summary(second)["hits"] == 2 and _summary(second)["misses"] == 2
+    assert _summary(second)["hits"] == 2 and _summary(second)["misses"] == 3
     spent = re.search(r"tokens: ([\d,]+) spent", first)
     saved = re.search(r"tokens: [\d,]+ spent, ([\d,]+) saved", second)
     assert spent and saved and spent.group(1) == saved.group(1) != "0"
@@ -304,8 +308,8 @@ def test_warm_through_a_running_server(
     second_out = capsys.readouterr().out
     answer = httpx.post(live_server + "/v1/chat/completions", json=_chat("first question"))
     assert (first, second) == (1, 1)
-    assert _summary(first_out)["misses"] == 4 and _summary(first_out)["errors"] == 1
-    assert _summary(second_out)["hits"] == 4 and "line 5: not valid JSON" in second_out
+    assert _summary(first_out)["misses"] == 5 and _summary(first_out)["errors"] == 1
+    assert _summary(second_out)["hits"] == 5 and "line 6: not valid JSON" in second_out
     assert answer.headers["x-cache"] == "HIT"
 
 
