@@ -9,7 +9,7 @@ from contextlib import asynccontextmanager, suppress
 import httpx
 from fastapi import FastAPI
 
-from genai_api import __version__, warm
+from genai_api import __version__
 from genai_api.gateway import Gateway
 from genai_api.http import handlers
 from genai_api.http.access_log import AccessLogMiddleware
@@ -44,9 +44,11 @@ def create_app(
         app.state.gateway = await Gateway.start(
             settings, provider=provider, http_client=http_client
         )
-        app.state.warm_task = (
-            warm.start_background_warm(app, settings) if settings.cache_warm_file else None
-        )
+        app.state.warm_task = None
+        if settings.cache_warm_file:
+            from genai_api.warm import start_background_warm  # rich etc. only when warming
+
+            app.state.warm_task = start_background_warm(app, settings)
         try:
             yield
         finally:
