@@ -375,3 +375,12 @@ async def test_streamed_prompt_completion_is_relayed_then_served_from_cache(
     assert whole.json()["choices"][0]["message"]["content"] == "Hello!"
     assert json.loads(route.calls.last.request.content)["stream"] is True
     assert route.call_count == 1 and deleted.json() == {"deleted": 1}
+
+
+async def test_openapi_documents_the_prompt_request_body() -> None:
+    async with running(make_settings(prompts_dir=SHIPPED)) as gw:
+        doc = (await gw.http.get("/openapi.json")).json()
+    post = doc["paths"]["/v1/prompts/{name}/completions"]["post"]
+    schema = post["requestBody"]["content"]["application/json"]["schema"]
+    assert "variables" in schema["properties"]
+    assert "/v1/prompts" in doc["paths"]
