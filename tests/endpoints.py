@@ -78,6 +78,16 @@ COMPLETION_ENDPOINTS = [
         lambda text: {"model": "gpt-3.5-turbo-instruct", "prompt": text},
         ("seed", "n", "max_tokens"),
     ),
+    Endpoint(  # a shipped template (PROMPTS_DIR defaults to the repo's prompts/)
+        "prompt",
+        "/v1/prompts/summarise/completions",
+        "/chat/completions",
+        {"model": "gpt-4o-mini", "variables": {"text": "Say hello", "sentences": 1}},
+        _chat_answer,
+        lambda answer: answer["id"],
+        lambda text: {"model": "gpt-4o-mini", "variables": {"text": text, "sentences": 1}},
+        ("seed", "n", "max_tokens"),
+    ),
 ]
 ENDPOINTS = [
     *COMPLETION_ENDPOINTS,
