@@ -12,10 +12,9 @@ from fastapi import FastAPI
 from genai_api import __version__
 from genai_api.gateway import Gateway
 from genai_api.http import handlers
-from genai_api.http.access_log import AccessLogMiddleware
 from genai_api.http.hot_routes import HotRoutes, hot_routes
 from genai_api.http.limits import BodyLimitMiddleware
-from genai_api.http.request_metrics import RequestMetricsMiddleware
+from genai_api.http.observe import ObserveMiddleware
 from genai_api.providers import Provider
 from genai_api.routes import (
     admin,
@@ -64,6 +63,5 @@ def create_app(
         app.include_router(module.router)
     app.add_middleware(HotRoutes, routes=hot_routes(completions.router))
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_request_bytes)
-    app.add_middleware(RequestMetricsMiddleware)
-    app.add_middleware(AccessLogMiddleware)
+    app.add_middleware(ObserveMiddleware)
     return app
