@@ -22,6 +22,8 @@ from typing import Any
 import orjson
 from starlette.types import Receive, Scope, Send
 
+from bench.serving import serve
+
 
 class FakeUpstream:
     def __init__(self, latency_ms: float = 0.0, dims: int = 1536) -> None:
@@ -201,8 +203,6 @@ async def _json(send: Send, payload: Any, status: int = 200) -> None:
 
 
 def main() -> None:
-    import uvicorn
-
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -211,15 +211,7 @@ def main() -> None:
     parser.add_argument("--latency-ms", type=float, default=0.0)
     parser.add_argument("--dims", type=int, default=1536)
     args = parser.parse_args()
-    uvicorn.run(
-        FakeUpstream(args.latency_ms, args.dims),
-        host=args.host,
-        port=args.port,
-        loop="uvloop",
-        http="httptools",
-        access_log=False,
-        log_level="warning",
-    )
+    serve(FakeUpstream(args.latency_ms, args.dims), args.host, args.port)
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ import orjson
 import redis.asyncio as aioredis
 from starlette.types import Receive, Scope, Send
 
-_JSON = [(b"content-type", b"application/json"), (b"x-cache", b"HIT")]
+from bench.serving import send_bytes, serve
 
 
 def chat_key(body: bytes) -> str:
@@ -88,28 +88,16 @@ class LimitApp:
 
 
 async def _send(send: Send, status: int, body: bytes) -> None:
-    headers = [*_JSON, (b"content-length", str(len(body)).encode())]
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
+    await send_bytes(send, status, body, (b"x-cache", b"HIT"))
 
 
 def main() -> None:
-    import uvicorn
-
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=9200)
     parser.add_argument("--redis", required=True)
     args = parser.parse_args()
-    uvicorn.run(
-        LimitApp(args.redis),
-        host=args.host,
-        port=args.port,
-        loop="uvloop",
-        http="httptools",
-        access_log=False,
-        log_level="warning",
-    )
+    serve(LimitApp(args.redis), args.host, args.port)
 
 
 if __name__ == "__main__":

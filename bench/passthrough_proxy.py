@@ -13,6 +13,8 @@ import argparse
 import aiohttp
 from starlette.types import Receive, Scope, Send
 
+from bench.serving import serve
+
 
 class PassthroughProxy:
     def __init__(self, upstream: str) -> None:
@@ -55,22 +57,12 @@ class PassthroughProxy:
 
 
 def main() -> None:
-    import uvicorn
-
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=9300)
     parser.add_argument("--upstream", required=True)
     args = parser.parse_args()
-    uvicorn.run(
-        PassthroughProxy(args.upstream),
-        host=args.host,
-        port=args.port,
-        loop="uvloop",
-        http="httptools",
-        access_log=False,
-        log_level="warning",
-    )
+    serve(PassthroughProxy(args.upstream), args.host, args.port)
 
 
 if __name__ == "__main__":

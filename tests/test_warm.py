@@ -4,11 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import re
-import subprocess
-import sys
-import time
 import uuid
 from collections.abc import Iterator
 from decimal import Decimal
@@ -25,7 +21,7 @@ from genai_api.models_table import ModelTable
 from genai_api.settings import Settings
 from genai_api.warm import warm_main
 from tests.conftest import chat_response, make_settings, running
-from tests.redis_server import free_port
+from tests.live_server import live_server as serve_live
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -269,32 +265,8 @@ async def test_cache_warm_file_warms_in_the_background_at_start_up(
 
 @pytest.fixture
 def live_server(tmp_path: Path) -> Iterator[str]:
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if k.lower() not in Settings.model_fields}
-    env.update({"PROVIDER": "mock", "PROMPTS_DIR": str(ROOT / "prompts")})
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "genai_api", "serve", "--port", str(port)],
-        cwd=tmp_path,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(url + "/healthz", timeout=0.5).status_code == 200:
-                break
-        except httpx.HTTPError:
-            time.sleep(0.1)
-    else:
-        proc.kill()
-        pytest.fail("server did not start")
-    try:
+    with serve_live(tmp_path, {"PROMPTS_DIR": str(ROOT / "prompts")}) as url:
         yield url
-    finally:
-        proc.terminate()
-        proc.wait(timeout=15)
 
 
 @pytest.mark.slow
