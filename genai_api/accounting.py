@@ -19,7 +19,7 @@ import contextlib
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from decimal import Decimal
 from enum import StrEnum
 from typing import Any, Protocol
@@ -27,6 +27,7 @@ from typing import Any, Protocol
 from redis.exceptions import RedisError
 
 from genai_api.errors import CacheUnavailable
+from genai_api.models_table import bounded_label
 from genai_api.money import to_pico, usd
 from genai_api.stats_backends import INTERVALS, Batch, MemoryStats, StatsBackend
 
@@ -94,8 +95,11 @@ class Accounting:
         meter: Meter | None = None,
         clock: Callable[[], float] = time.time,
         flush_interval: float = 0.5,
+        models: Iterable[str] | None = None,
     ) -> None:
         self.backend: StatsBackend = backend or MemoryStats()
+        # Given the table's models, other names count under `other` (see bounded_label).
+        self.models = None if models is None else frozenset(models)
         self.meter = meter
         self.clock = clock
         self.flush_interval = flush_interval
@@ -126,13 +130,17 @@ class Accounting:
             counts["saved_pusd"] = to_pico(cost)
         else:
             counts["spent_pusd"] = to_pico(cost)
+        model = self._label(model)
         self._pending.add(model, {k: v for k, v in counts.items() if v}, self.clock())
         if self.meter is not None:
             self.meter.account(model, status, prompt_tokens, completion_tokens, cost)
 
+    def _label(self, model: str) -> str:
+        return model if self.models is None else bounded_label(self.models, model)
+
     def record_error(self, model: str | None = None) -> None:
         """A cache backend error (the request itself went on)."""
-        self._pending.add(model, {"errors": 1}, self.clock())
+        self._pending.add(model and self._label(model), {"errors": 1}, self.clock())
         if self.meter is not None:
             self.meter.backend_error("cache")
 

@@ -58,7 +58,9 @@ class Gateway:
         provider = MeteredProvider(
             provider or build_provider(settings, http_client, tokens), metrics
         )
-        accounting = Accounting(_stats_backend(settings, store), meter=metrics)
+        accounting = Accounting(
+            _stats_backend(settings, store), meter=metrics, models=(m.name for m in models)
+        )
         pipeline = Pipeline(
             store=store,
             provider=provider,

@@ -29,8 +29,8 @@ from prometheus_client import (
 )
 
 from genai_api.accounting import SAVED, CacheStatus
+from genai_api.models_table import bounded_label
 
-OTHER = "other"
 LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 40.0, 80.0, 160.0)
 _PATH_ENDPOINTS = {
     "/v1/chat/completions": "chat.completions",
@@ -113,7 +113,7 @@ class Metrics:
         )
 
     def model_label(self, model: object) -> str:
-        return model if isinstance(model, str) and model in self.models else OTHER
+        return bounded_label(self.models, model)
 
     def request(self, endpoint: str, model: object, cache: str | None, status: int) -> None:
         result = _CACHE_RESULTS.get(cache or "", "none")

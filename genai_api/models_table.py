@@ -75,6 +75,18 @@ BUILTIN_MODELS: tuple[ModelInfo, ...] = (
 )
 
 
+OTHER = "other"
+
+
+def bounded_label(known: frozenset[str], model: object) -> str:
+    """`model` if it is a table model, else `other`.
+
+    Counters and metric labels keyed by a client-sent name would grow with every name a
+    client invents on an open table; folding unknown names keeps them bounded.
+    """
+    return model if isinstance(model, str) and model in known else OTHER
+
+
 class ModelTable:
     """Lookup of `ModelInfo` by name, with the closed-list rule applied in one place."""
 

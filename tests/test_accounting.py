@@ -233,3 +233,19 @@ async def test_series_has_the_requested_buckets_with_the_same_counters(
     assert len(hour["series"]["points"]) == 720
     assert sum(p["tokens_saved"]["total"] for p in hour["series"]["points"]) == 12370
     assert without_since({k: v for k, v in minute.items() if k != "series"}) == EXPECTED_TOTAL
+
+
+async def test_models_outside_the_table_count_under_other(upstream: respx.MockRouter) -> None:
+    """On an open table a client may send any model name; the stats must not grow a
+    `by_model` entry per invented name, so those answers add up under `other`."""
+    provider(upstream)
+    async with running(make_settings()) as gw:
+        for name in ("my-own-model", "another-one", "my-own-model"):
+            body = {"model": name, "messages": [{"role": "user", "content": "x"}]}
+            assert (await gw.http.post("/v1/chat/completions", json=body)).status_code == 200
+        await gw.http.post("/v1/chat/completions", json=chat("a"))
+        stats = (await gw.http.get("/v1/cache/stats")).json()
+    assert sorted(stats["by_model"]) == [MINI, "other"]
+    other = stats["by_model"]["other"]
+    assert (other["misses"], other["hits"]) == (2, 1)
+    assert other["tokens_saved"] == {"prompt": 1200, "completion": 345, "total": 1545}
