@@ -9,6 +9,7 @@ from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -281,6 +282,17 @@ async def test_memory_backend_claims_in_process_only() -> None:
     assert leases.state == "process"
 
 
+def spy_on_joins(coalescer: Any, seen: Callable[[], None]) -> None:
+    """Call `seen` each time a request joins or starts a flight (behaviour unchanged)."""
+    join = coalescer.join
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        seen()
+        return join(*args, **kwargs)
+
+    coalescer.join = counted
+
+
 async def test_two_gateways_on_one_redis_make_one_provider_call(
     upstream: respx.MockRouter, redis_url: str, ns: str
 ) -> None:
@@ -302,14 +314,16 @@ async def test_two_gateways_on_one_redis_make_one_provider_call(
             await gw.http.post("/v1/chat/completions", json={**CHAT, "seed": 1})
         release.clear()
         started.clear()
+        joined = Counter[int]()
+        for i, gw in enumerate((one, two)):  # count joins: under load a fixed sleep is too short
+            spy_on_joins(gw.gateway.pipeline.coalescer, lambda i=i: joined.update([i]))
         tasks = [
             asyncio.create_task(gw.http.post("/v1/chat/completions", json=CHAT))
             for gw in (one, two)
             for _ in range(8)
         ]
         await asyncio.wait_for(started.wait(), 10)
-        await wait_until(lambda: all(len(gw.gateway.pipeline.coalescer) == 1 for gw in (one, two)))
-        await asyncio.sleep(0.3)  # let every request join its process's flight
+        await wait_until(lambda: joined == {0: 8, 1: 8}, within=30)  # all on their flights
         release.set()
         answers = await asyncio.gather(*tasks)
         later = await two.http.post("/v1/chat/completions", json=CHAT)

@@ -37,25 +37,31 @@ class ObserveMiddleware:
         start = time.perf_counter()
         status = 500
         cache: str | None = None
+        counted = False
+        # Counted when the answer starts, before the client can see it, so a scrape that
+        # follows an answer (on any worker) always includes it.
+        gateway = getattr(getattr(scope.get("app"), "state", None), "gateway", None)
+        metrics = gateway.metrics if endpoint is not None and gateway is not None else None
 
         async def capture(message: Message) -> None:
-            nonlocal status, cache
+            nonlocal status, cache, counted
             if message["type"] == "http.response.start":
                 status = message["status"]
                 for name, value in message.get("headers", ()):
                     if name == b"x-cache":
                         cache = value.decode("latin-1")
                         break
+                if metrics is not None:
+                    metrics.request(endpoint, scope.get("state", {}).get("model"), cache, status)
+                    counted = True
             await send(message)
 
         try:
             await self.app(scope, receive, capture)
         finally:
             model = scope.get("state", {}).get("model")
-            if endpoint is not None:
-                gateway = getattr(getattr(scope.get("app"), "state", None), "gateway", None)
-                if gateway is not None:
-                    gateway.metrics.request(endpoint, model, cache, status)
+            if metrics is not None and not counted:  # failed before it could answer
+                metrics.request(endpoint, model, cache, status)
             if logging_on:
                 log.info(
                     "%s %s %d cache=%s model=%s %.1fms",
