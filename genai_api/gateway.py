@@ -97,7 +97,9 @@ class Gateway:
             settings.cache_scope,
         )
         log.info("prompts: %d template(s) from %s", len(prompts), settings.prompts_dir)
-        if not await store.ping():
+        if await store.ping():
+            await store.warm()
+        else:
             log.warning("cache backend %s is not answering; requests will bypass it", store.name)
         accounting.start()
         return cls(

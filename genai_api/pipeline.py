@@ -35,6 +35,7 @@ from genai_api.leases import Claim, Leases, LocalLeases
 from genai_api.models_table import ModelInfo
 from genai_api.providers.base import Provider
 from genai_api.relay import Relay, Streamed, replay
+from genai_api.store import budget
 from genai_api.store.base import CacheStore
 from genai_api.streams import assemble, synthesize, upstream_body, wants_usage
 from genai_api.tokenizer import TokenCounter
@@ -168,10 +169,12 @@ class Pipeline:
 
     async def run_embeddings(self, batch: EmbeddingBatch) -> EmbeddingOutcome:
         """Answer an embeddings batch input by input, each its own entry and flight."""
+        budget.begin()
         return await self.embeddings.run(batch)
 
     async def run(self, call: Call) -> Outcome:
         """Answer one non-streamed call, from the cache when it may."""
+        budget.begin()  # one Redis failure at most: then this request (and its flight) bypass
         if call.controls.bypass or not call.cacheable:
             return self._answer(call, CacheStatus.BYPASS, await self._provider_call(call))
         cached = await self._read(call)
@@ -189,6 +192,7 @@ class Pipeline:
         """Answer one streamed call: replayed from the cache, or relayed live from the one
         flight for its key. Returns once the first chunk is there, so an error before it
         (a 429, a timeout) is raised here and becomes a plain HTTP error."""
+        budget.begin()
         if call.controls.bypass or not call.cacheable:
             feed = Feed()
             feed.followers += 1

@@ -30,7 +30,10 @@ class Settings(BaseSettings):
     redis_timeout: float = Field(0.2, gt=0, description="seconds per Redis operation")
     redis_max_connections: int = Field(256, ge=1)
     redis_breaker_seconds: float = Field(
-        1.0, ge=0, description="how long to stop trying Redis after a failure"
+        1.0, ge=0, description="how long to stop trying Redis once the breaker opens"
+    )
+    redis_breaker_failures: int = Field(
+        3, ge=1, description="consecutive Redis failures that open the breaker"
     )
     lease_seconds: float = Field(
         30.0, gt=0, le=30, description="cross-process coalescing lease, renewed while alive"

@@ -30,6 +30,7 @@ from typing import Any, TypeVar
 from genai_api.errors import CacheUnavailable
 from genai_api.leases.base import Claim
 from genai_api.leases.notify import Notifier
+from genai_api.store import budget
 from genai_api.store.redis import RedisStore
 
 log = logging.getLogger("genai_api.leases")
@@ -180,8 +181,9 @@ class RedisLeases:
                 return
 
     def spawn(self, work: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
-        """A background task owned by the leases, cancelled by `aclose`."""
-        task = asyncio.create_task(work)
+        """A background task owned by the leases, cancelled by `aclose`; it runs outside the
+        request that started it (no Redis budget: a failed request still releases)."""
+        task = asyncio.create_task(work, context=budget.detached())
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return task

@@ -29,6 +29,10 @@ class CacheStore(Protocol):
 
     async def ping(self) -> bool: ...
 
+    async def warm(self) -> None:
+        """Open connections ahead of traffic (start-up, after a successful ping)."""
+        ...
+
     async def close(self) -> None: ...
 
 

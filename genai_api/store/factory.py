@@ -23,4 +23,5 @@ def build_store(settings: Settings) -> CacheStore:
         timeout=settings.redis_timeout,
         max_connections=settings.redis_max_connections,
         breaker_seconds=settings.redis_breaker_seconds,
+        breaker_failures=settings.redis_breaker_failures,
     )

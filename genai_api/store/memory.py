@@ -41,5 +41,8 @@ class MemoryStore:
     async def ping(self) -> bool:
         return True
 
+    async def warm(self) -> None:
+        return None
+
     async def close(self) -> None:
         await self._cache.close()

@@ -5,13 +5,18 @@ waits briefly instead). Each operation is bounded by one `asyncio.timeout` aroun
 call, not by aiocache's per-op `asyncio.wait_for` nor by redis-py's `socket_timeout`: both
 of those wrap every command in `asyncio.wait_for`, which on Python 3.11 creates a task per
 command, and on a cache hit that costs more CPU than the GET itself. Operations go to the
-raw redis-py client (aiocache's decorator stack is as costly again). Every failure trips a
-breaker so a dead or hung Redis costs one timeout per cool-down, not one per request.
+raw redis-py client (aiocache's decorator stack is as costly again).
+
+A sick Redis costs a request at most one timeout: a failure spends the request's budget
+(`budget.py`), so its later operations skip Redis; `REDIS_BREAKER_FAILURES` consecutive
+failures open the breaker, and then requests skip Redis at once while a background probe
+(one per cool-down) finds out when it is back.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar, cast
 
@@ -21,12 +26,14 @@ from redis.asyncio.connection import parse_url
 from redis.exceptions import RedisError
 
 from genai_api.errors import CacheUnavailable
+from genai_api.store import budget
 from genai_api.store.base import BytesSerializer
 from genai_api.store.breaker import CircuitBreaker
 from genai_api.store.tls import shared_context_ssl_connection
 
 T = TypeVar("T")
 _FAILURES = (RedisError, OSError, asyncio.TimeoutError)
+WARM_CONNECTIONS = 64  # opened at start-up: a burst of cold requests must not pay to connect
 
 
 def redis_options(
@@ -57,6 +64,7 @@ class RedisStore:
         timeout: float,
         max_connections: int,
         breaker_seconds: float,
+        breaker_failures: int = 1,
     ) -> None:
         opts = dict(options)
         host, port, db = opts.pop("host"), int(opts.pop("port")), int(opts.pop("db", 0))
@@ -78,36 +86,53 @@ class RedisStore:
             timeout=None,
         )
         self.client: aioredis.Redis = self._cache.client
-        self.breaker = CircuitBreaker(breaker_seconds)
+        self.breaker = CircuitBreaker(breaker_seconds, breaker_failures)
         self.timeout = timeout
+        self.max_connections = max_connections
+        self._probe: asyncio.Task[bool] | None = None
 
     async def _call(
         self, op: Callable[[], Awaitable[T]], *, entries: int = 1, bounded: bool = True
     ) -> T:
-        """`op()` behind the breaker, within its deadline unless it bounds each step itself."""
+        """`op()` behind the breaker and the request's budget, within its deadline unless it
+        bounds each step itself."""
+        spending = budget.current()
+        if spending is not None and spending.spent:
+            raise CacheUnavailable("redis skipped: it already failed this request")
         if self.breaker.is_open:
+            if spending is not None:
+                spending.spent = True  # a request uses the cache throughout, or not at all
+            if self.breaker.probe_due():
+                self._probe = asyncio.create_task(self.ping(), name="redis-probe")
             raise CacheUnavailable("redis circuit open")
+        started = self.breaker.now()
         try:
             if not bounded:
-                return await op()
-            async with asyncio.timeout(self.deadline(entries)):
-                return await op()
+                result = await op()
+            else:
+                async with asyncio.timeout(self.deadline(entries)):
+                    result = await op()
         except _FAILURES as exc:
-            self.breaker.trip()
+            if spending is not None:
+                spending.spent = True
+            self.breaker.failure(started)
             raise CacheUnavailable(f"redis: {type(exc).__name__}: {exc}") from exc
+        self.breaker.success()
+        return result
 
     def deadline(self, entries: int) -> float:
         """REDIS_TIMEOUT for one entry; a batch gets one more per 256 entries it moves, so a
         5,000-vector write is not taken for a hung Redis (the bytes take time to travel)."""
         return self.timeout * (1 + entries // 256)
 
-    async def guarded(self, op: Callable[[], Awaitable[T]]) -> T:
+    async def guarded(self, op: Callable[[], Awaitable[T]], *, entries: int = 1) -> T:
         """Run a raw-client operation (`op` uses `self.client`) behind the breaker.
 
-        For other Redis users of the same pool, such as the leases: a failure trips the
-        breaker and raises `CacheUnavailable`, exactly as the store's own operations do.
+        For other Redis users of the same pool, such as the leases: a failure counts for the
+        breaker and the request's budget and raises `CacheUnavailable`, exactly as the
+        store's own operations do. `entries`: how many entries `op` moves (its deadline).
         """
-        return await self._call(op)
+        return await self._call(op, entries=entries)
 
     async def get(self, key: str) -> bytes | None:
         # The raw client, not aiocache's `get`: its decorator stack (plugins, timeout,
@@ -166,6 +191,30 @@ class RedisStore:
             self.breaker.reset()
         return ok
 
+    async def warm(self) -> None:
+        """Open up to `WARM_CONNECTIONS` pooled connections now (called at start-up, once Redis
+        answered a ping): a burst of requests on a cold pool would each connect in the same
+        loop pass, stalling the worker past `REDIS_TIMEOUT`."""
+        pool = self.client.connection_pool
+        wanted = min(WARM_CONNECTIONS, self.max_connections)
+        opened: list[Any] = []
+
+        async def connect() -> None:
+            opened.append(await pool.get_connection())  # type: ignore[no-untyped-call]
+
+        try:
+            async with asyncio.timeout(2 * self.timeout + wanted * 0.005):
+                await asyncio.gather(*(connect() for _ in range(wanted)))
+        except _FAILURES:
+            pass  # a warm pool is an optimisation: requests connect as they go
+        finally:
+            for connection in opened:
+                await pool.release(connection)
+
     async def close(self) -> None:
+        if self._probe is not None:
+            self._probe.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._probe
         await self.client.aclose()
         await self.client.connection_pool.disconnect()

@@ -1,0 +1,114 @@
+"""What a sick Redis costs, on a real redis-server frozen with SIGSTOP (it accepts bytes and
+never answers: a hung Redis): one failure per request at most, a breaker that needs several
+to open, requests that skip Redis while a background probe waits for it, a pool warmed at
+start-up."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import httpx
+import pytest
+import redis.asyncio as aioredis
+import respx
+
+from genai_api.settings import Settings
+from genai_api.store.redis import WARM_CONNECTIONS
+from tests.conftest import CHAT, chat_response, make_settings, running
+from tests.redis_server import RedisServer
+
+pytestmark = pytest.mark.redis
+
+PATH = "/v1/chat/completions"
+
+
+def settings(server: RedisServer, **overrides: Any) -> Settings:
+    values: dict[str, Any] = {"redis_timeout": 0.2, "redis_breaker_seconds": 30}
+    return make_settings(cache_backend="redis", redis_url=server.url, **{**values, **overrides})
+
+
+@contextmanager
+def hung(server: RedisServer) -> Iterator[None]:
+    assert server.proc is not None
+    server.proc.send_signal(signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        server.proc.send_signal(signal.SIGCONT)
+
+
+def chat(content: str) -> dict[str, Any]:
+    return {**CHAT, "messages": [{"role": "user", "content": content}]}
+
+
+@pytest.fixture
+def provider(upstream: respx.MockRouter) -> respx.Route:
+    return upstream.post("/chat/completions").mock(
+        return_value=httpx.Response(200, json=chat_response())
+    )
+
+
+async def test_a_request_meets_at_most_one_redis_failure(
+    provider: respx.Route, redis_server: RedisServer
+) -> None:
+    async with running(settings(redis_server, redis_breaker_failures=3)) as gw:
+        await gw.http.post(PATH, json=chat("warm"))
+        with hung(redis_server):
+            # A miss: lookup, lease, store and release would each wait for the hung Redis.
+            answer = await gw.http.post(PATH, json=chat("a miss while Redis hangs"))
+        store = gw.gateway.store
+    assert (answer.status_code, answer.headers["x-cache"]) == (200, "BYPASS")
+    assert store.breaker.failures == 1  # the lookup's; the rest of the request skipped Redis
+    assert not store.breaker.is_open
+
+
+async def test_one_slow_moment_does_not_stop_caching(
+    provider: respx.Route, redis_server: RedisServer
+) -> None:
+    async with running(settings(redis_server)) as gw:
+        await gw.http.post(PATH, json=CHAT)
+        with hung(redis_server):
+            slow = await gw.http.post(PATH, json=CHAT)
+        after = await gw.http.post(PATH, json=CHAT)
+    assert slow.headers["x-cache"] == "BYPASS"
+    assert after.headers["x-cache"] == "HIT"  # one failure left the breaker closed
+
+
+async def test_open_breaker_skips_redis_until_a_background_probe_answers(
+    provider: respx.Route, redis_server: RedisServer
+) -> None:
+    tuned = settings(redis_server, redis_breaker_failures=1, redis_breaker_seconds=0.05)
+    async with running(tuned) as gw:
+        await gw.http.post(PATH, json=CHAT)
+        breaker = gw.gateway.store.breaker
+        with hung(redis_server):
+            opened = await gw.http.post(PATH, json=CHAT)
+            assert breaker.is_open and breaker.failures == 1
+            during = []
+            for _ in range(5):  # several cool-downs: each lets one probe go, none a request
+                await asyncio.sleep(0.06)
+                during.append(await gw.http.post(PATH, json=CHAT))
+            assert breaker.failures == 1  # no request tried the hung Redis
+        for _ in range(100):  # Redis is back: a probe closes the breaker, no /readyz needed
+            again = await gw.http.post(PATH, json=CHAT)
+            if again.headers["x-cache"] == "HIT":
+                break
+            await asyncio.sleep(0.05)
+    assert opened.headers["x-cache"] == "BYPASS"
+    assert {a.headers["x-cache"] for a in during} == {"BYPASS"}
+    assert again.headers["x-cache"] == "HIT"
+
+
+async def test_start_up_warms_the_connection_pool(redis_server: RedisServer) -> None:
+    client = aioredis.from_url(redis_server.url)
+    try:
+        before = (await client.info("clients"))["connected_clients"]
+        async with running(settings(redis_server)):
+            during = (await client.info("clients"))["connected_clients"]
+    finally:
+        await client.aclose()
+    assert during - before >= WARM_CONNECTIONS
