@@ -6,7 +6,8 @@ measures. Used by the benchmarks and by the multi-process tests, which read `GET
     python -m bench.fake_upstream --port 9100 --latency-ms 300
 
 Endpoints: POST /v1/chat/completions (JSON or SSE with `stream: true`), POST /v1/completions,
-POST /v1/embeddings (float or base64), GET /calls, POST /reset.
+POST /v1/embeddings (float or base64), GET /calls (calls by path, and how many times each
+embeddings input was asked for), POST /reset.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ class FakeUpstream:
         self.latency = latency_ms / 1000.0
         self.dims = dims
         self.calls: Counter[str] = Counter()
+        self.inputs: Counter[str] = Counter()  # embeddings inputs (JSON of each) asked for
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -43,10 +45,11 @@ class FakeUpstream:
         path, method = scope["path"], scope["method"]
         if method == "GET" and path == "/calls":
             total = sum(self.calls.values())
-            await _json(send, {"total": total, "by_path": dict(self.calls)})
+            await _json(send, {"total": total, "by_path": dict(self.calls), "inputs": self.inputs})
             return
         if method == "POST" and path == "/reset":
             self.calls.clear()
+            self.inputs.clear()
             await _json(send, {"ok": True})
             return
         body = b""
@@ -57,6 +60,8 @@ class FakeUpstream:
                 break
         request = orjson.loads(body or b"{}")
         self.calls[path] += 1
+        if path.endswith("/embeddings"):  # counted on arrival, like the calls
+            self.inputs.update(orjson.dumps(item).decode() for item in _inputs(request))
         if self.latency:
             await asyncio.sleep(self.latency)
         if path.endswith("/chat/completions"):
@@ -112,12 +117,7 @@ class FakeUpstream:
         await send({"type": "http.response.body", "body": b"data: [DONE]\n\n"})
 
     def _embeddings(self, request: dict[str, Any]) -> dict[str, Any]:
-        inputs = request.get("input")
-        items = (
-            inputs
-            if isinstance(inputs, list) and inputs and not isinstance(inputs[0], int)
-            else [inputs]
-        )
+        items = _inputs(request)
         dims = int(request.get("dimensions") or self.dims)
         as_base64 = request.get("encoding_format") == "base64"
         data = []
@@ -136,6 +136,13 @@ class FakeUpstream:
             "model": request.get("model", "fake"),
             "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
         }
+
+
+def _inputs(request: dict[str, Any]) -> list[Any]:
+    inputs = request.get("input")
+    if isinstance(inputs, list) and inputs and not isinstance(inputs[0], int):
+        return inputs
+    return [inputs]
 
 
 def _sse(chunk: dict[str, Any]) -> bytes:

@@ -4,7 +4,9 @@ Every input of a batch is its own cache entry. One MGET reads all of them; a rep
 looked up and fetched once; the missing inputs go upstream in one call (provider-sized chunks,
 run concurrently under the upstream semaphore, when the batch is larger); and their vectors are
 written back in one pipelined round trip, each with its own jittered TTL. Inputs another batch
-is already fetching are joined, not fetched again (`ManyCoalescer`, one flight key per input).
+is already fetching are joined, not fetched again (`ManyCoalescer`, one flight key per input);
+with Redis, a flight leases its inputs fleet-wide first (`genai_api.leases.batch`), so inputs
+another process is fetching are waited for, not fetched twice.
 
 Per input status, which the stats count (`count=`) and the headers sum up:
 HIT (found in the cache), MISS (sent upstream by this request), COALESCED (answered by a fetch
@@ -32,6 +34,7 @@ from genai_api.controls import CacheControls
 from genai_api.embedding_upstream import Item, fetch_vectors
 from genai_api.errors import CacheUnavailable
 from genai_api.keys import embedding_key, request_key, storage_key
+from genai_api.leases.batch import Fetched, batch_leases
 from genai_api.models_table import ModelInfo
 from genai_api.vectors import VectorEntry
 
@@ -116,6 +119,7 @@ class EmbeddingRunner:
     def __init__(self, pipeline: Pipeline) -> None:
         self.pipeline = pipeline
         self.flights: ManyCoalescer[Found] = ManyCoalescer()
+        self.leases = batch_leases(pipeline.leases)  # None: coalescing within this process
 
     async def run(self, batch: EmbeddingBatch) -> EmbeddingOutcome:
         first: dict[str, int] = {}  # storage key -> first position
@@ -155,15 +159,22 @@ class EmbeddingRunner:
     async def _lookup(self, batch: EmbeddingBatch, skeys: list[str]) -> dict[str, Found]:
         """One MGET for every distinct input; entries too old for `max-age` are misses."""
         raws = await self.pipeline.store.get_many(skeys)
+        usable = await self._usable(batch, skeys, raws)
+        return {skey: (entry, CacheStatus.HIT) for skey, entry in usable.items()}
+
+    async def _usable(
+        self, batch: EmbeddingBatch, skeys: list[str], raws: list[bytes | None]
+    ) -> dict[str, VectorEntry]:
+        """The stored entries this batch may use: decodable, and young enough for `max-age`."""
         max_age = batch.controls.max_age
 
-        def decode() -> dict[str, Found]:
-            found: dict[str, Found] = {}
+        def decode() -> dict[str, VectorEntry]:
+            usable: dict[str, VectorEntry] = {}
             for skey, raw in zip(skeys, raws, strict=True):
                 entry = VectorEntry.decode(raw) if raw is not None else None
                 if entry is not None and (max_age is None or entry.age() <= max_age):
-                    found[skey] = (entry, CacheStatus.HIT)
-            return found
+                    usable[skey] = entry
+            return usable
 
         return await _off_loop(decode, len(skeys))
 
@@ -176,39 +187,58 @@ class EmbeddingRunner:
         cache_ok: bool,
         suffix: str = "",
     ) -> dict[str, Found]:
-        """The body of a flight: re-check, one upstream call (chunked), one write back."""
+        """The body of a flight: re-check, one upstream call (chunked), one write back; with
+        Redis, leased fleet-wide (re-check, wait, renew and release included)."""
+        controls = batch.controls
+        if self.leases is not None and cache_ok and controls.read and controls.write:
+            leased = await self.leases.fill(
+                skeys,
+                lambda keys, raws: self._usable(batch, keys, raws),
+                lambda keys: self._fetch(batch, first, keys),
+                refresh=controls.max_age is not None,
+                failed=lambda exc: self._cache_failed(batch, exc),
+            )
+            return {k + suffix: v for k, v in leased.items()}
         result: dict[str, Found] = {}
-        status = CacheStatus.MISS if cache_ok and batch.controls.write else CacheStatus.BYPASS
-        if cache_ok and batch.controls.read:
+        status = CacheStatus.MISS if cache_ok and controls.write else CacheStatus.BYPASS
+        if cache_ok and controls.read:
             # A flight that just landed may have stored some of these since our MGET.
             try:
                 result = await self._lookup(batch, skeys)
-            except CacheUnavailable:
-                status = CacheStatus.BYPASS
-        todo = [k for k in skeys if k not in result]
-        entries, error = await fetch_vectors(
-            self.pipeline.upstream,
-            batch.body,
-            [batch.items[first[k]] for k in todo],
-            batch.encoding,
-        )
-        fetched = [(k, e) for k, e in zip(todo, entries, strict=True) if e is not None]
-        if batch.controls.write and fetched:
-            ttl = self.pipeline.ttl
-
-            def encode() -> list[tuple[str, bytes, float]]:
-                return [(k, e.encode(), ttl(batch.model, batch.controls)) for k, e in fetched]
-
-            items = await _off_loop(encode, len(fetched))
-            try:
-                await self.pipeline.store.set_many(items)
             except CacheUnavailable as exc:
                 self._cache_failed(batch, exc)
                 status = CacheStatus.BYPASS
-        if error is not None:
-            raise error
-        result.update((k, (e, status)) for k, e in fetched)
+        fetched = await self._fetch(batch, first, [k for k in skeys if k not in result])
+        if fetched.entries and status is CacheStatus.MISS:
+            try:
+                await self.pipeline.store.set_many(fetched.entries)
+            except CacheUnavailable as exc:
+                self._cache_failed(batch, exc)
+                status = CacheStatus.BYPASS
+        if fetched.error is not None:
+            raise fetched.error
+        result.update((k, (e, status)) for k, e in fetched.values.items())
         return {k + suffix: v for k, v in result.items()}
+
+    async def _fetch(
+        self, batch: EmbeddingBatch, first: Mapping[str, int], skeys: list[str]
+    ) -> Fetched[VectorEntry]:
+        """Fresh entries for `skeys` from upstream (chunked), encoded for storing if allowed."""
+        entries, error = await fetch_vectors(
+            self.pipeline.upstream,
+            batch.body,
+            [batch.items[first[k]] for k in skeys],
+            batch.encoding,
+        )
+        fetched = {k: e for k, e in zip(skeys, entries, strict=True) if e is not None}
+        if not batch.controls.write or not fetched:
+            return Fetched(fetched, error=error)
+        ttl = self.pipeline.ttl
+
+        def encode() -> list[tuple[str, bytes, float]]:
+            return [(k, e.encode(), ttl(batch.model, batch.controls)) for k, e in fetched.items()]
+
+        return Fetched(fetched, await _off_loop(encode, len(fetched)), error)
 
     def _answer(
         self, batch: EmbeddingBatch, found: Mapping[str, Found], first: Mapping[str, int]

@@ -118,8 +118,8 @@ class Gateway:
     async def aclose(self) -> None:
         await self.pipeline.coalescer.aclose()
         await self.pipeline.relay.aclose()
+        await self.pipeline.embeddings.aclose()  # its flights release leases as they stop
         await self.pipeline.leases.aclose()
-        await self.pipeline.embeddings.aclose()
         await self.accounting.aclose()  # the last increments, before the store's pool closes
         await self.provider.aclose()
         await self.store.close()

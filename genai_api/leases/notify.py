@@ -1,7 +1,8 @@
 """One Redis subscription per process that wakes the waiters of a key when its holder is done.
 
 Holders PUBLISH the storage key on the namespace's channel after storing (or after failing,
-so a waiter can take over). Every process keeps a single SUBSCRIBE on that channel, started
+so a waiter can take over); a batch holder publishes all its keys in one message, separated
+by spaces (storage keys hold none). Every process keeps a single SUBSCRIBE on that channel, started
 in the app's lifespan, and dispatches each message to the local `Watch`es of that key: a
 waiting request costs no connection and no Redis round trip while it sleeps.
 
@@ -18,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
@@ -85,14 +86,32 @@ class Notifier:
                 if not watches:
                     del self._watches[key]
 
+    @contextlib.contextmanager
+    def watch_many(self, keys: Iterable[str]) -> Iterator[Watch]:
+        """One doorbell for many keys (a batch waiter): rings when any of them is published."""
+        watch, keys = Watch(), list(keys)
+        for key in keys:
+            self._watches.setdefault(key, set()).add(watch)
+        try:
+            yield watch
+        finally:
+            for key in keys:
+                watches = self._watches.get(key)
+                if watches is not None:
+                    watches.discard(watch)
+                    if not watches:
+                        del self._watches[key]
+
     @property
     def waiting(self) -> int:
         """Keys with a local waiter (for tests and debugging)."""
         return len(self._watches)
 
-    def deliver(self, key: str) -> None:
-        for watch in self._watches.get(key, ()):
-            watch.ring()
+    def deliver(self, message: str) -> None:
+        """Ring the watches of the key in `message` (or of each, space-separated)."""
+        for key in message.split(" "):
+            for watch in self._watches.get(key, ()):
+                watch.ring()
 
     def _ring_all(self) -> None:
         for watches in self._watches.values():
