@@ -109,6 +109,31 @@ async def test_overlapping_batches_in_two_processes_fetch_each_key_once(
     assert all(v == b"v:" + k.encode() for k, (v, _) in got_b.items())
 
 
+async def test_only_keys_someone_waits_for_are_published(
+    redis_url: str, ns: str, keys: list[str]
+) -> None:
+    async with batch_node(redis_url, ns) as a, batch_node(redis_url, ns) as b:
+        pubsub = a.store.client.pubsub()
+        await pubsub.subscribe(a.leases.channel)
+        await a.fill(keys[:2], read, Fetcher())  # nobody waits: no message
+        fetch = Fetcher()
+        fetch.gate.clear()
+        holder = asyncio.create_task(a.fill(keys[2:5], read, fetch))
+        await wait_until(lambda: bool(fetch.calls))
+        waiter = asyncio.create_task(b.fill(keys[3:4], read, Fetcher()))
+        await wait_until(lambda: b.leases.notifier.waiting == 1)
+        await asyncio.sleep(0.1)  # b's claim round raised the flag of keys[3]
+        fetch.gate.set()
+        await asyncio.wait_for(asyncio.gather(holder, waiter), 10)
+        messages = []
+        for _ in range(5):  # the first read may be the subscribe confirmation
+            message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=0.2)
+            if message is not None:
+                messages.append(message["data"])
+        await pubsub.aclose()
+    assert messages == [keys[3].encode()]
+
+
 async def test_stored_keys_are_hits_without_a_lease(
     redis_url: str, ns: str, keys: list[str]
 ) -> None:

@@ -6,12 +6,14 @@ lease per input would cost a round trip each. `BatchLeases.fill` takes a flight'
 in batches:
 
 1. claim: one script tries, per key, ``SET {ns}:lock:<rest> <token> NX PX <lease>`` unless
-   its entry exists, and answers a letter per key (claimed, waited for, stored); the same
-   pipeline MGETs the entries. Usable entries are answered at once (HIT).
+   its entry exists, and answers a letter per key (claimed, waited for, stored); for a key
+   held elsewhere it raises the key's waiter flag ``{ns}:wait:<rest>``. The same pipeline
+   MGETs the entries. Usable entries are answered at once (HIT).
 2. hold: the claimed keys go upstream at once (split at 2,048 inputs as always) while one
    script per lease/3 renews all their leases (compare-and-PEXPIRE). Then one round trip
-   writes their entries and runs a script that compare-and-DELs their leases and PUBLISHes
-   all their keys in one message (space-separated). A failed call releases the same way, so
+   writes their entries and runs a script that compare-and-DELs their leases and PUBLISHes,
+   in one message (space-separated), the keys whose waiter flag it found up and dropped: a
+   batch nobody waits for wakes no process. A failed call releases the same way, so
    waiters elsewhere take over at once.
 3. wait: keys another process holds are waited for with one doorbell for all of them (the
    process's one subscription, or a poll tick), each wake-up re-running step 1 on what is
@@ -43,10 +45,11 @@ log = logging.getLogger("genai_api.leases")
 
 V = TypeVar("V")
 
-# KEYS: n entry keys, then their n lock keys. ARGV: token, lease ms, refresh (1: claim even
-# where an entry exists, for max-age requests). One letter per key: c(laimed), w(ait), s(tored).
+# KEYS: n entries, their n leases, their n waiter flags. ARGV: token, lease ms, refresh (1:
+# claim even where an entry exists, for max-age requests). A letter per key: c(laimed),
+# w(ait: held elsewhere, flag raised), s(tored).
 _CLAIM = """
-local n = #KEYS / 2
+local n = #KEYS / 3
 local out = {}
 for i = 1, n do
   if ARGV[3] == '0' and redis.call('exists', KEYS[i]) == 1 then
@@ -54,6 +57,7 @@ for i = 1, n do
   elseif redis.call('set', KEYS[n + i], ARGV[1], 'NX', 'PX', ARGV[2]) then
     out[i] = 'c'
   else
+    redis.call('set', KEYS[2 * n + i], '1', 'PX', ARGV[2])
     out[i] = 'w'
   end
 end
@@ -68,13 +72,22 @@ for i = 1, #KEYS do
 end
 return kept
 """
+# KEYS: n leases, their n waiter flags. ARGV: token, channel, then the n storage keys.
 _RELEASE = """
-for i = 1, #KEYS do
+local n = #KEYS / 2
+local woken = {}
+for i = 1, n do
   if redis.call('get', KEYS[i]) == ARGV[1] then
     redis.call('del', KEYS[i])
   end
+  if redis.call('del', KEYS[n + i]) == 1 then
+    woken[#woken + 1] = ARGV[2 + i]
+  end
 end
-return redis.call('publish', ARGV[2], ARGV[3])
+if #woken == 0 then
+  return 0
+end
+return redis.call('publish', ARGV[2], table.concat(woken, ' '))
 """
 
 Read = Callable[[list[str], list[bytes | None]], Awaitable[dict[str, V]]]
@@ -126,6 +139,12 @@ class BatchLeases:
     def locks(self, keys: Sequence[str]) -> list[str]:
         return [self.leases.lock_key(key) for key in keys]
 
+    def flags(self, keys: Sequence[str]) -> list[str]:
+        """The waiter flags of `keys`: ``{ns}:e:<rest>`` → ``{ns}:wait:<rest>``."""
+        entry_prefix = self.leases.entry_prefix
+        prefix = entry_prefix.removesuffix("e:") + "wait:"
+        return [prefix + key.removeprefix(entry_prefix) for key in keys]
+
     async def store_and_release(
         self, entries: Sequence[tuple[str, bytes, float]], keys: Sequence[str], token: str
     ) -> None:
@@ -139,8 +158,8 @@ class BatchLeases:
                 for key, value, ttl in entries:
                     pipe.set(key, value, px=max(1, int(ttl * 1000)))
                 if keys:
-                    locks = self.locks(keys)
-                    pipe.eval(_RELEASE, len(locks), *locks, token, channel, " ".join(keys))
+                    held = [*self.locks(keys), *self.flags(keys)]
+                    pipe.eval(_RELEASE, len(held), *held, token, channel, *keys)
                 await pipe.execute()
 
         await self.store.guarded(write, entries=len(entries) + 1)
@@ -172,6 +191,7 @@ class BatchLeases:
     async def renew_while_alive(self, keys: list[str], token: str) -> None:
         """Renew every lease of `keys` each lease/3 until cancelled (the fetch is over)."""
         client, locks, lease_ms = self.store.client, self.locks(keys), self.leases.lease_ms
+        alive = len(locks)
         while True:
             await asyncio.sleep(lease_ms / 3000)
             try:
@@ -183,8 +203,8 @@ class BatchLeases:
                 )
             except CacheUnavailable:
                 continue  # a blip: the leases may well outlive it, try again next tick
-            if kept < len(locks):
-                lost = len(locks) - kept
+            if kept < alive:
+                lost, alive = alive - kept, kept
                 log.warning("%d of %d leases expired under their holder", lost, len(locks))
             if not kept:
                 return
@@ -248,13 +268,13 @@ class _Flight(Generic[V]):
         starts fetching what the flight now holds; returns the keys held elsewhere, and
         whether to go again at once (an entry exists but cannot be used: claim it anyway)."""
         owner = self.owner
-        locks = owner.locks(keys)
+        every = [*keys, *owner.locks(keys), *owner.flags(keys)]
         client = owner.store.client
         args = (self.token, owner.leases.lease_ms, int(self.refresh))
 
         async def claim() -> list[Any]:
             async with client.pipeline(transaction=False) as pipe:
-                pipe.eval(_CLAIM, 2 * len(keys), *keys, *locks, *args)
+                pipe.eval(_CLAIM, len(every), *every, *args)
                 pipe.mget(keys)
                 return await pipe.execute()
 
