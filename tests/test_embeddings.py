@@ -308,7 +308,7 @@ async def test_entries_have_their_own_ttls_and_compact_shape(
     finally:
         await client.aclose()
     entry = VectorEntry.decode(raw)
-    assert raw[:2] == b"E1" and entry is not None
+    assert raw[:2] == b"E2" and entry is not None
     assert np.array_equal(np.frombuffer(entry.vector, "<f4"), vector("fixed"))
     assert entry.tokens == tokens_of("fixed")
 
