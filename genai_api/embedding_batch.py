@@ -20,7 +20,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -33,10 +32,10 @@ from genai_api.coalesce_many import ManyCoalescer
 from genai_api.controls import CacheControls
 from genai_api.embedding_upstream import Item, fetch_vectors
 from genai_api.errors import CacheUnavailable
-from genai_api.keys import embedding_key, request_key, storage_key
+from genai_api.keys import embedding_keys, request_key, storage_key
 from genai_api.leases.batch import Fetched, batch_leases
 from genai_api.models_table import ModelInfo
-from genai_api.vectors import VectorEntry
+from genai_api.vectors import VectorEntry, decode_many
 
 if TYPE_CHECKING:
     from genai_api.pipeline import Pipeline
@@ -47,7 +46,7 @@ T = TypeVar("T")
 Found = tuple[VectorEntry, CacheStatus]
 
 _KEY_FIELDS = ("input", "encoding_format", "user", "cache")  # not part of an input's key
-OFFLOAD_VECTORS = 512  # (de)code vectors in a thread past this many (~20 µs each)
+OFFLOAD_VECTORS = 512  # (de)code or render vectors in a thread past this many
 
 
 @dataclass(slots=True)
@@ -95,10 +94,8 @@ def prepare(
     dimensions = body.get("dimensions")
     extra = {k: v for k, v in body.items() if k not in (*_KEY_FIELDS, "model", "dimensions")}
     prefix = storage_key(namespace, "emb", tenant, model.name, "")  # the layout ends in the hash
-    skeys = [
-        prefix + embedding_key(model.name, item, dimensions=dimensions, tenant=tenant, extra=extra)
-        for item in items
-    ]
+    keys = embedding_keys(model.name, items, dimensions=dimensions, tenant=tenant, extra=extra)
+    skeys = [prefix + key for key in keys]
     upstream = {k: v for k, v in body.items() if k not in ("input", "cache")}
     upstream["encoding_format"] = "base64"  # exact float32 and a third of the bytes
     whole = {k: v for k, v in body.items() if k != "encoding_format"}
@@ -170,9 +167,9 @@ class EmbeddingRunner:
 
         def decode() -> dict[str, VectorEntry]:
             usable: dict[str, VectorEntry] = {}
-            for skey, raw in zip(skeys, raws, strict=True):
-                entry = VectorEntry.decode(raw) if raw is not None else None
-                if entry is not None and (max_age is None or entry.age() <= max_age):
+            now = time.time()
+            for skey, entry in zip(skeys, decode_many(raws), strict=True):
+                if entry is not None and (max_age is None or entry.age(now) <= max_age):
                     usable[skey] = entry
             return usable
 
@@ -243,27 +240,30 @@ class EmbeddingRunner:
     def _answer(
         self, batch: EmbeddingBatch, found: Mapping[str, Found], first: Mapping[str, int]
     ) -> EmbeddingOutcome:
-        statuses: list[CacheStatus] = []
         vectors: list[bytes] = []
-        tokens: Counter[CacheStatus] = Counter()
+        counts = dict.fromkeys(CacheStatus, 0)  # inputs per status
+        tokens = dict.fromkeys(CacheStatus, 0)  # their tokens per status
         oldest = float("inf")
+        hit, coalesced = CacheStatus.HIT, CacheStatus.COALESCED
         for pos, skey in enumerate(batch.skeys):
             entry, status = found[skey]
-            if first[skey] != pos and status is not CacheStatus.HIT:
-                status = CacheStatus.COALESCED  # a repeat rides on its first copy's fetch
-            statuses.append(status)
-            vectors.append(entry.vector)
+            if status is not hit and first[skey] != pos:
+                status = coalesced  # a repeat rides on its first copy's fetch
+            counts[status] += 1
             tokens[status] += entry.tokens
+            vectors.append(entry.vector)
             oldest = min(oldest, entry.stored_at)
-        counts = Counter(statuses)
         overall = next(
             (s for s in (CacheStatus.BYPASS, CacheStatus.MISS, CacheStatus.COALESCED) if counts[s]),
             CacheStatus.HIT,
         )
         accounting, model = self.pipeline.accounting, batch.model
         for status, n in counts.items():
-            cost = model.cost(tokens[status], 0)
-            accounting.record(model.name, status, prompt_tokens=tokens[status], cost=cost, count=n)
+            if n:
+                cost = model.cost(tokens[status], 0)
+                accounting.record(
+                    model.name, status, prompt_tokens=tokens[status], cost=cost, count=n
+                )
         saved = tokens[CacheStatus.HIT] + tokens[CacheStatus.COALESCED]
         misses = counts[CacheStatus.MISS] + counts[CacheStatus.BYPASS]
         return EmbeddingOutcome(
@@ -272,7 +272,7 @@ class EmbeddingRunner:
             model=model.name,
             vectors=vectors,
             tokens=sum(tokens.values()),
-            hits=len(statuses) - misses,
+            hits=len(vectors) - misses,
             misses=misses,
             age=max(0, int(time.time() - oldest)),  # the oldest entry used
             saved_tokens=saved,

@@ -12,12 +12,15 @@ it when the stored entry's shape changes and old entries simply stop matching.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from typing import Any
 from urllib.parse import quote
 
 import orjson
 
 KEY_VERSION = 1
+# Embedding inputs: 2 since they hash a shared prefix and then the input (see `embedding_keys`).
+EMBEDDING_KEY_VERSION = 2
 
 # Fields that do not change the provider's output (CONTRACT §4).
 EXCLUDED_FIELDS = frozenset({"stream", "stream_options", "user", "metadata", "store", "cache"})
@@ -68,6 +71,37 @@ def request_key(endpoint: str, body: dict[str, Any], *, tenant: str) -> str:
     return digest({"v": KEY_VERSION, "e": endpoint, "t": tenant, "b": canonical_body(body)})
 
 
+def embedding_keys(
+    model: str,
+    items: Sequence[str | list[int]],
+    *,
+    dimensions: int | None,
+    tenant: str,
+    extra: dict[str, Any] | None = None,
+) -> list[str]:
+    """The cache key of each embedding input; `encoding_format` is deliberately not in them.
+
+    SHA-256 over the canonical JSON of what the inputs share (tenant, model, `dimensions`,
+    `extra`), a newline, then the input's own JSON. The shared part is hashed once and the
+    hash state copied per input, which costs a third of hashing a document per input.
+    JSON never holds a raw newline, so the split between the two parts is unambiguous.
+
+    `extra`: other parameters the provider may use (an OpenAI-compatible server's own, e.g.
+    `input_type`), keyed too; none leaves the key as it always was.
+    """
+    shared: dict[str, Any] = {"v": EMBEDDING_KEY_VERSION, "e": "embeddings", "t": tenant}
+    shared.update(m=model, d=dimensions)
+    if extra:
+        shared["x"] = canonical_body(extra)
+    base = hashlib.sha256(orjson.dumps(shared, option=orjson.OPT_SORT_KEYS) + b"\n")
+    keys = []
+    for item in items:
+        h = base.copy()
+        h.update(orjson.dumps(item))
+        keys.append(h.hexdigest())
+    return keys
+
+
 def embedding_key(
     model: str,
     item: str | list[int],
@@ -76,16 +110,8 @@ def embedding_key(
     tenant: str,
     extra: dict[str, Any] | None = None,
 ) -> str:
-    """The cache key of one embedding input; `encoding_format` is deliberately not in it.
-
-    `extra`: other parameters the provider may use (an OpenAI-compatible server's own, e.g.
-    `input_type`), keyed too; none leaves the key as it always was.
-    """
-    payload: dict[str, Any] = {"v": KEY_VERSION, "e": "embeddings", "t": tenant, "m": model}
-    payload.update(d=dimensions, i=item)
-    if extra:
-        payload["x"] = canonical_body(extra)
-    return digest(payload)
+    """The cache key of one embedding input (see `embedding_keys`)."""
+    return embedding_keys(model, [item], dimensions=dimensions, tenant=tenant, extra=extra)[0]
 
 
 def segment(value: str) -> str:

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from genai_api.keys import embedding_key, request_key, segment, storage_key
+from genai_api.keys import embedding_key, embedding_keys, request_key, segment, storage_key
 
 BASE: dict[str, Any] = {
     "model": "gpt-4o-mini",
@@ -111,4 +111,28 @@ def test_embedding_key_includes_unlisted_parameters_only_when_given() -> None:
     assert query != plain
     assert query != embedding_key(
         "m", "text", dimensions=None, tenant="t", extra={"input_type": "p"}
+    )
+
+
+def test_embedding_keys_of_a_batch_are_each_inputs_own_key() -> None:
+    items: list[str | list[int]] = ["a", "b", [1, 2], "a"]
+    keys = embedding_keys("m", items, dimensions=256, tenant="t", extra={"input_type": "q"})
+    assert keys == [
+        embedding_key("m", item, dimensions=256, tenant="t", extra={"input_type": "q"})
+        for item in items
+    ]
+    assert keys[0] == keys[3] and len(set(keys)) == 3
+
+
+def test_embedding_key_keeps_the_shared_part_and_the_input_apart() -> None:
+    # The input's JSON follows the shared part's: a model name that looks like the start of
+    # an input, or an input that looks like the end of the shared part, changes nothing.
+    assert embedding_key("m", "x", dimensions=None, tenant="t") != embedding_key(
+        'm"}\n"', "x", dimensions=None, tenant="t"
+    )
+    assert embedding_key("m", 'x"}', dimensions=None, tenant="t") != embedding_key(
+        "m", "x", dimensions=None, tenant='t"}'
+    )
+    assert embedding_key("m", "x", dimensions=None, tenant="a") != embedding_key(
+        "m", "x", dimensions=None, tenant="b"
     )
