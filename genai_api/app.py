@@ -61,7 +61,7 @@ def create_app(
     handlers.install(app)
     for module in (completions, embeddings, prompts, models, admin, health, metrics, dashboard):
         app.include_router(module.router)
-    app.add_middleware(HotRoutes, routes=hot_routes(completions.router))
+    app.add_middleware(HotRoutes, routes=hot_routes(completions.router, embeddings.router))
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_request_bytes)
     app.add_middleware(ObserveMiddleware)
     return app

@@ -1,4 +1,5 @@
-"""The direct path to the completion endpoints answers exactly as the FastAPI routes do."""
+"""The direct path to the completion and embeddings endpoints answers exactly as the FastAPI
+routes do."""
 
 from __future__ import annotations
 
@@ -10,17 +11,20 @@ from fastapi import FastAPI
 
 from genai_api.app import create_app
 from genai_api.http.hot_routes import HotRoutes, hot_routes
-from genai_api.routes import completions
+from genai_api.routes import completions, embeddings
 from tests.conftest import CHAT, chat_response, make_settings
+from tests.embeddings_provider import MODEL, Provider
 
 
-def test_hot_paths_are_the_post_completion_routes() -> None:
-    table = hot_routes(completions.router)
+def test_hot_paths_are_the_post_completion_and_embeddings_routes() -> None:
+    table = hot_routes(completions.router, embeddings.router)
     assert table == {
         "/v1/chat/completions": completions.chat_completions,
         "/chat/completions": completions.chat_completions,
         "/v1/completions": completions.completions,
         "/completions": completions.completions,
+        "/v1/embeddings": embeddings.embeddings,
+        "/embeddings": embeddings.embeddings,
     }
 
 
@@ -29,27 +33,41 @@ def _without_hot_routes(app: FastAPI) -> FastAPI:
     return app
 
 
-async def _exchange(app: FastAPI) -> list[tuple[int, str | None, Any]]:
+CHAT_REQUESTS: list[dict[str, Any]] = [
+    {"json": CHAT},
+    {"json": CHAT},
+    {"json": {**CHAT, "temperature": "hot"}},
+    {"content": b"{not json", "headers": {"content-type": "application/json"}},
+    {"json": CHAT, "headers": {"authorization": "Bearer wrong"}},
+    {"json": {**CHAT, "cache": {"ttl": -1}}},
+]
+EMBEDDINGS = {"model": MODEL, "input": ["a", "b"], "encoding_format": "base64"}
+EMBEDDINGS_REQUESTS: list[dict[str, Any]] = [
+    {"json": EMBEDDINGS},
+    {"json": {**EMBEDDINGS, "input": ["b", "c"], "encoding_format": "float"}},
+    {"json": {**EMBEDDINGS, "input": []}},
+    {"json": {**EMBEDDINGS, "encoding_format": "hex"}},
+    {"json": EMBEDDINGS, "headers": {"authorization": "Bearer wrong"}},
+]
+
+
+async def _exchange(
+    app: FastAPI, path: str = "/v1/chat/completions", requests: list[dict[str, Any]] = CHAT_REQUESTS
+) -> list[tuple[int, dict[str, str], Any]]:
     """The same requests, good and bad, each answer reduced to what a client sees."""
-    requests: list[dict[str, Any]] = [
-        {"json": CHAT},
-        {"json": CHAT},
-        {"json": {**CHAT, "temperature": "hot"}},
-        {"content": b"{not json", "headers": {"content-type": "application/json"}},
-        {"json": CHAT, "headers": {"authorization": "Bearer wrong"}},
-        {"json": {**CHAT, "cache": {"ttl": -1}}},
-    ]
     seen = []
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://gw") as http:
-            for kwargs in requests:
+            for request in requests:
+                kwargs = dict(request)
                 headers = {"authorization": "Bearer client-key", **kwargs.pop("headers", {})}
-                answer = await http.post("/v1/chat/completions", headers=headers, **kwargs)
+                answer = await http.post(path, headers=headers, **kwargs)
                 body = answer.json()
                 if "id" in body:
                     body["id"] = "-"
-                seen.append((answer.status_code, answer.headers.get("x-cache"), body))
+                cache = {k: v for k, v in answer.headers.items() if k.startswith("x-cache")}
+                seen.append((answer.status_code, cache, body))
     return seen
 
 
@@ -62,5 +80,23 @@ async def test_hot_path_answers_like_the_fastapi_route(upstream: respx.MockRoute
         _without_hot_routes(create_app(settings, http_client=httpx.AsyncClient()))
     )
     assert [status for status, _, _ in hot] == [200, 200, 400, 400, 401, 400]
-    assert [cache for _, cache, _ in hot] == ["MISS", "HIT", None, None, None, None]
+    assert [cache.get("x-cache") for _, cache, _ in hot] == ["MISS", "HIT", None, None, None, None]
     assert hot == plain
+
+
+async def test_hot_embeddings_path_answers_like_the_fastapi_route(
+    upstream: respx.MockRouter,
+) -> None:
+    upstream.post("/embeddings").mock(side_effect=Provider())
+    answers = []
+    for hot in (True, False):
+        app = create_app(
+            make_settings(gateway_api_keys="client-key"), http_client=httpx.AsyncClient()
+        )
+        if not hot:
+            app = _without_hot_routes(app)
+        answers.append(await _exchange(app, "/v1/embeddings", EMBEDDINGS_REQUESTS))
+    hot_answers, plain = answers
+    assert [status for status, _, _ in hot_answers] == [200, 200, 400, 400, 401]
+    assert [cache.get("x-cache-hits") for _, cache, _ in hot_answers[:2]] == ["0", "1"]
+    assert hot_answers == plain

@@ -1,4 +1,4 @@
-"""A direct path to the completion endpoints, past FastAPI's per-request routing machinery.
+"""A direct path to the completion and embeddings endpoints, past FastAPI's routing machinery.
 
 On a cache hit the pipeline's own work is a few tens of microseconds; FastAPI's exception
 middleware, exit stack, router, route matching and dependency solving cost about as much
@@ -28,13 +28,16 @@ from genai_api.gateway import Gateway
 Endpoint = Callable[[Request, Gateway, str], Awaitable[Response]]
 
 
-def hot_routes(router: APIRouter) -> dict[str, Endpoint]:
-    """The POST paths of the completion endpoints, read from the router that declares them."""
+def hot_routes(*routers: APIRouter) -> dict[str, Endpoint]:
+    """The POST paths of the completion and embeddings endpoints, read from the routers that
+    declare them."""
     from genai_api.routes.completions import chat_completions, completions
+    from genai_api.routes.embeddings import embeddings
 
-    hot = (chat_completions, completions)
+    hot = (chat_completions, completions, embeddings)
     return {
         route.path: route.endpoint
+        for router in routers
         for route in router.routes
         if isinstance(route, APIRoute) and route.endpoint in hot and "POST" in (route.methods or ())
     }
