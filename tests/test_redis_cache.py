@@ -244,3 +244,16 @@ async def test_hung_redis_costs_one_timeout_then_bypasses(
             redis_server.proc.send_signal(signal.SIGCONT)
     assert (hung.status_code, hung.headers["x-cache"]) == (200, "BYPASS")
     assert (after.status_code, after.headers["x-cache"]) == (200, "BYPASS")
+
+
+def test_store_connections_leave_timeouts_to_the_per_operation_deadline() -> None:
+    """redis-py 8 defaults `socket_timeout` to 5 s, which wraps every command sent in an
+    `asyncio.wait_for` (a task each) and every reply in a timeout: more CPU than a cache hit's
+    GET. The store bounds each operation once instead (see the hung-Redis test above)."""
+    from genai_api.store.redis import RedisStore, redis_options
+
+    options = redis_options("redis://127.0.0.1:1/0", host="", port=0, password=None, db=0)
+    store = RedisStore(options, timeout=0.2, max_connections=4, breaker_seconds=1)
+    kwargs = store.client.connection_pool.connection_kwargs
+    assert kwargs["socket_timeout"] is None
+    assert kwargs["socket_connect_timeout"] == 0.2
