@@ -157,7 +157,8 @@ class EmbeddingRunner:
         """One MGET for every distinct input; entries too old for `max-age` are misses."""
         raws = await self.pipeline.store.get_many(skeys)
         usable = await self._usable(batch, skeys, raws)
-        return {skey: (entry, CacheStatus.HIT) for skey, entry in usable.items()}
+        hit = CacheStatus.HIT
+        return {skey: (entry, hit) for skey, entry in usable.items()}
 
     async def _usable(
         self, batch: EmbeddingBatch, skeys: list[str], raws: list[bytes | None]
@@ -241,18 +242,25 @@ class EmbeddingRunner:
         self, batch: EmbeddingBatch, found: Mapping[str, Found], first: Mapping[str, int]
     ) -> EmbeddingOutcome:
         vectors: list[bytes] = []
-        counts = dict.fromkeys(CacheStatus, 0)  # inputs per status
-        tokens = dict.fromkeys(CacheStatus, 0)  # their tokens per status
-        oldest = float("inf")
         hit, coalesced = CacheStatus.HIT, CacheStatus.COALESCED
+        hits = hit_tokens = 0
+        others: list[tuple[CacheStatus, int]] = []  # inputs not found in the cache
+        oldest = float("inf")
         for pos, skey in enumerate(batch.skeys):
             entry, status = found[skey]
-            if status is not hit and first[skey] != pos:
-                status = coalesced  # a repeat rides on its first copy's fetch
-            counts[status] += 1
-            tokens[status] += entry.tokens
             vectors.append(entry.vector)
             oldest = min(oldest, entry.stored_at)
+            if status is hit:  # plain ints: an enum as a dict key hashes in Python
+                hits += 1
+                hit_tokens += entry.tokens
+            else:  # a repeat rides on its first copy's fetch
+                others.append((coalesced if first[skey] != pos else status, entry.tokens))
+        counts = dict.fromkeys(CacheStatus, 0)  # inputs per status
+        tokens = dict.fromkeys(CacheStatus, 0)  # their tokens per status
+        counts[hit], tokens[hit] = hits, hit_tokens
+        for status, n in others:
+            counts[status] += 1
+            tokens[status] += n
         overall = next(
             (s for s in (CacheStatus.BYPASS, CacheStatus.MISS, CacheStatus.COALESCED) if counts[s]),
             CacheStatus.HIT,
