@@ -7,7 +7,11 @@ from typing import Any
 import httpx
 import pytest
 import respx
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
+from genai_api.protocol import EmbeddingRequest, validate
+from genai_api.routes.embeddings import _plainly_valid
 from tests.conftest import make_settings, running
 from tests.embeddings_provider import (
     MODEL,
@@ -117,3 +121,34 @@ async def test_malformed_provider_answer_is_502_and_not_stored(
         assert await stored(gw) == []
     assert answer.status_code == 502
     assert route.call_count == 1
+
+
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=3),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=3), inner),
+    max_leaves=5,
+)
+TYPED_FIELDS = ("model", "dimensions", "encoding_format", "user", "cache")
+FIELD_VALUES = st.one_of(
+    JSON_VALUES,
+    st.sampled_from(["float", "base64", "m", "", "x" * 257, 0, 1, 65_536, 65_537, True, {}]),
+)
+
+
+@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow], deadline=None)
+@given(st.dictionaries(st.sampled_from(TYPED_FIELDS), FIELD_VALUES))
+def test_the_validation_shortcut_accepts_only_what_the_schema_accepts(
+    fields: dict[str, Any],
+) -> None:
+    # `embed` skips the pydantic schema when `_plainly_valid` says it would pass: it must never
+    # let through a body the schema rejects (whose error message the client would then miss).
+    body = {"model": MODEL, "input": ["a"], **fields}
+    if "model" in fields and not isinstance(fields["model"], str):
+        return  # `embed` validates a non-string model before the shortcut
+    if _plainly_valid(body):
+        validate(EmbeddingRequest, body)
+
+
+def test_the_validation_shortcut_takes_the_common_requests() -> None:
+    for fields in ({}, {"encoding_format": "base64", "dimensions": 256, "user": "u"}):
+        assert _plainly_valid({"model": MODEL, "input": ["a"], **fields})

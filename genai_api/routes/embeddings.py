@@ -34,6 +34,21 @@ def _encoding(gateway: Gateway, model: ModelInfo) -> tiktoken.Encoding | None:
         return None
 
 
+def _plainly_valid(body: dict[str, Any]) -> bool:
+    """True when the schema's typed fields are of the commonest valid form, so strict pydantic
+    (~45 µs on 64 inputs, which `embedding_inputs` has already checked) would pass: `validate`
+    runs otherwise, and words the error. Other fields are `extra="allow"`: not validated."""
+    model, dimensions = body["model"], body.get("dimensions")
+    return (
+        type(model) is str
+        and 0 < len(model) <= 256
+        and body.get("encoding_format") in (None, "float", "base64")
+        and (dimensions is None or (type(dimensions) is int and 1 <= dimensions <= 65_536))
+        and type(body.get("user", "")) is str
+        and type(body.get("cache", {})) is dict
+    )
+
+
 async def embed(
     request: Request, gateway: Gateway, tenant: str, body: dict[str, Any] | None = None
 ) -> Response:
@@ -47,7 +62,8 @@ async def embed(
     items = embedding_inputs(
         body["input"], max_token=encoding.max_token_value if encoding is not None else None
     )
-    validate(EmbeddingRequest, body)
+    if not _plainly_valid(body):
+        validate(EmbeddingRequest, body)
     request.state.model = model.name
     controls = parse_controls(
         request.headers, body.pop("cache", None), max_ttl=gateway.settings.cache_max_ttl
