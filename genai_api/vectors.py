@@ -18,12 +18,12 @@ its size class, and 6,144 bytes plus any header lands in the 7,168 class (1.19x)
 for |x| in [2**-31, 2) - every value of a normalised embedding but an exact 0 - that byte
 is `s011eeee`, 5 bits of information, so the high bytes of three floats fit in 2 bytes.
 That saves 40 bytes, the entry (6,124 bytes for 1,536 dims) fits the raw vector's class,
-losslessly, and a whole batch decodes with four numpy calls and a table lookup
+losslessly, and a whole batch decodes with three numpy calls, one a table lookup
 (`decode_many`), where format E1 inflated 512 deflated high bytes per entry (~20 µs each).
 `packed == 0`: the payload is the plain vector (some value out of that range).
 
     payload = vector[:-4*packed] | low 3 bytes of each packed float |
-              per 3 packed floats, (c0 | c1 << 5 | c2 << 10) as u16, c = sign << 4 | e & 15
+              per 3 packed floats, (c0 | c1 << 5 | c2 << 10) as u16, c = sign << 4 | high & 15
 
 There is no checksum: Redis hands back the bytes it was given, and the magic and the length
 the header implies turn away anything that is not an entry of this format (another version,
