@@ -6,7 +6,7 @@ import asyncio
 import shutil
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -19,6 +19,7 @@ import respx
 from genai_api.leases import LocalLeases, RedisLeases
 from genai_api.leases.notify import Notifier
 from genai_api.leases.redis import HeldLease
+from genai_api.store.memory import MemoryStore
 from genai_api.store.redis import RedisStore, redis_options
 from tests.conftest import CHAT, chat_response, make_settings, running
 from tests.redis_server import RedisServer, free_port, require_redis
@@ -76,9 +77,9 @@ def entry_key(ns: str) -> str:
     return f"{ns}:e:chat:anon:gpt-4o-mini:-:{'a' * 64}"
 
 
-def reader(leases: RedisLeases, key: str) -> Callable[[], Awaitable[bytes | None]]:
-    """The lookup a flight passes to `claim`: the stored bytes, None on a miss."""
-    return lambda: leases.store.get(key)
+def raw(stored: bytes) -> bytes:
+    """The decode a flight passes to `claim`: here every stored value is usable as is."""
+    return stored
 
 
 async def test_first_claim_holds_a_lease_outside_the_entry_namespace(
@@ -87,7 +88,7 @@ async def test_first_claim_holds_a_lease_outside_the_entry_namespace(
     key = entry_key(ns)
     client = aioredis.from_url(redis_url)
     async with node(redis_url, ns) as a:
-        claim = await a.claim(key, reader(a, key))
+        claim = await a.claim(key, raw)
         assert isinstance(claim, HeldLease) and claim.found is None and not claim.degraded
         lock = f"{ns}:lock:chat:anon:gpt-4o-mini:-:{'a' * 64}"
         assert claim.lock == lock
@@ -101,8 +102,8 @@ async def test_first_claim_holds_a_lease_outside_the_entry_namespace(
 async def test_waiter_in_another_process_is_woken_by_the_publish(redis_url: str, ns: str) -> None:
     key = entry_key(ns)
     async with node(redis_url, ns) as a, node(redis_url, ns) as b:
-        held = await a.claim(key, reader(a, key))
-        waiter = asyncio.create_task(b.claim(key, reader(b, key)))
+        held = await a.claim(key, raw)
+        waiter = asyncio.create_task(b.claim(key, raw))
         await wait_until(lambda: b.notifier.waiting == 1)
         await asyncio.sleep(0.1)
         assert not waiter.done()
@@ -116,8 +117,8 @@ async def test_waiter_in_another_process_is_woken_by_the_publish(redis_url: str,
 async def test_waiter_polls_when_notifications_are_down(redis_url: str, ns: str) -> None:
     key = entry_key(ns)
     async with node(redis_url, ns) as a, node(redis_url, ns, poll=0.05, listen=False) as b:
-        held = await a.claim(key, reader(a, key))
-        waiter = asyncio.create_task(b.claim(key, reader(b, key)))
+        held = await a.claim(key, raw)
+        waiter = asyncio.create_task(b.claim(key, raw))
         await asyncio.sleep(0.1)
         async with held:
             await a.store.set(key, b"answer", 60)
@@ -133,8 +134,8 @@ async def test_failed_holder_hands_over_to_exactly_one_waiter(redis_url: str, ns
         node(redis_url, ns) as c,
         node(redis_url, ns) as d,
     ):
-        held = await a.claim(key, reader(a, key))
-        waiters = {asyncio.create_task(n.claim(key, reader(n, key))): n for n in (b, c, d)}
+        held = await a.claim(key, raw)
+        waiters = {asyncio.create_task(n.claim(key, raw)): n for n in (b, c, d)}
         await wait_until(lambda: all(n.notifier.waiting == 1 for n in (b, c, d)))
         with pytest.raises(RuntimeError):
             async with held:
@@ -158,7 +159,7 @@ async def test_dead_holders_lease_expires_then_one_waiter_takes_over(
     async with node(redis_url, ns, poll=0.05) as b, node(redis_url, ns, poll=0.05) as c:
         # A holder that was SIGKILLed: its lease stays until it expires, nobody publishes.
         await b.store.client.set(b.lock_key(key), "dead-token", px=300)
-        claims = [asyncio.create_task(n.claim(key, reader(n, key))) for n in (b, c)]
+        claims = [asyncio.create_task(n.claim(key, raw)) for n in (b, c)]
         done, pending = await asyncio.wait(claims, timeout=10, return_when="FIRST_COMPLETED")
         await asyncio.sleep(0.2)
         assert len(done) == 1 and not any(t.done() for t in pending)
@@ -173,9 +174,9 @@ async def test_dead_holders_lease_expires_then_one_waiter_takes_over(
 async def test_lease_is_renewed_while_the_call_is_alive(redis_url: str, ns: str) -> None:
     key = entry_key(ns)
     async with node(redis_url, ns, lease=0.3) as a, node(redis_url, ns, poll=0.05) as b:
-        held = await a.claim(key, reader(a, key))
+        held = await a.claim(key, raw)
         async with held:
-            waiter = asyncio.create_task(b.claim(key, reader(b, key)))
+            waiter = asyncio.create_task(b.claim(key, raw))
             await asyncio.sleep(1.2)  # four lease lengths
             assert not waiter.done()
             assert await a.store.client.get(held.lock) == held.token.encode()
@@ -184,13 +185,89 @@ async def test_lease_is_renewed_while_the_call_is_alive(redis_url: str, ns: str)
     assert got.found == b"slow answer"
 
 
+async def test_a_stored_entry_is_answered_without_taking_the_lease(redis_url: str, ns: str) -> None:
+    key = entry_key(ns)
+    async with node(redis_url, ns) as a:
+        await a.store.set(key, b"stored", 60)
+        claim = await a.claim(key, raw)
+        assert await a.store.client.exists(a.lock_key(key)) == 0
+    assert not isinstance(claim, HeldLease)
+    assert (claim.found, claim.waited, claim.degraded) == (b"stored", False, False)
+
+
+async def test_an_entry_the_request_cannot_use_is_claimed_over(redis_url: str, ns: str) -> None:
+    key = entry_key(ns)
+    async with node(redis_url, ns) as a:
+        await a.store.set(key, b"too old", 60)
+        claim = await a.claim(key, lambda stored: None)  # e.g. older than its max-age
+        assert isinstance(claim, HeldLease) and claim.found is None
+        assert await a.store.client.get(claim.lock) == claim.token.encode()
+        async with claim:
+            await claim.fill(a.store, key, b"fresh", 60)
+        assert await a.store.client.get(key) == b"fresh"
+
+
+async def test_fill_stores_releases_and_wakes_the_waiters(redis_url: str, ns: str) -> None:
+    key = entry_key(ns)
+    async with node(redis_url, ns) as a, node(redis_url, ns) as b:
+        held = await a.claim(key, raw)
+        assert isinstance(held, HeldLease)
+        waiter = asyncio.create_task(b.claim(key, raw))
+        await wait_until(lambda: b.notifier.waiting == 1)
+        async with held:
+            await held.fill(a.store, key, b"answer", 60)
+            # Stored and released before the body even ends: nothing is left to release.
+            assert await a.store.client.exists(held.lock) == 0
+            assert 50_000 < await a.store.client.pttl(key) <= 60_000
+            got = await asyncio.wait_for(waiter, 10)  # its poll interval is 60 s
+        assert not a._tasks
+    assert (got.found, got.waited) == (b"answer", True)
+
+
+async def test_fill_stores_but_keeps_another_holders_lease(redis_url: str, ns: str) -> None:
+    key = entry_key(ns)
+    async with node(redis_url, ns, lease=0.1) as a, node(redis_url, ns) as b:
+        stale = await a.claim(key, raw)
+        assert isinstance(stale, HeldLease)
+        await asyncio.sleep(0.25)  # never entered, so never renewed: expired
+        await a.store.client.delete(key)
+        fresh = await b.claim(key, raw)
+        assert isinstance(fresh, HeldLease)
+        await stale.fill(a.store, key, b"late", 60)
+        assert await b.store.client.get(fresh.lock) == fresh.token.encode()
+        assert await b.store.client.get(key) == b"late"
+        async with fresh:
+            pass
+
+
+async def test_one_renewer_keeps_every_held_lease_and_drops_a_lost_one(
+    redis_url: str, ns: str
+) -> None:
+    keys = [entry_key(ns), entry_key(ns).replace("a" * 64, "b" * 64)]
+    async with node(redis_url, ns, lease=0.3) as a:
+        one, two = [await a.claim(key, raw) for key in keys]
+        assert isinstance(one, HeldLease) and isinstance(two, HeldLease)
+        async with one, two:
+            renewer = a._renewer
+            assert renewer is not None
+            # Another process took the second lease over (ours expired under us, say).
+            await a.store.client.set(two.lock, "someone-else", px=10_000)
+            await asyncio.sleep(1.0)  # three lease lengths
+            assert a._renewer is renewer  # one task for both
+            assert await a.store.client.get(one.lock) == one.token.encode()
+            assert a.held == {one.lock: one.token}
+            assert await a.store.client.get(two.lock) == b"someone-else"
+        assert await a.store.client.get(two.lock) == b"someone-else"  # not ours to release
+        await wait_until(lambda: a._renewer is None)  # nothing held: the renewer ends
+
+
 async def test_release_never_deletes_another_holders_lease(redis_url: str, ns: str) -> None:
     key = entry_key(ns)
     async with node(redis_url, ns, lease=0.1) as a, node(redis_url, ns) as b:
-        stale = await a.claim(key, reader(a, key))
+        stale = await a.claim(key, raw)
         assert isinstance(stale, HeldLease)
         await asyncio.sleep(0.25)  # never entered, so never renewed: expired
-        fresh = await b.claim(key, reader(b, key))
+        fresh = await b.claim(key, raw)
         assert isinstance(fresh, HeldLease)
         await stale.__aexit__(None, None, None)
         assert await b.store.client.get(fresh.lock) == fresh.token.encode()
@@ -201,10 +278,10 @@ async def test_release_never_deletes_another_holders_lease(redis_url: str, ns: s
 async def test_redis_down_degrades_at_once(ns: str) -> None:
     key = entry_key(ns)
     async with node(f"redis://127.0.0.1:{free_port()}/0", ns, listen=False) as a:
-        claim = await a.claim(key, reader(a, key))
+        claim = await a.claim(key, raw)
         async with claim:
             pass
-        again = await a.claim(key, reader(a, key))  # breaker open: no connection attempt
+        again = await a.claim(key, raw)  # breaker open: no connection attempt
     assert (claim.degraded, claim.found, again.degraded) == (True, None, True)
     assert a.store.breaker.failures == 1
 
@@ -213,7 +290,7 @@ async def test_waiter_gives_up_after_max_wait(redis_url: str, ns: str) -> None:
     key = entry_key(ns)
     async with node(redis_url, ns, max_wait=0.3, poll=0.05) as b:
         await b.store.client.set(b.lock_key(key), "stuck-token", px=10_000)
-        claim = await asyncio.wait_for(b.claim(key, reader(b, key)), 10)
+        claim = await asyncio.wait_for(b.claim(key, raw), 10)
     assert not isinstance(claim, HeldLease)
     assert (claim.found, claim.degraded) == (None, False)
 
@@ -221,7 +298,7 @@ async def test_waiter_gives_up_after_max_wait(redis_url: str, ns: str) -> None:
 async def test_release_is_retried_after_a_redis_blip(redis_url: str, ns: str) -> None:
     key = entry_key(ns)
     async with node(redis_url, ns, breaker=0.1) as a:
-        held = await a.claim(key, reader(a, key))
+        held = await a.claim(key, raw)
         assert isinstance(held, HeldLease)
         async with held:
             a.store.breaker.trip()  # the release will find the breaker open
@@ -256,8 +333,8 @@ async def test_leases_work_with_password_and_database(
     key = entry_key(ns)
     try:
         async with node(url, ns) as a, node(url, ns) as b:
-            held = await a.claim(key, reader(a, key))
-            waiter = asyncio.create_task(b.claim(key, reader(b, key)))
+            held = await a.claim(key, raw)
+            waiter = asyncio.create_task(b.claim(key, raw))
             await wait_until(lambda: b.notifier.waiting == 1)
             async with held:
                 await a.store.set(key, b"db3", 60)
@@ -269,17 +346,14 @@ async def test_leases_work_with_password_and_database(
 
 
 async def test_memory_backend_claims_in_process_only() -> None:
-    leases = LocalLeases()
-
-    async def hit() -> str | None:
-        return "stored"
-
-    async def miss() -> str | None:
-        return None
-
-    assert (await leases.claim("k", hit)).found == "stored"
-    assert (await leases.claim("k", miss)).found is None
+    store = MemoryStore()
+    leases = LocalLeases(store)
+    assert (await leases.claim("k", raw)).found is None
+    await store.set("k", b"stored", 60)
+    assert (await leases.claim("k", raw)).found == b"stored"
+    assert (await leases.claim("k", lambda stored: None)).found is None  # not usable
     assert leases.state == "process"
+    await store.close()
 
 
 def spy_on_joins(coalescer: Any, seen: Callable[[], None]) -> None:

@@ -1,16 +1,21 @@
 """Fleet-wide coalescing on Redis: one provider call per key across workers and replicas.
 
-The protocol, for a storage key ``{ns}:e:<rest>``:
+The protocol, for a storage key ``{ns}:e:<rest>`` and its lease ``{ns}:lock:<rest>``, in two
+Redis round trips per miss (each one script, so each step is atomic):
 
-- take:   ``SET {ns}:lock:<rest> <token> NX PX <lease>`` — exactly one process wins.
-- holder: re-reads the entry (it may have landed meanwhile), calls the provider, renews the
-  lease every lease/3 (compare-and-PEXPIRE) while the call is alive, stores the entry, then
-  one script compare-and-DELs the lease and PUBLISHes the storage key on ``{ns}:filled``.
-  A failed call releases and publishes the same way, so a waiter takes over at once.
+- claim:  one script reads the entry and, only when there is none, takes the lease
+  (``SET lock <token> NX PX <lease>``). It answers the stored bytes (found: HIT, or COALESCED
+  after waiting), 1 (this process holds the lease) or 0 (another process does). An entry
+  the caller cannot use (too old for its max-age) is claimed over with the read left out.
+- holder: calls the provider while one task per process renews every lease it holds every
+  lease/3 (one compare-and-PEXPIRE script for all of them), then one script stores the
+  entry, compare-and-DELs the lease and PUBLISHes the storage key on ``{ns}:filled``. A
+  failed call (or a store the caller skips) compare-and-DELs and publishes the same way, so
+  a waiter takes over at once.
 - waiter: sleeps until that PUBLISH (one shared subscription per process, `Notifier`) or a
-  poll tick, re-reads the entry (found → COALESCED), else tries SET NX again: after a failed
-  holder, or a dead one whose lease expired, exactly one waiter takes over. A waiter gives
-  up after `max_wait` (UPSTREAM_TIMEOUT + lease) and calls the provider itself.
+  poll tick, then runs the claim script again: the entry (COALESCED), or the lease after a
+  failed holder or a dead one whose lease expired (exactly one waiter wins it). A waiter
+  gives up after `max_wait` (UPSTREAM_TIMEOUT + lease) and calls the provider itself.
 
 Every Redis call goes through the store's circuit breaker: when Redis is down, slow or
 answering errors, `claim` answers `degraded` at once and the flight calls the provider with
@@ -24,13 +29,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Coroutine
 from typing import Any, TypeVar
 
 from genai_api.errors import CacheUnavailable
-from genai_api.leases.base import Claim
+from genai_api.leases.base import Claim, Decode
 from genai_api.leases.notify import Notifier
 from genai_api.store import budget
+from genai_api.store.base import CacheStore
 from genai_api.store.redis import RedisStore
 
 log = logging.getLogger("genai_api.leases")
@@ -38,13 +44,42 @@ log = logging.getLogger("genai_api.leases")
 T = TypeVar("T")
 
 POLL_SECONDS = 0.25
+HELD, WAIT = 1, 0  # the claim script's answers other than the stored bytes
 
-_RENEW = """
-if redis.call('get', KEYS[1]) == ARGV[1] then
-  return redis.call('pexpire', KEYS[1], ARGV[2])
+# KEYS: entry, lease. ARGV: token, lease ms, read (1: answer the entry when there is one).
+_CLAIM = """
+if ARGV[3] == '1' then
+  local stored = redis.call('get', KEYS[1])
+  if stored then
+    return stored
+  end
+end
+if redis.call('set', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2]) then
+  return 1
 end
 return 0
 """
+# KEYS: leases. ARGV: lease ms, then one token per lease. Answers 1/0 per lease (kept/lost).
+_RENEW = """
+local kept = {}
+for i = 1, #KEYS do
+  if redis.call('get', KEYS[i]) == ARGV[i + 1] then
+    kept[i] = redis.call('pexpire', KEYS[i], ARGV[1])
+  else
+    kept[i] = 0
+  end
+end
+return kept
+"""
+# KEYS: entry, lease. ARGV: value, ttl ms, token, channel, storage key.
+_FILL = """
+redis.call('set', KEYS[1], ARGV[1], 'PX', ARGV[2])
+if redis.call('get', KEYS[2]) == ARGV[3] then
+  redis.call('del', KEYS[2])
+end
+return redis.call('publish', ARGV[4], ARGV[5])
+"""
+# KEYS: lease. ARGV: token, channel, storage key.
 _RELEASE = """
 if redis.call('get', KEYS[1]) == ARGV[1] then
   redis.call('del', KEYS[1])
@@ -71,9 +106,14 @@ class RedisLeases:
         self.max_wait = max_wait
         self.poll_seconds = poll_seconds
         self.notifier = Notifier(store.client, self.channel)
-        self._renew = store.client.register_script(_RENEW)
-        self._release = store.client.register_script(_RELEASE)
+        client = store.client
+        self._claim = client.register_script(_CLAIM)
+        self._renew = client.register_script(_RENEW)
+        self._fill = client.register_script(_FILL)
+        self._release = client.register_script(_RELEASE)
         self._tasks: set[asyncio.Task[None]] = set()
+        self.held: dict[str, str] = {}  # lease -> token, of the calls alive in this process
+        self._renewer: asyncio.Task[None] | None = None
 
     @property
     def state(self) -> str:
@@ -87,73 +127,89 @@ class RedisLeases:
     def start(self) -> None:
         self.notifier.start()
 
-    async def claim(self, key: str, lookup: Callable[[], Awaitable[T | None]]) -> Claim[T]:
+    async def claim(self, key: str, decode: Decode[T]) -> Claim[T]:
         lock, token = self.lock_key(key), secrets.token_hex(16)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.max_wait
-        waited = False
-        with self.notifier.watch(key) as watch:
+        waited, read = False, True
+        with self.notifier.watch(key) as watch:  # before the first read: no PUBLISH is missed
             while True:
                 try:
-                    if await self._take(lock, token):
-                        return await self._hold(key, lock, token, lookup, waited=waited)
-                    found = await lookup()
+                    answer = await self._claim_or_read(key, lock, token, read)
                 except CacheUnavailable:
                     return Claim(degraded=True)
-                if found is not None:
-                    return Claim(found, waited=True)
+                if answer == HELD:
+                    return HeldLease(self, key, lock, token)
+                if isinstance(answer, bytes):
+                    found = decode(answer)
+                    if found is not None:
+                        return Claim(found, waited=waited)
+                    read = False  # stored, but not usable by this request: claim over it
+                    continue
                 remaining = deadline - loop.time()
                 if remaining <= 0:
                     log.warning("no answer from the lease holder after %.0f s", self.max_wait)
                     return Claim()
                 waited = True
-                if await watch.wait(min(self.poll_seconds, remaining)):
-                    # A holder is done: its entry is there unless its call failed.
-                    try:
-                        found = await lookup()
-                    except CacheUnavailable:
-                        return Claim(degraded=True)
-                    if found is not None:
-                        return Claim(found, waited=True)
+                # Woken by the holder's PUBLISH (its entry is there unless its call failed)
+                # or by a poll tick: either way, the claim script again.
+                await watch.wait(min(self.poll_seconds, remaining))
+                read = True
 
-    async def _take(self, lock: str, token: str) -> bool:
+    async def _claim_or_read(self, key: str, lock: str, token: str, read: bool) -> bytes | int:
         client = self.store.client
-        return bool(
-            await self.store.guarded(lambda: client.set(lock, token, nx=True, px=self.lease_ms))
+        args = (token, self.lease_ms, 1 if read else 0)
+        answer: bytes | int = await self.store.guarded(
+            lambda: self._claim(keys=[key, lock], args=args, client=client)
         )
+        return answer
 
-    async def _hold(
-        self,
-        key: str,
-        lock: str,
-        token: str,
-        lookup: Callable[[], Awaitable[T | None]],
-        *,
-        waited: bool,
-    ) -> Claim[T]:
+    def hold(self, lock: str, token: str) -> None:
+        """Renew `lock` every lease/3 from now until `drop` (the holder's call is alive)."""
+        self.held[lock] = token
+        if self._renewer is None:
+            # Not the request's context: its Redis budget must not stop the renewals.
+            self._renewer = asyncio.create_task(
+                self._renew_held(), name="lease-renewer", context=budget.detached()
+            )
+
+    def drop(self, lock: str, token: str) -> None:
+        if self.held.get(lock) == token:
+            del self.held[lock]
+
+    async def _renew_held(self) -> None:
+        """One task per process renews every held lease in one script call per tick, and
+        ends when none is held (the next `hold` starts it again)."""
         try:
-            found = await lookup()  # stored between the request's lookup and our lease?
-        except CacheUnavailable:
-            return HeldLease(self, key, lock, token, degraded=True)
-        if found is not None:
-            await self.release(key, lock, token)
-            return Claim(found, waited=waited)
-        return HeldLease(self, key, lock, token)
+            while self.held:
+                await asyncio.sleep(self.lease_ms / 3000)
+                await self._renew_once()
+        finally:
+            self._renewer = None
 
-    async def renew_while_alive(self, lock: str, token: str) -> None:
-        """Keep the lease alive every lease/3 until cancelled (when the holder's call ends)."""
+    async def _renew_once(self) -> None:
+        held = list(self.held.items())
+        if not held:
+            return
         client = self.store.client
-        while True:
-            await asyncio.sleep(self.lease_ms / 3000)
-            try:
-                kept = await self.store.guarded(
-                    lambda: self._renew(keys=[lock], args=[token, self.lease_ms], client=client)
-                )
-            except CacheUnavailable:
-                continue  # a blip: the lease may well outlive it, try again next tick
-            if not kept:
+        locks = [lock for lock, _ in held]
+        args: list[str | int] = [self.lease_ms, *(token for _, token in held)]
+        try:
+            kept = await self.store.guarded(
+                lambda: self._renew(keys=locks, args=args, client=client)
+            )
+        except CacheUnavailable:
+            return  # a blip: the leases may well outlive it, try again next tick
+        for (lock, token), ok in zip(held, kept, strict=True):
+            if not ok and self.held.get(lock) == token:
                 log.warning("lease %s expired under its holder; another process may call", lock)
-                return
+                del self.held[lock]
+
+    async def fill(self, key: str, lock: str, token: str, value: bytes, ttl: float) -> None:
+        """Store the entry, release the lease and publish `key`, in one script."""
+        client = self.store.client
+        args = (value, max(1, int(ttl * 1000)), token, self.channel, key)
+        await self.store.guarded(lambda: self._fill(keys=[key, lock], args=args, client=client))
 
     async def release(self, key: str, lock: str, token: str) -> None:
         """Compare-and-delete the lease and publish `key`; on failure retry in the background."""
@@ -189,7 +245,9 @@ class RedisLeases:
         return task
 
     async def aclose(self) -> None:
-        tasks = list(self._tasks)
+        if self._renewer is not None:
+            self._renewer.cancel()
+        tasks = [*self._tasks, *([self._renewer] if self._renewer is not None else [])]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -197,24 +255,28 @@ class RedisLeases:
 
 
 class HeldLease(Claim[T]):
-    """This process holds the lease: renewed while the body runs, released when it ends."""
+    """This process holds the lease: renewed while the body runs, released by `fill` or,
+    failing that, when the body ends."""
 
-    def __init__(
-        self, leases: RedisLeases, key: str, lock: str, token: str, *, degraded: bool = False
-    ) -> None:
-        super().__init__(degraded=degraded)
+    def __init__(self, leases: RedisLeases, key: str, lock: str, token: str) -> None:
+        super().__init__()
         self._leases = leases
         self.key, self.lock, self.token = key, lock, token
-        self._renewer: asyncio.Task[None] | None = None
+        self.released = False
+
+    async def fill(self, store: CacheStore, key: str, value: bytes, ttl: float) -> None:
+        """Store, release and wake the waiters in one round trip (on the leases' Redis, which
+        is `store`'s)."""
+        await self._leases.fill(key, self.lock, self.token, value, ttl)
+        self.released = True
 
     async def __aenter__(self) -> HeldLease[T]:
-        self._renewer = self._leases.spawn(self._leases.renew_while_alive(self.lock, self.token))
+        self._leases.hold(self.lock, self.token)
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
-        if self._renewer is not None:
-            # Not awaited: the renew script is atomic, so one landing after the release
-            # finds another token (or none) and does nothing.
-            self._renewer.cancel()
-        # Success or failure alike: waiters wake, find the entry or take the lease over.
-        await self._leases.release(self.key, self.lock, self.token)
+        self._leases.drop(self.lock, self.token)
+        if not self.released:
+            # A failed call, or no store: waiters wake and take the lease over.
+            await self._leases.release(self.key, self.lock, self.token)
+            self.released = True

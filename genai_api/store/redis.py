@@ -71,7 +71,9 @@ class RedisStore:
         password = opts.pop("password", None)
         if opts.pop("connection_class", None) is aioredis.SSLConnection:  # rediss://
             opts["connection_class"] = shared_context_ssl_connection()
-        opts.update(timeout=timeout, health_check_interval=0)  # no socket_timeout: see above
+        # socket_timeout=None: redis-py (8.x) defaults it to 5 s, and then every command is
+        # sent through `asyncio.wait_for` (a task per command); see the docstring.
+        opts.update(timeout=timeout, health_check_interval=0, socket_timeout=None)
         self._cache = RedisCache(
             serializer=BytesSerializer(),
             endpoint=host,
