@@ -217,11 +217,47 @@ async def test_fill_stores_releases_and_wakes_the_waiters(redis_url: str, ns: st
         async with held:
             await held.fill(a.store, key, b"answer", 60)
             # Stored and released before the body even ends: nothing is left to release.
-            assert await a.store.client.exists(held.lock) == 0
+            assert await a.store.client.exists(held.lock, a.wait_key(key)) == 0
             assert 50_000 < await a.store.client.pttl(key) <= 60_000
             got = await asyncio.wait_for(waiter, 10)  # its poll interval is 60 s
         assert not a._tasks
     assert (got.found, got.waited) == (b"answer", True)
+
+
+async def test_a_miss_nobody_waits_for_publishes_nothing(redis_url: str, ns: str) -> None:
+    key = entry_key(ns)
+    listener = aioredis.from_url(redis_url)
+    pubsub = listener.pubsub()
+    await pubsub.subscribe(f"{ns}:filled")
+    assert (await pubsub.get_message(timeout=5))["type"] == "subscribe"
+    async with node(redis_url, ns, poll=0.05, listen=False) as a:
+        alone = await a.claim(key, raw)
+        async with alone:
+            await alone.fill(a.store, key, b"answer", 60)
+        assert await pubsub.get_message(timeout=0.3) is None  # no process woke up for it
+        failed = await a.claim(entry_key(ns).replace("a" * 64, "c" * 64), raw)
+        async with failed:
+            pass  # released without a store: still nobody to tell
+        assert await pubsub.get_message(timeout=0.3) is None
+        other = entry_key(ns).replace("a" * 64, "b" * 64)
+        held = await a.claim(other, raw)
+        waiter = asyncio.create_task(a.claim(other, raw))
+        await wait_until(lambda: a.notifier.waiting == 1)
+        await wait_until_flag(a, other)
+        async with held:
+            await held.fill(a.store, other, b"awaited", 60)
+        message = await pubsub.get_message(timeout=5)
+        assert (await waiter).found == b"awaited"  # woken by its poll tick: not subscribed
+    await pubsub.aclose()
+    await listener.aclose()
+    assert message is not None and message["data"] == other.encode()
+
+
+async def wait_until_flag(leases: RedisLeases, key: str) -> None:
+    deadline = asyncio.get_running_loop().time() + 5
+    while not await leases.store.client.exists(leases.wait_key(key)):
+        assert asyncio.get_running_loop().time() < deadline, "the waiter never raised its flag"
+        await asyncio.sleep(0.01)
 
 
 async def test_fill_stores_but_keeps_another_holders_lease(redis_url: str, ns: str) -> None:

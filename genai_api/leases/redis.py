@@ -5,22 +5,27 @@ Redis round trips per miss (each one script, so each step is atomic):
 
 - claim:  one script reads the entry and, only when there is none, takes the lease
   (``SET lock <token> NX PX <lease>``). It answers the stored bytes (found: HIT, or COALESCED
-  after waiting), 1 (this process holds the lease) or 0 (another process does). An entry
-  the caller cannot use (too old for its max-age) is claimed over with the read left out.
+  after waiting), 1 (this process holds the lease) or 0 (another process does; then it also
+  raises the key's waiter flag ``{ns}:wait:<rest>``). An entry the caller cannot use (too
+  old for its max-age) is claimed over with the read left out.
 - holder: calls the provider while one task per process renews every lease it holds every
   lease/3 (one compare-and-PEXPIRE script for all of them), then one script stores the
-  entry, compare-and-DELs the lease and PUBLISHes the storage key on ``{ns}:filled``. A
-  failed call (or a store the caller skips) compare-and-DELs and publishes the same way, so
-  a waiter takes over at once.
+  entry, compare-and-DELs the lease and, if the waiter flag is up, drops it and PUBLISHes
+  the storage key on ``{ns}:filled``. A failed call (or a store the caller skips)
+  compare-and-DELs and publishes the same way, so a waiter takes over at once. A miss
+  nobody waits for publishes nothing: no process of the fleet wakes up for it.
 - waiter: sleeps until that PUBLISH (one shared subscription per process, `Notifier`) or a
-  poll tick, then runs the claim script again: the entry (COALESCED), or the lease after a
-  failed holder or a dead one whose lease expired (exactly one waiter wins it). A waiter
-  gives up after `max_wait` (UPSTREAM_TIMEOUT + lease) and calls the provider itself.
+  poll tick, then runs the claim script again (which raises the flag again while it
+  waits): the entry (COALESCED), or the lease after a failed holder or a dead one whose
+  lease expired (exactly one waiter wins it). A waiter gives up after `max_wait`
+  (UPSTREAM_TIMEOUT + lease) and calls the provider itself. The flag is set in the same
+  script that finds the lease taken, so a holder's fill either comes first (the waiter
+  reads its entry) or sees the flag.
 
 Every Redis call goes through the store's circuit breaker: when Redis is down, slow or
 answering errors, `claim` answers `degraded` at once and the flight calls the provider with
 in-process coalescing only. Lease keys live outside ``{ns}:e:``, so invalidation never
-deletes them. aiocache's RedLock is not used: its waiters do not wait for the holder's
+deletes them (nor waiter flags, which expire after a lease). aiocache's RedLock is not used: its waiters do not wait for the holder's
 result across processes, and its expiry releases every waiter at once.
 """
 
@@ -46,7 +51,7 @@ T = TypeVar("T")
 POLL_SECONDS = 0.25
 HELD, WAIT = 1, 0  # the claim script's answers other than the stored bytes
 
-# KEYS: entry, lease. ARGV: token, lease ms, read (1: answer the entry when there is one).
+# KEYS: entry, lease, waiter flag. ARGV: token, lease ms, read (1: answer the entry if any).
 _CLAIM = """
 if ARGV[3] == '1' then
   local stored = redis.call('get', KEYS[1])
@@ -57,6 +62,7 @@ end
 if redis.call('set', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2]) then
   return 1
 end
+redis.call('set', KEYS[3], '1', 'PX', ARGV[2])
 return 0
 """
 # KEYS: leases. ARGV: lease ms, then one token per lease. Answers 1/0 per lease (kept/lost).
@@ -71,20 +77,26 @@ for i = 1, #KEYS do
 end
 return kept
 """
-# KEYS: entry, lease. ARGV: value, ttl ms, token, channel, storage key.
+# KEYS: entry, lease, waiter flag. ARGV: value, ttl ms, token, channel, storage key.
 _FILL = """
 redis.call('set', KEYS[1], ARGV[1], 'PX', ARGV[2])
 if redis.call('get', KEYS[2]) == ARGV[3] then
   redis.call('del', KEYS[2])
 end
-return redis.call('publish', ARGV[4], ARGV[5])
+if redis.call('del', KEYS[3]) == 1 then
+  return redis.call('publish', ARGV[4], ARGV[5])
+end
+return 0
 """
-# KEYS: lease. ARGV: token, channel, storage key.
+# KEYS: lease, waiter flag. ARGV: token, channel, storage key.
 _RELEASE = """
 if redis.call('get', KEYS[1]) == ARGV[1] then
   redis.call('del', KEYS[1])
 end
-return redis.call('publish', ARGV[2], ARGV[3])
+if redis.call('del', KEYS[2]) == 1 then
+  return redis.call('publish', ARGV[2], ARGV[3])
+end
+return 0
 """
 
 
@@ -101,6 +113,7 @@ class RedisLeases:
         self.store = store
         self.entry_prefix = f"{namespace}:e:"
         self.lock_prefix = f"{namespace}:lock:"
+        self.wait_prefix = f"{namespace}:wait:"
         self.channel = f"{namespace}:filled"
         self.lease_ms = max(1, int(lease_seconds * 1000))
         self.max_wait = max_wait
@@ -123,6 +136,10 @@ class RedisLeases:
         """``{ns}:e:<rest>`` → ``{ns}:lock:<rest>``."""
         rest = key.removeprefix(self.entry_prefix)
         return self.lock_prefix + rest
+
+    def wait_key(self, key: str) -> str:
+        """``{ns}:e:<rest>`` → ``{ns}:wait:<rest>``: up while some process waits for `key`."""
+        return self.wait_prefix + key.removeprefix(self.entry_prefix)
 
     def start(self) -> None:
         self.notifier.start()
@@ -159,8 +176,9 @@ class RedisLeases:
     async def _claim_or_read(self, key: str, lock: str, token: str, read: bool) -> bytes | int:
         client = self.store.client
         args = (token, self.lease_ms, 1 if read else 0)
+        keys = (key, lock, self.wait_key(key))
         answer: bytes | int = await self.store.guarded(
-            lambda: self._claim(keys=[key, lock], args=args, client=client)
+            lambda: self._claim(keys=keys, args=args, client=client)
         )
         return answer
 
@@ -206,22 +224,23 @@ class RedisLeases:
                 del self.held[lock]
 
     async def fill(self, key: str, lock: str, token: str, value: bytes, ttl: float) -> None:
-        """Store the entry, release the lease and publish `key`, in one script."""
+        """Store the entry, release the lease and wake the waiters of `key`, in one script."""
         client = self.store.client
+        keys = (key, lock, self.wait_key(key))
         args = (value, max(1, int(ttl * 1000)), token, self.channel, key)
-        await self.store.guarded(lambda: self._fill(keys=[key, lock], args=args, client=client))
+        await self.store.guarded(lambda: self._fill(keys=keys, args=args, client=client))
 
     async def release(self, key: str, lock: str, token: str) -> None:
-        """Compare-and-delete the lease and publish `key`; on failure retry in the background."""
+        """Compare-and-delete the lease and wake the waiters of `key` (they take over); on
+        failure retry in the background."""
         if not await self._try_release(key, lock, token):
             self.spawn(self._release_later(key, lock, token))
 
     async def _try_release(self, key: str, lock: str, token: str) -> bool:
         client = self.store.client
+        keys, args = (lock, self.wait_key(key)), (token, self.channel, key)
         try:
-            await self.store.guarded(
-                lambda: self._release(keys=[lock], args=[token, self.channel, key], client=client)
-            )
+            await self.store.guarded(lambda: self._release(keys=keys, args=args, client=client))
         except CacheUnavailable:
             return False
         return True

@@ -16,6 +16,7 @@ import orjson
 
 from genai_api import sse
 from genai_api.errors import ProviderError, ProviderTimeout, ProviderUnreachable
+from genai_api.providers.sdk_client import GatewayOpenAI
 from genai_api.streams import IncompleteStream, synthesize
 
 _JSON_HEADERS = {"Content-Type": "application/json"}
@@ -57,7 +58,7 @@ class OpenAIProvider:
         max_retries: int,
         http_client: httpx.AsyncClient | None = None,
     ) -> None:
-        self._client = openai.AsyncOpenAI(
+        self._client = GatewayOpenAI(
             api_key=api_key,
             base_url=base_url,
             timeout=timeout,
