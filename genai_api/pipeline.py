@@ -209,8 +209,13 @@ class Pipeline:
         return await self._relay(call, status, task, joined)
 
     async def _read(self, call: Call) -> Entry | None:
-        """The usable entry for `call`, if reading is allowed; the cache fails open."""
-        if not call.controls.read:
+        """The usable entry for `call`, if reading is allowed; the cache fails open.
+
+        A key whose flight is running here is not read: its entry is not stored yet (or is
+        being stored right now by that flight), and the request joins the flight anyway. A
+        burst of identical requests then costs one lookup, not one each.
+        """
+        if not call.controls.read or call.skey in self.coalescer:
             return None
         try:
             return await self._lookup(call)

@@ -445,6 +445,40 @@ async def test_two_gateways_on_one_redis_make_one_provider_call(
     assert later.headers["x-cache"] == "HIT"
 
 
+async def test_requests_joining_a_running_flight_do_not_read_the_cache(
+    upstream: respx.MockRouter, redis_server: RedisServer
+) -> None:
+    release, started = asyncio.Event(), asyncio.Event()
+
+    async def slow(request: httpx.Request) -> httpx.Response:
+        started.set()
+        await release.wait()
+        return httpx.Response(200, json=chat_response())
+
+    upstream.post("/chat/completions").mock(side_effect=slow)
+    settings = make_settings(cache_backend="redis", redis_url=redis_server.url)
+    client = aioredis.from_url(redis_server.url)
+
+    async def gets() -> int:
+        stats = await client.info("commandstats")
+        return int(stats.get("cmdstat_get", {}).get("calls", 0))
+
+    async with running(settings) as gw:
+        first = asyncio.create_task(gw.http.post("/v1/chat/completions", json=CHAT))
+        await asyncio.wait_for(started.wait(), 10)
+        before = await gets()
+        joiners = [
+            asyncio.create_task(gw.http.post("/v1/chat/completions", json=CHAT)) for _ in range(10)
+        ]
+        await asyncio.sleep(0.3)  # every joiner is parked on the flight by now
+        during = await gets() - before
+        release.set()
+        answers = [await first, *await asyncio.gather(*joiners)]
+    await client.aclose()
+    assert during == 0
+    assert Counter(a.headers["x-cache"] for a in answers) == {"MISS": 1, "COALESCED": 10}
+
+
 async def test_redis_answering_errors_is_bypassed(
     upstream: respx.MockRouter, tmp_path: Path, redis_binary: None
 ) -> None:
