@@ -24,9 +24,10 @@ Redis round trips per miss (each one script, so each step is atomic):
 
 Every Redis call goes through the store's circuit breaker: when Redis is down, slow or
 answering errors, `claim` answers `degraded` at once and the flight calls the provider with
-in-process coalescing only. Lease keys live outside ``{ns}:e:``, so invalidation never
-deletes them (nor waiter flags, which expire after a lease). aiocache's RedLock is not used: its waiters do not wait for the holder's
-result across processes, and its expiry releases every waiter at once.
+in-process coalescing only. Lease keys and waiter flags live outside ``{ns}:e:``, so
+invalidation never deletes them (a flag expires after a lease anyway). aiocache's RedLock is
+not used: its waiters do not wait for the holder's result across processes, and its expiry
+releases every waiter at once.
 """
 
 from __future__ import annotations

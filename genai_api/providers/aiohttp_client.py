@@ -88,9 +88,7 @@ class GatewayAioHttpClient(openai.DefaultAioHttpClient):
             follow = self.follow_redirects if follow_redirects is _DEFAULT else follow_redirects
             if follow and response.has_redirect_location:
                 await response.aclose()
-                return await super().send(
-                    request, stream=stream, follow_redirects=True
-                )
+                return await super().send(request, stream=stream, follow_redirects=True)
             if "set-cookie" in response.headers:
                 self.cookies.extract_cookies(response)
             if not stream:
