@@ -11,7 +11,9 @@ behaviour, and does each of those only when there is something to do:
 - client defaults (headers, cookies) merged when the SDK's request lacks them, by httpx;
 - redirects followed (by httpx) only when the upstream answers one;
 - cookies the upstream sets kept in the jar, as httpx does, and sent back;
-- an `auth`, event hooks or proxy mounts: httpx's full `send`, unchanged.
+- an `auth`, event hooks or proxy mounts: httpx's full `send`, unchanged;
+- a connection that fails other than by timing out (refused, reset) raised as
+  `httpx.ConnectError`, not httpx-aiohttp's `ConnectTimeout` (a 502, not a 504).
 
     client = GatewayAioHttpClient(limits=httpx.Limits(max_connections=128))
     openai.AsyncOpenAI(http_client=client)
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import aiohttp
 import httpx
 import openai
 
@@ -73,6 +76,18 @@ class GatewayAioHttpClient(openai.DefaultAioHttpClient):
     ) -> httpx.Response:
         """The transport's answer to `request`, read unless `stream`; httpx's own `send` when
         an auth flow, a hook or a proxy is configured, or the answer is a redirect to follow."""
+        try:
+            return await self._send(request, stream, auth, follow_redirects)
+        except httpx.ConnectTimeout as exc:
+            # httpx-aiohttp maps every aiohttp connection error (refused, reset, closed by
+            # the server) to ConnectTimeout; only a timeout is one.
+            if isinstance(exc.__cause__, aiohttp.ServerTimeoutError | TimeoutError):
+                raise
+            raise httpx.ConnectError(str(exc), request=request) from exc.__cause__
+
+    async def _send(
+        self, request: httpx.Request, stream: bool, auth: Any, follow_redirects: Any
+    ) -> httpx.Response:
         plain = (
             auth in (_DEFAULT, None)
             and self.auth is None
@@ -88,7 +103,8 @@ class GatewayAioHttpClient(openai.DefaultAioHttpClient):
             follow = self.follow_redirects if follow_redirects is _DEFAULT else follow_redirects
             if follow and response.has_redirect_location:
                 await response.aclose()
-                return await super().send(request, stream=stream, follow_redirects=True)
+                redirected = self._build_redirect_request(request, response)
+                return await super().send(redirected, stream=stream, follow_redirects=True)
             if "set-cookie" in response.headers:
                 self.cookies.extract_cookies(response)
             if not stream:

@@ -42,6 +42,10 @@ class GatewayOpenAI(openai.AsyncOpenAI):
         self._headers: dict[Hashable, httpx.Headers] = {}
         self._options: dict[str, FinalRequestOptions] = {}
 
+    @property
+    def user_agent(self) -> str:
+        return f"AsyncOpenAI/Python {self._version}"  # the SDK's, not this subclass's name
+
     async def post_raw(self, path: str, content: bytes, *, stream: bool = False) -> httpx.Response:
         """POST JSON `content` to `path`; the raw response, its body unread when `stream`.
         Status errors, timeouts and connection failures raise the SDK's exceptions."""
