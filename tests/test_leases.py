@@ -90,6 +90,7 @@ async def test_first_claim_holds_a_lease_outside_the_entry_namespace(
     async with node(redis_url, ns) as a:
         claim = await a.claim(key, raw)
         assert isinstance(claim, HeldLease) and claim.found is None and not claim.degraded
+        assert a.notifier.waiting == 0  # a holder needs no doorbell
         lock = f"{ns}:lock:chat:anon:gpt-4o-mini:-:{'a' * 64}"
         assert claim.lock == lock
         assert 0 < await client.pttl(lock) <= 5000

@@ -33,6 +33,7 @@ releases every waiter at once.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import secrets
 from collections.abc import Coroutine
@@ -127,6 +128,8 @@ class RedisLeases:
         self._release = client.register_script(_RELEASE)
         self._tasks: set[asyncio.Task[None]] = set()
         self.held: dict[str, str] = {}  # lease -> token, of the calls alive in this process
+        self._token_prefix = secrets.token_hex(12) + ":"
+        self._tokens = itertools.count()
         self._renewer: asyncio.Task[None] | None = None
 
     @property
@@ -146,35 +149,60 @@ class RedisLeases:
         self.notifier.start()
 
     async def claim(self, key: str, decode: Decode[T]) -> Claim[T]:
-        lock, token = self.lock_key(key), secrets.token_hex(16)
+        lock, token = self.lock_key(key), self._token()
+        try:
+            answer, found = await self._attempt(key, lock, token, decode)
+        except CacheUnavailable:
+            return Claim(degraded=True)
+        if found is not None:
+            return Claim(found)
+        if answer == HELD:
+            return HeldLease(self, key, lock, token)
+        return await self._wait(key, lock, token, decode)
+
+    async def _attempt(
+        self, key: str, lock: str, token: str, decode: Decode[T]
+    ) -> tuple[bytes | int, T | None]:
+        """One claim: (HELD, None), (WAIT, None), or (stored bytes, the entry they decode to);
+        an entry this request cannot use is claimed over (a second script, read left out)."""
+        answer = await self._claim_or_read(key, lock, token, read=True)
+        if not isinstance(answer, bytes):
+            return answer, None
+        found = decode(answer)
+        if found is not None:
+            return answer, found
+        return await self._claim_or_read(key, lock, token, read=False), None
+
+    async def _wait(self, key: str, lock: str, token: str, decode: Decode[T]) -> Claim[T]:
+        """Another process holds the lease: wait for its PUBLISH or a poll tick, then claim
+        again, until the entry is there, the lease is ours, or `max_wait` has passed."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.max_wait
-        waited, read = False, True
-        with self.notifier.watch(key) as watch:  # before the first read: no PUBLISH is missed
+        # The doorbell is registered before the next claim, so a holder that fills between
+        # the first claim and now is seen by that claim, and one that fills later rings.
+        with self.notifier.watch(key) as watch:
             while True:
                 try:
-                    answer = await self._claim_or_read(key, lock, token, read)
+                    answer, found = await self._attempt(key, lock, token, decode)
                 except CacheUnavailable:
                     return Claim(degraded=True)
+                if found is not None:
+                    return Claim(found, waited=True)
                 if answer == HELD:
                     return HeldLease(self, key, lock, token)
-                if isinstance(answer, bytes):
-                    found = decode(answer)
-                    if found is not None:
-                        return Claim(found, waited=waited)
-                    read = False  # stored, but not usable by this request: claim over it
-                    continue
                 remaining = deadline - loop.time()
                 if remaining <= 0:
                     log.warning("no answer from the lease holder after %.0f s", self.max_wait)
                     return Claim()
-                waited = True
                 # Woken by the holder's PUBLISH (its entry is there unless its call failed)
                 # or by a poll tick: either way, the claim script again.
                 await watch.wait(min(self.poll_seconds, remaining))
-                read = True
 
-    async def _claim_or_read(self, key: str, lock: str, token: str, read: bool) -> bytes | int:
+    def _token(self) -> str:
+        """Unique per lease taken: random per process, counted within it."""
+        return f"{self._token_prefix}{next(self._tokens)}"
+
+    async def _claim_or_read(self, key: str, lock: str, token: str, *, read: bool) -> bytes | int:
         client = self.store.client
         args = (token, self.lease_ms, 1 if read else 0)
         keys = (key, lock, self.wait_key(key))
