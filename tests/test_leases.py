@@ -6,7 +6,7 @@ import asyncio
 import shutil
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -342,6 +342,21 @@ async def test_release_is_retried_after_a_redis_blip(redis_url: str, ns: str) ->
         assert await a.store.client.exists(held.lock) == 1
         await wait_until(lambda: not a._tasks)
         assert await a.store.client.exists(held.lock) == 0
+
+
+async def test_scripts_are_loaded_at_start(redis_server: RedisServer, ns: str) -> None:
+    client = aioredis.from_url(redis_server.url)
+    async with node(redis_server.url, ns) as a:
+        shas = [a._claim.sha, a._fill.sha, a._release.sha, a._renew.sha]
+        await wait_until_true(lambda: client.script_exists(*shas))
+    await client.aclose()
+
+
+async def wait_until_true(check: Callable[[], Awaitable[list[bool]]]) -> None:
+    deadline = asyncio.get_running_loop().time() + 5
+    while not all(await check()):
+        assert asyncio.get_running_loop().time() < deadline, "never became true"
+        await asyncio.sleep(0.01)
 
 
 async def test_notifier_resubscribes_after_redis_restart(redis_server: RedisServer) -> None:

@@ -37,6 +37,7 @@ import itertools
 import logging
 import secrets
 from collections.abc import Coroutine
+from functools import partial
 from typing import Any, TypeVar
 
 from genai_api.errors import CacheUnavailable
@@ -147,6 +148,17 @@ class RedisLeases:
 
     def start(self) -> None:
         self.notifier.start()
+        self.spawn(self._load_scripts())
+
+    async def _load_scripts(self) -> None:
+        """Load the scripts ahead of traffic: a first burst of misses on a fresh Redis would
+        otherwise pay a NOSCRIPT error, a SCRIPT LOAD and a retry each."""
+        client = self.store.client
+        for script in (_CLAIM, _FILL, _RELEASE, _RENEW):
+            try:
+                await self.store.guarded(partial(client.script_load, script))
+            except CacheUnavailable:
+                return  # Redis is down: the first call after it is back loads them
 
     async def claim(self, key: str, decode: Decode[T]) -> Claim[T]:
         lock, token = self.lock_key(key), self._token()
