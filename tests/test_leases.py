@@ -19,6 +19,7 @@ import respx
 from genai_api.leases import LocalLeases, RedisLeases
 from genai_api.leases.notify import Notifier
 from genai_api.leases.redis import HeldLease
+from genai_api.store import budget
 from genai_api.store.memory import MemoryStore
 from genai_api.store.redis import RedisStore, redis_options
 from tests.conftest import CHAT, chat_response, make_settings, running
@@ -296,6 +297,17 @@ async def test_one_renewer_keeps_every_held_lease_and_drops_a_lost_one(
             assert await a.store.client.get(two.lock) == b"someone-else"
         assert await a.store.client.get(two.lock) == b"someone-else"  # not ours to release
         await wait_until(lambda: a._renewer is None)  # nothing held: the renewer ends
+
+
+async def test_renewals_do_not_spend_the_requests_redis_budget(redis_url: str, ns: str) -> None:
+    key = entry_key(ns)
+    async with node(redis_url, ns, lease=0.3) as a:
+        held = await a.claim(key, raw)
+        spending = budget.begin()  # the request that holds it...
+        spending.spent = True  # ...had a Redis failure since: it skips Redis from now on
+        async with held:
+            await asyncio.sleep(1.0)  # three lease lengths: renewed outside the request
+            assert await a.store.client.get(held.lock) == held.token.encode()
 
 
 async def test_release_never_deletes_another_holders_lease(redis_url: str, ns: str) -> None:
