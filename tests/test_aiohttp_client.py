@@ -81,7 +81,7 @@ async def upstream() -> AsyncIterator[Upstream]:
     async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         await _app(live, scope, receive, send)
 
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, lifespan="off", log_level="error")
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, lifespan="off", log_config=None)
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())
     while not server.started:  # noqa: ASYNC110 - uvicorn offers a flag, not an event
