@@ -4,7 +4,7 @@
 builds every request itself (URL, auth and SDK headers, timeout, retries), so httpx's client
 layer around the transport has nothing left to do for the gateway, yet on each call it runs
 an auth flow, a redirect loop, the cookie jar's policy checks and the merging of client
-defaults into the request: about as much CPU as aiohttp's own send and receive
+defaults into the request: three quarters of what aiohttp's own send and receive cost
 (`bench/profile_miss.py`). `GatewayAioHttpClient` keeps the SDK's client, transport and
 behaviour, and does each of those only when there is something to do:
 
