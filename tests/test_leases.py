@@ -296,7 +296,9 @@ async def test_one_renewer_keeps_every_held_lease_and_drops_a_lost_one(
             assert a.held == {one.lock: one.token}
             assert await a.store.client.get(two.lock) == b"someone-else"
         assert await a.store.client.get(two.lock) == b"someone-else"  # not ours to release
-        await wait_until(lambda: a._renewer is None)  # nothing held: the renewer ends
+        again = await a.claim(keys[0].replace("a" * 64, "d" * 64), raw)
+        async with again:
+            assert a._renewer is renewer  # still the one task, for every lease after
 
 
 async def test_renewals_do_not_spend_the_requests_redis_budget(redis_url: str, ns: str) -> None:

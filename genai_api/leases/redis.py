@@ -237,14 +237,11 @@ class RedisLeases:
             del self.held[lock]
 
     async def _renew_held(self) -> None:
-        """One task per process renews every held lease in one script call per tick, and
-        ends when none is held (the next `hold` starts it again)."""
-        try:
-            while self.held:
-                await asyncio.sleep(self.lease_ms / 3000)
-                await self._renew_once()
-        finally:
-            self._renewer = None
+        """One task per process, from the first lease it holds until `aclose`, renews every
+        held lease in one script call per tick (a tick with none held costs nothing)."""
+        while True:
+            await asyncio.sleep(self.lease_ms / 3000)
+            await self._renew_once()
 
     async def _renew_once(self) -> None:
         held = list(self.held.items())
@@ -305,9 +302,8 @@ class RedisLeases:
         return task
 
     async def aclose(self) -> None:
-        if self._renewer is not None:
-            self._renewer.cancel()
         tasks = [*self._tasks, *([self._renewer] if self._renewer is not None else [])]
+        self._renewer = None
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
