@@ -337,6 +337,26 @@ async def test_redis_down_degrades_at_once(ns: str) -> None:
     assert a.store.breaker.failures == 1
 
 
+async def test_a_claim_that_failed_releases_the_lease_its_script_may_have_taken(
+    redis_url: str, ns: str
+) -> None:
+    key = entry_key(ns)
+    async with node(redis_url, ns, breaker=0.1) as a, node(redis_url, ns, poll=0.05) as b:
+        # The claim script ran, but its answer came too late (a stalled worker timed out):
+        # the lease is taken with the failing claim's token.
+        lock, token = a.lock_key(key), f"{a._token_prefix}{a.issued + 1}"
+        await a.store.client.set(lock, token, px=30_000)
+        a.store.breaker.trip()  # the claim fails, as after that timeout
+        claim = await a.claim(key, raw)
+        assert claim.degraded and not isinstance(claim, HeldLease)
+        # A waiter elsewhere is not left waiting for the whole lease: it takes over.
+        taker = await asyncio.wait_for(b.claim(key, raw), 10)
+        assert isinstance(taker, HeldLease)
+        async with taker:
+            pass
+        await wait_until(lambda: a._sweeper is None)
+
+
 async def test_waiter_gives_up_after_max_wait(redis_url: str, ns: str) -> None:
     key = entry_key(ns)
     async with node(redis_url, ns, max_wait=0.3, poll=0.05) as b:

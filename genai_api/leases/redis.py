@@ -24,7 +24,8 @@ Redis round trips per miss (each one script, so each step is atomic):
 
 Every Redis call goes through the store's circuit breaker: when Redis is down, slow or
 answering errors, `claim` answers `degraded` at once and the flight calls the provider with
-in-process coalescing only. Lease keys and waiter flags live outside ``{ns}:e:``, so
+in-process coalescing only. A claim script that timed out may have run all the same: the
+lease it may hold is released in the background, so no waiter sits out a whole lease. Lease keys and waiter flags live outside ``{ns}:e:``, so
 invalidation never deletes them (a flag expires after a lease anyway). aiocache's RedLock is
 not used: its waiters do not wait for the holder's result across processes, and its expiry
 releases every waiter at once.
@@ -33,9 +34,9 @@ releases every waiter at once.
 from __future__ import annotations
 
 import asyncio
-import itertools
 import logging
 import secrets
+from collections import deque
 from collections.abc import Coroutine
 from functools import partial
 from typing import Any, TypeVar
@@ -91,13 +92,14 @@ if redis.call('del', KEYS[3]) == 1 then
 end
 return 0
 """
-# KEYS: lease, waiter flag. ARGV: token, channel, storage key.
+# KEYS: lease, waiter flag. ARGV: token, channel, storage key. Waiters are woken (to take
+# over) only by the holder whose lease it still is.
 _RELEASE = """
 if redis.call('get', KEYS[1]) == ARGV[1] then
   redis.call('del', KEYS[1])
-end
-if redis.call('del', KEYS[2]) == 1 then
-  return redis.call('publish', ARGV[2], ARGV[3])
+  if redis.call('del', KEYS[2]) == 1 then
+    return redis.call('publish', ARGV[2], ARGV[3])
+  end
 end
 return 0
 """
@@ -130,8 +132,10 @@ class RedisLeases:
         self._tasks: set[asyncio.Task[None]] = set()
         self.held: dict[str, str] = {}  # lease -> token, of the calls alive in this process
         self._token_prefix = secrets.token_hex(12) + ":"
-        self._tokens = itertools.count()
+        self.issued = 0  # leases this process asked for: the next token ends with this number
         self._renewer: asyncio.Task[None] | None = None
+        self._abandoned: deque[tuple[float, str, str, str]] = deque()  # (until, key, lock, token)
+        self._sweeper: asyncio.Task[None] | None = None
 
     @property
     def state(self) -> str:
@@ -165,7 +169,7 @@ class RedisLeases:
         try:
             answer, found = await self._attempt(key, lock, token, decode)
         except CacheUnavailable:
-            return Claim(degraded=True)
+            return self._abandon(key, lock, token)
         if found is not None:
             return Claim(found)
         if answer == HELD:
@@ -197,7 +201,7 @@ class RedisLeases:
                 try:
                     answer, found = await self._attempt(key, lock, token, decode)
                 except CacheUnavailable:
-                    return Claim(degraded=True)
+                    return self._abandon(key, lock, token)
                 if found is not None:
                     return Claim(found, waited=True)
                 if answer == HELD:
@@ -210,9 +214,36 @@ class RedisLeases:
                 # or by a poll tick: either way, the claim script again.
                 await watch.wait(min(self.poll_seconds, remaining))
 
+    def _abandon(self, key: str, lock: str, token: str) -> Claim[T]:
+        """A claim that failed (the flight goes on without Redis). Its script may have run
+        all the same, the answer lost to a timeout (a worker's loop stalled past it): then
+        this process holds a lease it will never fill, and every waiter in the fleet would
+        sit out the whole lease. So the lease is released in the background if it is ours:
+        one task for all such claims, retrying while Redis fails, until the lease would
+        have expired anyway."""
+        until = asyncio.get_running_loop().time() + self.lease_ms / 1000
+        self._abandoned.append((until, key, lock, token))
+        if self._sweeper is None:
+            self._sweeper = self.spawn(self._sweep())
+        return Claim(degraded=True)
+
+    async def _sweep(self) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            while self._abandoned:
+                await asyncio.sleep(max(0.05, self.store.breaker.cooldown))
+                while self._abandoned:
+                    until, key, lock, token = self._abandoned[0]
+                    if until > loop.time() and not await self._try_release(key, lock, token):
+                        break  # Redis still failing: next tick
+                    self._abandoned.popleft()
+        finally:
+            self._sweeper = None
+
     def _token(self) -> str:
-        """Unique per lease taken: random per process, counted within it."""
-        return f"{self._token_prefix}{next(self._tokens)}"
+        """Unique per lease asked for: random per process, counted within it."""
+        self.issued += 1
+        return f"{self._token_prefix}{self.issued}"
 
     async def _claim_or_read(self, key: str, lock: str, token: str, *, read: bool) -> bytes | int:
         client = self.store.client
