@@ -25,10 +25,10 @@ Redis round trips per miss (each one script, so each step is atomic):
 Every Redis call goes through the store's circuit breaker: when Redis is down, slow or
 answering errors, `claim` answers `degraded` at once and the flight calls the provider with
 in-process coalescing only. A claim script that timed out may have run all the same: the
-lease it may hold is released in the background, so no waiter sits out a whole lease. Lease keys and waiter flags live outside ``{ns}:e:``, so
-invalidation never deletes them (a flag expires after a lease anyway). aiocache's RedLock is
-not used: its waiters do not wait for the holder's result across processes, and its expiry
-releases every waiter at once.
+lease it may hold is released in the background, so no waiter sits out a whole lease.
+Lease keys and waiter flags live outside ``{ns}:e:``, so invalidation never deletes them (a
+flag expires after a lease anyway). aiocache's RedLock is not used: its waiters do not wait
+for the holder's result across processes, and its expiry releases every waiter at once.
 """
 
 from __future__ import annotations
