@@ -3,12 +3,15 @@
 Same in-process set-up as `bench.profile_hit` (real app, real Redis, the fake upstream in its
 own process). Each request is a new body, so every whole-request sample is a true miss.
 
-    python -m bench.profile_miss
+    python -m bench.profile_miss            # table of µs per stage
+    python -m bench.profile_miss --cprofile # plus the top functions of a whole miss
 """
 
 from __future__ import annotations
 
 import argparse
+import cProfile
+import pstats
 import uuid
 from typing import Any
 
@@ -20,7 +23,7 @@ from bench.procs import Fleet
 from bench.workload import CHAT_PATH, chat_body
 
 
-async def measure(app: Any, upstream: str, n: int) -> None:
+async def measure(app: Any, upstream: str, n: int, profile: bool = False) -> None:
     from genai_api.entry import Entry
 
     async with app.router.lifespan_context(app):
@@ -61,6 +64,15 @@ async def measure(app: Any, upstream: str, n: int) -> None:
         print(f"{'stage':<46} {'µs/call':>8}")
         for name, us in (await profile_hit.per_call(stages, n)).items():
             print(f"{name:<46} {us:>8.1f}", flush=True)
+        if profile:
+            profiler = cProfile.Profile()
+            profiler.enable()
+            for _ in range(n):
+                await whole_miss()
+            profiler.disable()
+            stats = pstats.Stats(profiler)
+            stats.sort_stats("tottime").print_stats(40)
+            stats.sort_stats("cumulative").print_stats(60)
         await session.close()
 
 
@@ -69,11 +81,12 @@ def main() -> None:
 
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("-n", type=int, default=1500)
+    parser.add_argument("--cprofile", action="store_true", help="top functions of a whole miss")
     args = parser.parse_args()
     fleet = Fleet()
     try:
         app, upstream = profile_hit.gateway_in_process(fleet)
-        uvloop.run(measure(app, upstream, args.n))
+        uvloop.run(measure(app, upstream, args.n, args.cprofile))
     finally:
         fleet.close()
 

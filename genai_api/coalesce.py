@@ -26,6 +26,10 @@ class Coalescer(Generic[T]):
     def __len__(self) -> int:
         return len(self._flights)
 
+    def __contains__(self, key: str) -> bool:
+        """A flight for `key` is running."""
+        return key in self._flights
+
     async def run(self, key: str, produce: Callable[[], Awaitable[T]]) -> tuple[T, bool]:
         """`produce()`'s result for `key`, and whether this caller started the flight."""
         task, started = self.join(key, produce)

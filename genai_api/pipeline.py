@@ -117,7 +117,7 @@ class Pipeline:
         self.tokens = tokens  # counts usage the provider did not send
         self.coalescer: Coalescer[tuple[Entry, CacheStatus]] = Coalescer()
         self.relay = Relay(self.coalescer, finish_on_disconnect=stream_finish_on_disconnect)
-        self.leases: Leases = leases or LocalLeases()
+        self.leases: Leases = leases or LocalLeases(store)
         self._upstream = asyncio.Semaphore(upstream_concurrency)
         self.in_flight = 0
         self.embeddings = EmbeddingRunner(self)
@@ -209,8 +209,13 @@ class Pipeline:
         return await self._relay(call, status, task, joined)
 
     async def _read(self, call: Call) -> Entry | None:
-        """The usable entry for `call`, if reading is allowed; the cache fails open."""
-        if not call.controls.read:
+        """The usable entry for `call`, if reading is allowed; the cache fails open.
+
+        A key whose flight is running here is not read: its entry is not stored yet (or is
+        being stored right now by that flight), and the request joins the flight anyway. A
+        burst of identical requests then costs one lookup, not one each.
+        """
+        if not call.controls.read or call.skey in self.coalescer:
             return None
         try:
             return await self._lookup(call)
@@ -273,8 +278,11 @@ class Pipeline:
 
     async def _lookup(self, call: Call) -> Entry | None:
         raw = await self.store.get(call.skey)
-        if raw is None:
-            return None
+        return None if raw is None else self._usable(call, raw)
+
+    @staticmethod
+    def _usable(call: Call, raw: bytes) -> Entry | None:
+        """The stored entry, if this request may be answered with it."""
         entry = Entry.decode(raw)
         if entry is None:
             return None
@@ -284,8 +292,9 @@ class Pipeline:
         return entry
 
     async def _fill(self, call: Call, feed: Feed | None = None) -> tuple[Entry, CacheStatus]:
-        """The body of a flight: claim the key fleet-wide (lease + re-check), call the
-        provider once, store the answer; leaving the claim releases the lease.
+        """The body of a flight: claim the key fleet-wide (re-check + lease), call the
+        provider once, store the answer (which releases a lease); leaving the claim releases
+        a lease still held.
 
         With a `feed` (a streamed request started the flight) the provider call streams into
         it; only a stream that completed normally is stored.
@@ -293,7 +302,7 @@ class Pipeline:
         try:
             claim: Claim[Entry] = Claim()
             if call.controls.read:  # a no-cache request must not wait for someone's answer
-                claim = await self.leases.claim(call.skey, lambda: self._lookup(call))
+                claim = await self.leases.claim(call.skey, partial(self._usable, call))
                 if claim.found is not None:
                     found = CacheStatus.COALESCED if claim.waited else CacheStatus.HIT
                     return claim.found, found
@@ -307,7 +316,7 @@ class Pipeline:
                     entry = await self._stream_call(call, feed)
                 if call.controls.write:
                     try:
-                        await self.store.set(call.skey, entry.encode(), self.ttl_for(call))
+                        await claim.fill(self.store, call.skey, entry.encode(), self.ttl_for(call))
                     except CacheUnavailable as exc:
                         self._cache_failed(call, exc)
                         status = CacheStatus.BYPASS

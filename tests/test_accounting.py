@@ -96,19 +96,20 @@ async def known_mix(gws: list[Running], release: asyncio.Event) -> list[httpx.Re
     await post(0, "/v1/completions", COMPLETION)  # HIT
     await post(1, "/v1/completions", COMPLETION)  # HIT
     # Five identical requests at once: release the provider only when all five have looked
-    # the key up (and the flight has re-checked it), so four must wait on the one flight.
-    store = gws[0].gateway.pipeline.store
-    real_get, lookups, all_looked = store.get, 0, asyncio.Event()
+    # the key up (or found its flight running and skipped the lookup), so four must wait on
+    # the one flight.
+    pipeline = gws[0].gateway.pipeline
+    real_read, lookups, all_looked = pipeline._read, 0, asyncio.Event()
 
-    async def counted_get(key: str) -> bytes | None:
+    async def counted_read(call: Any) -> Any:
         nonlocal lookups
-        value = await real_get(key)
+        value = await real_read(call)
         lookups += 1
-        if lookups == 6:
+        if lookups == 5:
             all_looked.set()
         return value
 
-    store.get = counted_get
+    pipeline._read = counted_read
     try:
         flight = [
             asyncio.create_task(gws[0].http.post("/v1/chat/completions", json=chat("slow")))
@@ -116,7 +117,7 @@ async def known_mix(gws: list[Running], release: asyncio.Event) -> list[httpx.Re
         ]
         await asyncio.wait_for(all_looked.wait(), 10)
     finally:
-        store.get = real_get
+        pipeline._read = real_read
     release.set()
     answers += await asyncio.gather(*flight)  # 1 MISS + 4 COALESCED
     await post(1, "/v1/chat/completions", chat("slow"))  # HIT

@@ -19,6 +19,8 @@ import respx
 from genai_api.leases import LocalLeases, RedisLeases
 from genai_api.leases.notify import Notifier
 from genai_api.leases.redis import HeldLease
+from genai_api.store import budget
+from genai_api.store.memory import MemoryStore
 from genai_api.store.redis import RedisStore, redis_options
 from tests.conftest import CHAT, chat_response, make_settings, running
 from tests.redis_server import RedisServer, free_port, require_redis
@@ -76,9 +78,9 @@ def entry_key(ns: str) -> str:
     return f"{ns}:e:chat:anon:gpt-4o-mini:-:{'a' * 64}"
 
 
-def reader(leases: RedisLeases, key: str) -> Callable[[], Awaitable[bytes | None]]:
-    """The lookup a flight passes to `claim`: the stored bytes, None on a miss."""
-    return lambda: leases.store.get(key)
+def raw(stored: bytes) -> bytes:
+    """The decode a flight passes to `claim`: here every stored value is usable as is."""
+    return stored
 
 
 async def test_first_claim_holds_a_lease_outside_the_entry_namespace(
@@ -87,8 +89,9 @@ async def test_first_claim_holds_a_lease_outside_the_entry_namespace(
     key = entry_key(ns)
     client = aioredis.from_url(redis_url)
     async with node(redis_url, ns) as a:
-        claim = await a.claim(key, reader(a, key))
+        claim = await a.claim(key, raw)
         assert isinstance(claim, HeldLease) and claim.found is None and not claim.degraded
+        assert a.notifier.waiting == 0  # a holder needs no doorbell
         lock = f"{ns}:lock:chat:anon:gpt-4o-mini:-:{'a' * 64}"
         assert claim.lock == lock
         assert 0 < await client.pttl(lock) <= 5000
@@ -101,8 +104,8 @@ async def test_first_claim_holds_a_lease_outside_the_entry_namespace(
 async def test_waiter_in_another_process_is_woken_by_the_publish(redis_url: str, ns: str) -> None:
     key = entry_key(ns)
     async with node(redis_url, ns) as a, node(redis_url, ns) as b:
-        held = await a.claim(key, reader(a, key))
-        waiter = asyncio.create_task(b.claim(key, reader(b, key)))
+        held = await a.claim(key, raw)
+        waiter = asyncio.create_task(b.claim(key, raw))
         await wait_until(lambda: b.notifier.waiting == 1)
         await asyncio.sleep(0.1)
         assert not waiter.done()
@@ -116,8 +119,8 @@ async def test_waiter_in_another_process_is_woken_by_the_publish(redis_url: str,
 async def test_waiter_polls_when_notifications_are_down(redis_url: str, ns: str) -> None:
     key = entry_key(ns)
     async with node(redis_url, ns) as a, node(redis_url, ns, poll=0.05, listen=False) as b:
-        held = await a.claim(key, reader(a, key))
-        waiter = asyncio.create_task(b.claim(key, reader(b, key)))
+        held = await a.claim(key, raw)
+        waiter = asyncio.create_task(b.claim(key, raw))
         await asyncio.sleep(0.1)
         async with held:
             await a.store.set(key, b"answer", 60)
@@ -133,8 +136,8 @@ async def test_failed_holder_hands_over_to_exactly_one_waiter(redis_url: str, ns
         node(redis_url, ns) as c,
         node(redis_url, ns) as d,
     ):
-        held = await a.claim(key, reader(a, key))
-        waiters = {asyncio.create_task(n.claim(key, reader(n, key))): n for n in (b, c, d)}
+        held = await a.claim(key, raw)
+        waiters = {asyncio.create_task(n.claim(key, raw)): n for n in (b, c, d)}
         await wait_until(lambda: all(n.notifier.waiting == 1 for n in (b, c, d)))
         with pytest.raises(RuntimeError):
             async with held:
@@ -158,7 +161,7 @@ async def test_dead_holders_lease_expires_then_one_waiter_takes_over(
     async with node(redis_url, ns, poll=0.05) as b, node(redis_url, ns, poll=0.05) as c:
         # A holder that was SIGKILLed: its lease stays until it expires, nobody publishes.
         await b.store.client.set(b.lock_key(key), "dead-token", px=300)
-        claims = [asyncio.create_task(n.claim(key, reader(n, key))) for n in (b, c)]
+        claims = [asyncio.create_task(n.claim(key, raw)) for n in (b, c)]
         done, pending = await asyncio.wait(claims, timeout=10, return_when="FIRST_COMPLETED")
         await asyncio.sleep(0.2)
         assert len(done) == 1 and not any(t.done() for t in pending)
@@ -173,9 +176,9 @@ async def test_dead_holders_lease_expires_then_one_waiter_takes_over(
 async def test_lease_is_renewed_while_the_call_is_alive(redis_url: str, ns: str) -> None:
     key = entry_key(ns)
     async with node(redis_url, ns, lease=0.3) as a, node(redis_url, ns, poll=0.05) as b:
-        held = await a.claim(key, reader(a, key))
+        held = await a.claim(key, raw)
         async with held:
-            waiter = asyncio.create_task(b.claim(key, reader(b, key)))
+            waiter = asyncio.create_task(b.claim(key, raw))
             await asyncio.sleep(1.2)  # four lease lengths
             assert not waiter.done()
             assert await a.store.client.get(held.lock) == held.token.encode()
@@ -184,13 +187,138 @@ async def test_lease_is_renewed_while_the_call_is_alive(redis_url: str, ns: str)
     assert got.found == b"slow answer"
 
 
+async def test_a_stored_entry_is_answered_without_taking_the_lease(redis_url: str, ns: str) -> None:
+    key = entry_key(ns)
+    async with node(redis_url, ns) as a:
+        await a.store.set(key, b"stored", 60)
+        claim = await a.claim(key, raw)
+        assert await a.store.client.exists(a.lock_key(key)) == 0
+    assert not isinstance(claim, HeldLease)
+    assert (claim.found, claim.waited, claim.degraded) == (b"stored", False, False)
+
+
+async def test_an_entry_the_request_cannot_use_is_claimed_over(redis_url: str, ns: str) -> None:
+    key = entry_key(ns)
+    async with node(redis_url, ns) as a:
+        await a.store.set(key, b"too old", 60)
+        claim = await a.claim(key, lambda stored: None)  # e.g. older than its max-age
+        assert isinstance(claim, HeldLease) and claim.found is None
+        assert await a.store.client.get(claim.lock) == claim.token.encode()
+        async with claim:
+            await claim.fill(a.store, key, b"fresh", 60)
+        assert await a.store.client.get(key) == b"fresh"
+
+
+async def test_fill_stores_releases_and_wakes_the_waiters(redis_url: str, ns: str) -> None:
+    key = entry_key(ns)
+    async with node(redis_url, ns) as a, node(redis_url, ns) as b:
+        held = await a.claim(key, raw)
+        assert isinstance(held, HeldLease)
+        waiter = asyncio.create_task(b.claim(key, raw))
+        await wait_until(lambda: b.notifier.waiting == 1)
+        async with held:
+            await held.fill(a.store, key, b"answer", 60)
+            # Stored and released before the body even ends: nothing is left to release.
+            assert await a.store.client.exists(held.lock, a.wait_key(key)) == 0
+            assert 50_000 < await a.store.client.pttl(key) <= 60_000
+            got = await asyncio.wait_for(waiter, 10)  # its poll interval is 60 s
+        assert not a._tasks
+    assert (got.found, got.waited) == (b"answer", True)
+
+
+async def test_a_miss_nobody_waits_for_publishes_nothing(redis_url: str, ns: str) -> None:
+    key = entry_key(ns)
+    listener = aioredis.from_url(redis_url)
+    pubsub = listener.pubsub()
+    await pubsub.subscribe(f"{ns}:filled")
+    assert (await pubsub.get_message(timeout=5))["type"] == "subscribe"
+    async with node(redis_url, ns, poll=0.05, listen=False) as a:
+        alone = await a.claim(key, raw)
+        async with alone:
+            await alone.fill(a.store, key, b"answer", 60)
+        assert await pubsub.get_message(timeout=0.3) is None  # no process woke up for it
+        failed = await a.claim(entry_key(ns).replace("a" * 64, "c" * 64), raw)
+        async with failed:
+            pass  # released without a store: still nobody to tell
+        assert await pubsub.get_message(timeout=0.3) is None
+        other = entry_key(ns).replace("a" * 64, "b" * 64)
+        held = await a.claim(other, raw)
+        waiter = asyncio.create_task(a.claim(other, raw))
+        await wait_until(lambda: a.notifier.waiting == 1)
+        await wait_until_flag(a, other)
+        async with held:
+            await held.fill(a.store, other, b"awaited", 60)
+        message = await pubsub.get_message(timeout=5)
+        assert (await waiter).found == b"awaited"  # woken by its poll tick: not subscribed
+    await pubsub.aclose()
+    await listener.aclose()
+    assert message is not None and message["data"] == other.encode()
+
+
+async def wait_until_flag(leases: RedisLeases, key: str) -> None:
+    deadline = asyncio.get_running_loop().time() + 5
+    while not await leases.store.client.exists(leases.wait_key(key)):
+        assert asyncio.get_running_loop().time() < deadline, "the waiter never raised its flag"
+        await asyncio.sleep(0.01)
+
+
+async def test_fill_stores_but_keeps_another_holders_lease(redis_url: str, ns: str) -> None:
+    key = entry_key(ns)
+    async with node(redis_url, ns, lease=0.1) as a, node(redis_url, ns) as b:
+        stale = await a.claim(key, raw)
+        assert isinstance(stale, HeldLease)
+        await asyncio.sleep(0.25)  # never entered, so never renewed: expired
+        await a.store.client.delete(key)
+        fresh = await b.claim(key, raw)
+        assert isinstance(fresh, HeldLease)
+        await stale.fill(a.store, key, b"late", 60)
+        assert await b.store.client.get(fresh.lock) == fresh.token.encode()
+        assert await b.store.client.get(key) == b"late"
+        async with fresh:
+            pass
+
+
+async def test_one_renewer_keeps_every_held_lease_and_drops_a_lost_one(
+    redis_url: str, ns: str
+) -> None:
+    keys = [entry_key(ns), entry_key(ns).replace("a" * 64, "b" * 64)]
+    async with node(redis_url, ns, lease=0.3) as a:
+        one, two = [await a.claim(key, raw) for key in keys]
+        assert isinstance(one, HeldLease) and isinstance(two, HeldLease)
+        async with one, two:
+            renewer = a._renewer
+            assert renewer is not None
+            # Another process took the second lease over (ours expired under us, say).
+            await a.store.client.set(two.lock, "someone-else", px=10_000)
+            await asyncio.sleep(1.0)  # three lease lengths
+            assert a._renewer is renewer  # one task for both
+            assert await a.store.client.get(one.lock) == one.token.encode()
+            assert a.held == {one.lock: one.token}
+            assert await a.store.client.get(two.lock) == b"someone-else"
+        assert await a.store.client.get(two.lock) == b"someone-else"  # not ours to release
+        again = await a.claim(keys[0].replace("a" * 64, "d" * 64), raw)
+        async with again:
+            assert a._renewer is renewer  # still the one task, for every lease after
+
+
+async def test_renewals_do_not_spend_the_requests_redis_budget(redis_url: str, ns: str) -> None:
+    key = entry_key(ns)
+    async with node(redis_url, ns, lease=0.3) as a:
+        held = await a.claim(key, raw)
+        spending = budget.begin()  # the request that holds it...
+        spending.spent = True  # ...had a Redis failure since: it skips Redis from now on
+        async with held:
+            await asyncio.sleep(1.0)  # three lease lengths: renewed outside the request
+            assert await a.store.client.get(held.lock) == held.token.encode()
+
+
 async def test_release_never_deletes_another_holders_lease(redis_url: str, ns: str) -> None:
     key = entry_key(ns)
     async with node(redis_url, ns, lease=0.1) as a, node(redis_url, ns) as b:
-        stale = await a.claim(key, reader(a, key))
+        stale = await a.claim(key, raw)
         assert isinstance(stale, HeldLease)
         await asyncio.sleep(0.25)  # never entered, so never renewed: expired
-        fresh = await b.claim(key, reader(b, key))
+        fresh = await b.claim(key, raw)
         assert isinstance(fresh, HeldLease)
         await stale.__aexit__(None, None, None)
         assert await b.store.client.get(fresh.lock) == fresh.token.encode()
@@ -201,19 +329,39 @@ async def test_release_never_deletes_another_holders_lease(redis_url: str, ns: s
 async def test_redis_down_degrades_at_once(ns: str) -> None:
     key = entry_key(ns)
     async with node(f"redis://127.0.0.1:{free_port()}/0", ns, listen=False) as a:
-        claim = await a.claim(key, reader(a, key))
+        claim = await a.claim(key, raw)
         async with claim:
             pass
-        again = await a.claim(key, reader(a, key))  # breaker open: no connection attempt
+        again = await a.claim(key, raw)  # breaker open: no connection attempt
     assert (claim.degraded, claim.found, again.degraded) == (True, None, True)
     assert a.store.breaker.failures == 1
+
+
+async def test_a_claim_that_failed_releases_the_lease_its_script_may_have_taken(
+    redis_url: str, ns: str
+) -> None:
+    key = entry_key(ns)
+    async with node(redis_url, ns, breaker=0.1) as a, node(redis_url, ns, poll=0.05) as b:
+        # The claim script ran, but its answer came too late (a stalled worker timed out):
+        # the lease is taken with the failing claim's token.
+        lock, token = a.lock_key(key), f"{a._token_prefix}{a.issued + 1}"
+        await a.store.client.set(lock, token, px=30_000)
+        a.store.breaker.trip()  # the claim fails, as after that timeout
+        claim = await a.claim(key, raw)
+        assert claim.degraded and not isinstance(claim, HeldLease)
+        # A waiter elsewhere is not left waiting for the whole lease: it takes over.
+        taker = await asyncio.wait_for(b.claim(key, raw), 10)
+        assert isinstance(taker, HeldLease)
+        async with taker:
+            pass
+        await wait_until(lambda: a._sweeper is None)
 
 
 async def test_waiter_gives_up_after_max_wait(redis_url: str, ns: str) -> None:
     key = entry_key(ns)
     async with node(redis_url, ns, max_wait=0.3, poll=0.05) as b:
         await b.store.client.set(b.lock_key(key), "stuck-token", px=10_000)
-        claim = await asyncio.wait_for(b.claim(key, reader(b, key)), 10)
+        claim = await asyncio.wait_for(b.claim(key, raw), 10)
     assert not isinstance(claim, HeldLease)
     assert (claim.found, claim.degraded) == (None, False)
 
@@ -221,13 +369,28 @@ async def test_waiter_gives_up_after_max_wait(redis_url: str, ns: str) -> None:
 async def test_release_is_retried_after_a_redis_blip(redis_url: str, ns: str) -> None:
     key = entry_key(ns)
     async with node(redis_url, ns, breaker=0.1) as a:
-        held = await a.claim(key, reader(a, key))
+        held = await a.claim(key, raw)
         assert isinstance(held, HeldLease)
         async with held:
             a.store.breaker.trip()  # the release will find the breaker open
         assert await a.store.client.exists(held.lock) == 1
         await wait_until(lambda: not a._tasks)
         assert await a.store.client.exists(held.lock) == 0
+
+
+async def test_scripts_are_loaded_at_start(redis_server: RedisServer, ns: str) -> None:
+    client = aioredis.from_url(redis_server.url)
+    async with node(redis_server.url, ns) as a:
+        shas = [a._claim.sha, a._fill.sha, a._release.sha, a._renew.sha]
+        await wait_until_true(lambda: client.script_exists(*shas))
+    await client.aclose()
+
+
+async def wait_until_true(check: Callable[[], Awaitable[list[bool]]]) -> None:
+    deadline = asyncio.get_running_loop().time() + 5
+    while not all(await check()):
+        assert asyncio.get_running_loop().time() < deadline, "never became true"
+        await asyncio.sleep(0.01)
 
 
 async def test_notifier_resubscribes_after_redis_restart(redis_server: RedisServer) -> None:
@@ -256,8 +419,8 @@ async def test_leases_work_with_password_and_database(
     key = entry_key(ns)
     try:
         async with node(url, ns) as a, node(url, ns) as b:
-            held = await a.claim(key, reader(a, key))
-            waiter = asyncio.create_task(b.claim(key, reader(b, key)))
+            held = await a.claim(key, raw)
+            waiter = asyncio.create_task(b.claim(key, raw))
             await wait_until(lambda: b.notifier.waiting == 1)
             async with held:
                 await a.store.set(key, b"db3", 60)
@@ -269,17 +432,14 @@ async def test_leases_work_with_password_and_database(
 
 
 async def test_memory_backend_claims_in_process_only() -> None:
-    leases = LocalLeases()
-
-    async def hit() -> str | None:
-        return "stored"
-
-    async def miss() -> str | None:
-        return None
-
-    assert (await leases.claim("k", hit)).found == "stored"
-    assert (await leases.claim("k", miss)).found is None
+    store = MemoryStore()
+    leases = LocalLeases(store)
+    assert (await leases.claim("k", raw)).found is None
+    await store.set("k", b"stored", 60)
+    assert (await leases.claim("k", raw)).found == b"stored"
+    assert (await leases.claim("k", lambda stored: None)).found is None  # not usable
     assert leases.state == "process"
+    await store.close()
 
 
 def spy_on_joins(coalescer: Any, seen: Callable[[], None]) -> None:
@@ -333,6 +493,40 @@ async def test_two_gateways_on_one_redis_make_one_provider_call(
     assert Counter(a.headers["x-cache"] for a in answers) == {"MISS": 1, "COALESCED": 15}
     assert len({a.json()["id"] for a in answers}) == 1
     assert later.headers["x-cache"] == "HIT"
+
+
+async def test_requests_joining_a_running_flight_do_not_read_the_cache(
+    upstream: respx.MockRouter, redis_server: RedisServer
+) -> None:
+    release, started = asyncio.Event(), asyncio.Event()
+
+    async def slow(request: httpx.Request) -> httpx.Response:
+        started.set()
+        await release.wait()
+        return httpx.Response(200, json=chat_response())
+
+    upstream.post("/chat/completions").mock(side_effect=slow)
+    settings = make_settings(cache_backend="redis", redis_url=redis_server.url)
+    client = aioredis.from_url(redis_server.url)
+
+    async def gets() -> int:
+        stats = await client.info("commandstats")
+        return int(stats.get("cmdstat_get", {}).get("calls", 0))
+
+    async with running(settings) as gw:
+        first = asyncio.create_task(gw.http.post("/v1/chat/completions", json=CHAT))
+        await asyncio.wait_for(started.wait(), 10)
+        before = await gets()
+        joiners = [
+            asyncio.create_task(gw.http.post("/v1/chat/completions", json=CHAT)) for _ in range(10)
+        ]
+        await asyncio.sleep(0.3)  # every joiner is parked on the flight by now
+        during = await gets() - before
+        release.set()
+        answers = [await first, *await asyncio.gather(*joiners)]
+    await client.aclose()
+    assert during == 0
+    assert Counter(a.headers["x-cache"] for a in answers) == {"MISS": 1, "COALESCED": 10}
 
 
 async def test_redis_answering_errors_is_bypassed(

@@ -4,21 +4,28 @@ The in-process `Coalescer` makes one flight per key per process; inside that fli
 `Leases` implementation decides whether this process calls the provider or waits for
 another process's answer. Use:
 
-    claim = await leases.claim(skey, lookup)   # lookup() reads the entry, None on a miss
+    claim = await leases.claim(skey, decode)   # decode(stored bytes) -> entry, None if unusable
     if claim.found is not None:
         return claim.found                     # stored meanwhile, here or by another process
     async with claim:                          # a lease is renewed while the body runs;
-        ...call the provider, store...         # leaving releases it and wakes the waiters
+        ...call the provider...
+        await claim.fill(store, skey, value, ttl)  # store it (and release, in one round trip)
+    # leaving releases a lease not released yet and wakes the waiters
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Generic, Protocol, TypeVar
 
 from genai_api.errors import CacheUnavailable
+from genai_api.store.base import CacheStore
 
 T = TypeVar("T")
+
+Decode = Callable[[bytes], T | None]
+"""Stored bytes to the caller's entry; None when they are not usable (another version, too
+old for the request's max-age): then the key counts as missing."""
 
 
 class Claim(Generic[T]):
@@ -35,6 +42,10 @@ class Claim(Generic[T]):
         self.waited = waited
         self.degraded = degraded
 
+    async def fill(self, store: CacheStore, key: str, value: bytes, ttl: float) -> None:
+        """Store the answer for `key` (raises `CacheUnavailable` when the store fails)."""
+        await store.set(key, value, ttl)
+
     async def __aenter__(self) -> Claim[T]:
         return self
 
@@ -48,7 +59,7 @@ class Leases(Protocol):
         """How far coalescing reaches right now, for `/readyz`."""
         ...
 
-    async def claim(self, key: str, lookup: Callable[[], Awaitable[T | None]]) -> Claim[T]:
+    async def claim(self, key: str, decode: Decode[T]) -> Claim[T]:
         """Found entry, or the right to call the provider for storage key `key`."""
         ...
 
@@ -62,13 +73,16 @@ class LocalLeases:
 
     state = "process"
 
-    async def claim(self, key: str, lookup: Callable[[], Awaitable[T | None]]) -> Claim[T]:
+    def __init__(self, store: CacheStore) -> None:
+        self.store = store
+
+    async def claim(self, key: str, decode: Decode[T]) -> Claim[T]:
         try:
             # A flight that just landed may have stored this key since the request's lookup.
-            found = await lookup()
+            raw = await self.store.get(key)
         except CacheUnavailable:
             return Claim(degraded=True)
-        return Claim(found)
+        return Claim(decode(raw) if raw is not None else None)
 
     def start(self) -> None:
         return None

@@ -11,7 +11,7 @@ from genai_api.store.redis import RedisStore
 
 def build_leases(settings: Settings, store: CacheStore) -> Leases:
     if not isinstance(store, RedisStore):
-        return LocalLeases()
+        return LocalLeases(store)
     return RedisLeases(
         store,
         namespace=settings.cache_namespace,

@@ -1,22 +1,34 @@
 """Fleet-wide coalescing on Redis: one provider call per key across workers and replicas.
 
-The protocol, for a storage key ``{ns}:e:<rest>``:
+The protocol, for a storage key ``{ns}:e:<rest>`` and its lease ``{ns}:lock:<rest>``, in two
+Redis round trips per miss (each one script, so each step is atomic):
 
-- take:   ``SET {ns}:lock:<rest> <token> NX PX <lease>`` — exactly one process wins.
-- holder: re-reads the entry (it may have landed meanwhile), calls the provider, renews the
-  lease every lease/3 (compare-and-PEXPIRE) while the call is alive, stores the entry, then
-  one script compare-and-DELs the lease and PUBLISHes the storage key on ``{ns}:filled``.
-  A failed call releases and publishes the same way, so a waiter takes over at once.
+- claim:  one script reads the entry and, only when there is none, takes the lease
+  (``SET lock <token> NX PX <lease>``). It answers the stored bytes (found: HIT, or COALESCED
+  after waiting), 1 (this process holds the lease) or 0 (another process does; then it also
+  raises the key's waiter flag ``{ns}:wait:<rest>``). An entry the caller cannot use (too
+  old for its max-age) is claimed over with the read left out.
+- holder: calls the provider while one task per process renews every lease it holds every
+  lease/3 (one compare-and-PEXPIRE script for all of them), then one script stores the
+  entry, compare-and-DELs the lease and, if the waiter flag is up, drops it and PUBLISHes
+  the storage key on ``{ns}:filled``. A failed call (or a store the caller skips)
+  compare-and-DELs and publishes the same way, so a waiter takes over at once. A miss
+  nobody waits for publishes nothing: no process of the fleet wakes up for it.
 - waiter: sleeps until that PUBLISH (one shared subscription per process, `Notifier`) or a
-  poll tick, re-reads the entry (found → COALESCED), else tries SET NX again: after a failed
-  holder, or a dead one whose lease expired, exactly one waiter takes over. A waiter gives
-  up after `max_wait` (UPSTREAM_TIMEOUT + lease) and calls the provider itself.
+  poll tick, then runs the claim script again (which raises the flag again while it
+  waits): the entry (COALESCED), or the lease after a failed holder or a dead one whose
+  lease expired (exactly one waiter wins it). A waiter gives up after `max_wait`
+  (UPSTREAM_TIMEOUT + lease) and calls the provider itself. The flag is set in the same
+  script that finds the lease taken, so a holder's fill either comes first (the waiter
+  reads its entry) or sees the flag.
 
 Every Redis call goes through the store's circuit breaker: when Redis is down, slow or
 answering errors, `claim` answers `degraded` at once and the flight calls the provider with
-in-process coalescing only. Lease keys live outside ``{ns}:e:``, so invalidation never
-deletes them. aiocache's RedLock is not used: its waiters do not wait for the holder's
-result across processes, and its expiry releases every waiter at once.
+in-process coalescing only. A claim script that timed out may have run all the same: the
+lease it may hold is released in the background, so no waiter sits out a whole lease.
+Lease keys and waiter flags live outside ``{ns}:e:``, so invalidation never deletes them (a
+flag expires after a lease anyway). aiocache's RedLock is not used: its waiters do not wait
+for the holder's result across processes, and its expiry releases every waiter at once.
 """
 
 from __future__ import annotations
@@ -24,13 +36,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
-from collections.abc import Awaitable, Callable, Coroutine
+from collections import deque
+from collections.abc import Coroutine
+from functools import partial
 from typing import Any, TypeVar
 
 from genai_api.errors import CacheUnavailable
-from genai_api.leases.base import Claim
+from genai_api.leases.base import Claim, Decode
 from genai_api.leases.notify import Notifier
 from genai_api.store import budget
+from genai_api.store.base import CacheStore
 from genai_api.store.redis import RedisStore
 
 log = logging.getLogger("genai_api.leases")
@@ -38,18 +53,55 @@ log = logging.getLogger("genai_api.leases")
 T = TypeVar("T")
 
 POLL_SECONDS = 0.25
+HELD, WAIT = 1, 0  # the claim script's answers other than the stored bytes
 
+# KEYS: entry, lease, waiter flag. ARGV: token, lease ms, read (1: answer the entry if any).
+_CLAIM = """
+if ARGV[3] == '1' then
+  local stored = redis.call('get', KEYS[1])
+  if stored then
+    return stored
+  end
+end
+if redis.call('set', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2]) then
+  return 1
+end
+redis.call('set', KEYS[3], '1', 'PX', ARGV[2])
+return 0
+"""
+# KEYS: leases. ARGV: lease ms, then one token per lease. Answers 1/0 per lease (kept/lost).
 _RENEW = """
-if redis.call('get', KEYS[1]) == ARGV[1] then
-  return redis.call('pexpire', KEYS[1], ARGV[2])
+local kept = {}
+for i = 1, #KEYS do
+  if redis.call('get', KEYS[i]) == ARGV[i + 1] then
+    kept[i] = redis.call('pexpire', KEYS[i], ARGV[1])
+  else
+    kept[i] = 0
+  end
+end
+return kept
+"""
+# KEYS: entry, lease, waiter flag. ARGV: value, ttl ms, token, channel, storage key.
+_FILL = """
+redis.call('set', KEYS[1], ARGV[1], 'PX', ARGV[2])
+if redis.call('get', KEYS[2]) == ARGV[3] then
+  redis.call('del', KEYS[2])
+end
+if redis.call('del', KEYS[3]) == 1 then
+  return redis.call('publish', ARGV[4], ARGV[5])
 end
 return 0
 """
+# KEYS: lease, waiter flag. ARGV: token, channel, storage key. Waiters are woken (to take
+# over) only by the holder whose lease it still is.
 _RELEASE = """
 if redis.call('get', KEYS[1]) == ARGV[1] then
   redis.call('del', KEYS[1])
+  if redis.call('del', KEYS[2]) == 1 then
+    return redis.call('publish', ARGV[2], ARGV[3])
+  end
 end
-return redis.call('publish', ARGV[2], ARGV[3])
+return 0
 """
 
 
@@ -66,14 +118,24 @@ class RedisLeases:
         self.store = store
         self.entry_prefix = f"{namespace}:e:"
         self.lock_prefix = f"{namespace}:lock:"
+        self.wait_prefix = f"{namespace}:wait:"
         self.channel = f"{namespace}:filled"
         self.lease_ms = max(1, int(lease_seconds * 1000))
         self.max_wait = max_wait
         self.poll_seconds = poll_seconds
         self.notifier = Notifier(store.client, self.channel)
-        self._renew = store.client.register_script(_RENEW)
-        self._release = store.client.register_script(_RELEASE)
+        client = store.client
+        self._claim = client.register_script(_CLAIM)
+        self._renew = client.register_script(_RENEW)
+        self._fill = client.register_script(_FILL)
+        self._release = client.register_script(_RELEASE)
         self._tasks: set[asyncio.Task[None]] = set()
+        self.held: dict[str, str] = {}  # lease -> token, of the calls alive in this process
+        self._token_prefix = secrets.token_hex(12) + ":"
+        self.issued = 0  # leases this process asked for: the next token ends with this number
+        self._renewer: asyncio.Task[None] | None = None
+        self._abandoned: deque[tuple[float, str, str, str]] = deque()  # (until, key, lock, token)
+        self._sweeper: asyncio.Task[None] | None = None
 
     @property
     def state(self) -> str:
@@ -84,88 +146,170 @@ class RedisLeases:
         rest = key.removeprefix(self.entry_prefix)
         return self.lock_prefix + rest
 
+    def wait_key(self, key: str) -> str:
+        """``{ns}:e:<rest>`` → ``{ns}:wait:<rest>``: up while some process waits for `key`."""
+        return self.wait_prefix + key.removeprefix(self.entry_prefix)
+
     def start(self) -> None:
         self.notifier.start()
+        self.spawn(self._load_scripts())
 
-    async def claim(self, key: str, lookup: Callable[[], Awaitable[T | None]]) -> Claim[T]:
-        lock, token = self.lock_key(key), secrets.token_hex(16)
+    async def _load_scripts(self) -> None:
+        """Load the scripts ahead of traffic: a first burst of misses on a fresh Redis would
+        otherwise pay a NOSCRIPT error, a SCRIPT LOAD and a retry each."""
+        client = self.store.client
+        for script in (_CLAIM, _FILL, _RELEASE, _RENEW):
+            try:
+                await self.store.guarded(partial(client.script_load, script))
+            except CacheUnavailable:
+                return  # Redis is down: the first call after it is back loads them
+
+    async def claim(self, key: str, decode: Decode[T]) -> Claim[T]:
+        lock, token = self.lock_key(key), self._token()
+        try:
+            answer, found = await self._attempt(key, lock, token, decode)
+        except CacheUnavailable:
+            return self._abandon(key, lock, token)
+        if found is not None:
+            return Claim(found)
+        if answer == HELD:
+            return HeldLease(self, key, lock, token)
+        return await self._wait(key, lock, token, decode)
+
+    async def _attempt(
+        self, key: str, lock: str, token: str, decode: Decode[T]
+    ) -> tuple[bytes | int, T | None]:
+        """One claim: (HELD, None), (WAIT, None), or (stored bytes, the entry they decode to);
+        an entry this request cannot use is claimed over (a second script, read left out)."""
+        answer = await self._claim_or_read(key, lock, token, read=True)
+        if not isinstance(answer, bytes):
+            return answer, None
+        found = decode(answer)
+        if found is not None:
+            return answer, found
+        return await self._claim_or_read(key, lock, token, read=False), None
+
+    async def _wait(self, key: str, lock: str, token: str, decode: Decode[T]) -> Claim[T]:
+        """Another process holds the lease: wait for its PUBLISH or a poll tick, then claim
+        again, until the entry is there, the lease is ours, or `max_wait` has passed."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.max_wait
-        waited = False
+        # The doorbell is registered before the next claim, so a holder that fills between
+        # the first claim and now is seen by that claim, and one that fills later rings.
         with self.notifier.watch(key) as watch:
             while True:
                 try:
-                    if await self._take(lock, token):
-                        return await self._hold(key, lock, token, lookup, waited=waited)
-                    found = await lookup()
+                    answer, found = await self._attempt(key, lock, token, decode)
                 except CacheUnavailable:
-                    return Claim(degraded=True)
+                    return self._abandon(key, lock, token)
                 if found is not None:
                     return Claim(found, waited=True)
+                if answer == HELD:
+                    return HeldLease(self, key, lock, token)
                 remaining = deadline - loop.time()
                 if remaining <= 0:
                     log.warning("no answer from the lease holder after %.0f s", self.max_wait)
                     return Claim()
-                waited = True
-                if await watch.wait(min(self.poll_seconds, remaining)):
-                    # A holder is done: its entry is there unless its call failed.
-                    try:
-                        found = await lookup()
-                    except CacheUnavailable:
-                        return Claim(degraded=True)
-                    if found is not None:
-                        return Claim(found, waited=True)
+                # Woken by the holder's PUBLISH (its entry is there unless its call failed)
+                # or by a poll tick: either way, the claim script again.
+                await watch.wait(min(self.poll_seconds, remaining))
 
-    async def _take(self, lock: str, token: str) -> bool:
-        client = self.store.client
-        return bool(
-            await self.store.guarded(lambda: client.set(lock, token, nx=True, px=self.lease_ms))
-        )
+    def _abandon(self, key: str, lock: str, token: str) -> Claim[T]:
+        """A claim that failed (the flight goes on without Redis). Its script may have run
+        all the same, the answer lost to a timeout (a worker's loop stalled past it): then
+        this process holds a lease it will never fill, and every waiter in the fleet would
+        sit out the whole lease. So the lease is released in the background if it is ours:
+        one task for all such claims, retrying while Redis fails, until the lease would
+        have expired anyway."""
+        until = asyncio.get_running_loop().time() + self.lease_ms / 1000
+        self._abandoned.append((until, key, lock, token))
+        if self._sweeper is None:
+            self._sweeper = self.spawn(self._sweep())
+        return Claim(degraded=True)
 
-    async def _hold(
-        self,
-        key: str,
-        lock: str,
-        token: str,
-        lookup: Callable[[], Awaitable[T | None]],
-        *,
-        waited: bool,
-    ) -> Claim[T]:
+    async def _sweep(self) -> None:
+        loop = asyncio.get_running_loop()
         try:
-            found = await lookup()  # stored between the request's lookup and our lease?
-        except CacheUnavailable:
-            return HeldLease(self, key, lock, token, degraded=True)
-        if found is not None:
-            await self.release(key, lock, token)
-            return Claim(found, waited=waited)
-        return HeldLease(self, key, lock, token)
+            while self._abandoned:
+                await asyncio.sleep(max(0.05, self.store.breaker.cooldown))
+                while self._abandoned:
+                    until, key, lock, token = self._abandoned[0]
+                    if until > loop.time() and not await self._try_release(key, lock, token):
+                        break  # Redis still failing: next tick
+                    self._abandoned.popleft()
+        finally:
+            self._sweeper = None
 
-    async def renew_while_alive(self, lock: str, token: str) -> None:
-        """Keep the lease alive every lease/3 until cancelled (when the holder's call ends)."""
+    def _token(self) -> str:
+        """Unique per lease asked for: random per process, counted within it."""
+        self.issued += 1
+        return f"{self._token_prefix}{self.issued}"
+
+    async def _claim_or_read(self, key: str, lock: str, token: str, *, read: bool) -> bytes | int:
         client = self.store.client
+        args = (token, self.lease_ms, 1 if read else 0)
+        keys = (key, lock, self.wait_key(key))
+        answer: bytes | int = await self.store.guarded(
+            lambda: self._claim(keys=keys, args=args, client=client)
+        )
+        return answer
+
+    def hold(self, lock: str, token: str) -> None:
+        """Renew `lock` every lease/3 from now until `drop` (the holder's call is alive)."""
+        self.held[lock] = token
+        if self._renewer is None:
+            # Not the request's context: its Redis budget must not stop the renewals.
+            self._renewer = asyncio.create_task(
+                self._renew_held(), name="lease-renewer", context=budget.detached()
+            )
+
+    def drop(self, lock: str, token: str) -> None:
+        if self.held.get(lock) == token:
+            del self.held[lock]
+
+    async def _renew_held(self) -> None:
+        """One task per process, from the first lease it holds until `aclose`, renews every
+        held lease in one script call per tick (a tick with none held costs nothing)."""
         while True:
             await asyncio.sleep(self.lease_ms / 3000)
-            try:
-                kept = await self.store.guarded(
-                    lambda: self._renew(keys=[lock], args=[token, self.lease_ms], client=client)
-                )
-            except CacheUnavailable:
-                continue  # a blip: the lease may well outlive it, try again next tick
-            if not kept:
+            await self._renew_once()
+
+    async def _renew_once(self) -> None:
+        held = list(self.held.items())
+        if not held:
+            return
+        client = self.store.client
+        locks = [lock for lock, _ in held]
+        args: list[str | int] = [self.lease_ms, *(token for _, token in held)]
+        try:
+            kept = await self.store.guarded(
+                lambda: self._renew(keys=locks, args=args, client=client)
+            )
+        except CacheUnavailable:
+            return  # a blip: the leases may well outlive it, try again next tick
+        for (lock, token), ok in zip(held, kept, strict=True):
+            if not ok and self.held.get(lock) == token:
                 log.warning("lease %s expired under its holder; another process may call", lock)
-                return
+                del self.held[lock]
+
+    async def fill(self, key: str, lock: str, token: str, value: bytes, ttl: float) -> None:
+        """Store the entry, release the lease and wake the waiters of `key`, in one script."""
+        client = self.store.client
+        keys = (key, lock, self.wait_key(key))
+        args = (value, max(1, int(ttl * 1000)), token, self.channel, key)
+        await self.store.guarded(lambda: self._fill(keys=keys, args=args, client=client))
 
     async def release(self, key: str, lock: str, token: str) -> None:
-        """Compare-and-delete the lease and publish `key`; on failure retry in the background."""
+        """Compare-and-delete the lease and wake the waiters of `key` (they take over); on
+        failure retry in the background."""
         if not await self._try_release(key, lock, token):
             self.spawn(self._release_later(key, lock, token))
 
     async def _try_release(self, key: str, lock: str, token: str) -> bool:
         client = self.store.client
+        keys, args = (lock, self.wait_key(key)), (token, self.channel, key)
         try:
-            await self.store.guarded(
-                lambda: self._release(keys=[lock], args=[token, self.channel, key], client=client)
-            )
+            await self.store.guarded(lambda: self._release(keys=keys, args=args, client=client))
         except CacheUnavailable:
             return False
         return True
@@ -189,7 +333,8 @@ class RedisLeases:
         return task
 
     async def aclose(self) -> None:
-        tasks = list(self._tasks)
+        tasks = [*self._tasks, *([self._renewer] if self._renewer is not None else [])]
+        self._renewer = None
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -197,24 +342,28 @@ class RedisLeases:
 
 
 class HeldLease(Claim[T]):
-    """This process holds the lease: renewed while the body runs, released when it ends."""
+    """This process holds the lease: renewed while the body runs, released by `fill` or,
+    failing that, when the body ends."""
 
-    def __init__(
-        self, leases: RedisLeases, key: str, lock: str, token: str, *, degraded: bool = False
-    ) -> None:
-        super().__init__(degraded=degraded)
+    def __init__(self, leases: RedisLeases, key: str, lock: str, token: str) -> None:
+        super().__init__()
         self._leases = leases
         self.key, self.lock, self.token = key, lock, token
-        self._renewer: asyncio.Task[None] | None = None
+        self.released = False
+
+    async def fill(self, store: CacheStore, key: str, value: bytes, ttl: float) -> None:
+        """Store, release and wake the waiters in one round trip (on the leases' Redis, which
+        is `store`'s)."""
+        await self._leases.fill(key, self.lock, self.token, value, ttl)
+        self.released = True
 
     async def __aenter__(self) -> HeldLease[T]:
-        self._renewer = self._leases.spawn(self._leases.renew_while_alive(self.lock, self.token))
+        self._leases.hold(self.lock, self.token)
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
-        if self._renewer is not None:
-            # Not awaited: the renew script is atomic, so one landing after the release
-            # finds another token (or none) and does nothing.
-            self._renewer.cancel()
-        # Success or failure alike: waiters wake, find the entry or take the lease over.
-        await self._leases.release(self.key, self.lock, self.token)
+        self._leases.drop(self.lock, self.token)
+        if not self.released:
+            # A failed call, or no store: waiters wake and take the lease over.
+            await self._leases.release(self.key, self.lock, self.token)
+            self.released = True

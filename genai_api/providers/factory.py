@@ -5,6 +5,7 @@ from __future__ import annotations
 import httpx
 import openai
 
+from genai_api.providers.aiohttp_client import GatewayAioHttpClient
 from genai_api.providers.base import Provider
 from genai_api.providers.mock import MockProvider
 from genai_api.providers.openai import OpenAIProvider
@@ -26,7 +27,7 @@ def build_provider(
             max_keepalive_connections=settings.upstream_concurrency,
         )
         http_client = (
-            openai.DefaultAioHttpClient(limits=limits)
+            GatewayAioHttpClient(limits=limits)
             if settings.upstream_http_client == "aiohttp"
             else openai.DefaultAsyncHttpxClient(limits=limits)
         )

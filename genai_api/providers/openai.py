@@ -1,8 +1,9 @@
 """The real upstream: any OpenAI-compatible server through the official `openai` SDK.
 
-Requests go through the SDK's low-level `post` with the body already serialised (orjson),
-and answers come back as raw bytes parsed once with orjson: the gateway relays JSON, so
-building the SDK's pydantic models for every answer would only cost CPU.
+Requests go through the SDK's raw call (`GatewayOpenAI.post_raw`, the low-level `post` with
+`cast_to=httpx.Response`) with the body already serialised (orjson), and answers come back
+as raw bytes parsed once with orjson: the gateway relays JSON, so building the SDK's
+pydantic models for every answer would only cost CPU.
 """
 
 from __future__ import annotations
@@ -16,9 +17,8 @@ import orjson
 
 from genai_api import sse
 from genai_api.errors import ProviderError, ProviderTimeout, ProviderUnreachable
+from genai_api.providers.sdk_client import GatewayOpenAI
 from genai_api.streams import IncompleteStream, synthesize
-
-_JSON_HEADERS = {"Content-Type": "application/json"}
 
 
 def _status_error(exc: openai.APIStatusError) -> ProviderError:
@@ -57,7 +57,7 @@ class OpenAIProvider:
         max_retries: int,
         http_client: httpx.AsyncClient | None = None,
     ) -> None:
-        self._client = openai.AsyncOpenAI(
+        self._client = GatewayOpenAI(
             api_key=api_key,
             base_url=base_url,
             timeout=timeout,
@@ -67,12 +67,7 @@ class OpenAIProvider:
 
     async def create(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
         try:
-            response = await self._client.post(
-                path,
-                cast_to=httpx.Response,
-                content=orjson.dumps(body),
-                options={"headers": _JSON_HEADERS},
-            )
+            response = await self._client.post_raw(path, orjson.dumps(body))
         except openai.APITimeoutError as exc:
             raise ProviderTimeout() from exc
         except openai.APIConnectionError as exc:
@@ -95,21 +90,13 @@ class OpenAIProvider:
         """The provider's chunks as they arrive. An error status before the stream starts,
         an `{"error": ...}` event, or an end without `data: [DONE]` raises `ProviderError`."""
         try:
-            response: Any = await self._client.post(
-                path,
-                cast_to=httpx.Response,
-                content=orjson.dumps(body),
-                options={"headers": _JSON_HEADERS},
-                stream=True,
-                stream_cls=openai.AsyncStream[Any],  # unused: httpx.Response comes back raw
-            )
+            response = await self._client.post_raw(path, orjson.dumps(body), stream=True)
         except openai.APITimeoutError as exc:
             raise ProviderTimeout() from exc
         except openai.APIConnectionError as exc:
             raise ProviderUnreachable() from exc
         except openai.APIStatusError as exc:
             raise _status_error(exc) from exc
-        assert isinstance(response, httpx.Response)
         try:
             if response.headers.get("content-type", "").startswith("application/json"):
                 # A server that ignores `stream: true` answers whole: stream it ourselves.
