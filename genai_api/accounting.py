@@ -34,6 +34,7 @@ from genai_api.stats_backends import INTERVALS, Batch, MemoryStats, StatsBackend
 log = logging.getLogger("genai_api.accounting")
 
 _BACKEND_FAILURES = (RedisError, OSError, TimeoutError)
+FLUSH_TIMEOUT = 5.0  # seconds for one batch to reach the stats backend (kept and retried)
 
 
 class CacheStatus(StrEnum):
@@ -60,6 +61,8 @@ class Meter(Protocol):
     ) -> None: ...
 
     def backend_error(self, component: str) -> None: ...
+
+    def flush(self) -> None: ...
 
 
 def counters_doc(c: Counter[str]) -> dict[str, Any]:
@@ -164,6 +167,8 @@ class Accounting:
         newer: the Redis backend applies each (writer, seq) at most once, so a batch whose
         failed attempt did reach Redis is not counted twice.
         """
+        if self.meter is not None:
+            self.meter.flush()
         async with self._lock:
             if self._unsent is not None:
                 if not await self._apply(self._unsent):
@@ -181,7 +186,10 @@ class Accounting:
 
     async def _apply(self, batch: Batch) -> bool:
         try:
-            await self.backend.apply(batch, self.clock())
+            # Bounded: the store's client has no socket timeout, and a Redis that hangs
+            # without closing the socket must not stop the flushes (and the metrics) for good.
+            async with asyncio.timeout(FLUSH_TIMEOUT):
+                await self.backend.apply(batch, self.clock())
         except _BACKEND_FAILURES as exc:
             self.flush_failures += 1
             if self.meter is not None:

@@ -12,7 +12,7 @@ from fastapi import FastAPI
 from genai_api import __version__
 from genai_api.gateway import Gateway
 from genai_api.http import handlers
-from genai_api.http.hot_routes import HotRoutes, hot_routes
+from genai_api.http.hot_routes import GatewayApp, hot_routes
 from genai_api.http.limits import BodyLimitMiddleware
 from genai_api.http.observe import ObserveMiddleware
 from genai_api.providers import Provider
@@ -34,15 +34,17 @@ def create_app(
     *,
     provider: Provider | None = None,
     http_client: httpx.AsyncClient | None = None,
-) -> FastAPI:
+) -> GatewayApp:
     """The gateway app; `provider` / `http_client` are seams for tests (a respx-mocked client)."""
     settings = settings or Settings()
 
     @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    async def lifespan(app: GatewayApp) -> AsyncIterator[None]:
         app.state.gateway = await Gateway.start(
             settings, provider=provider, http_client=http_client
         )
+        if _telemetry_on(app):
+            app.drop_hot_routes()  # every request goes through FastAPI's tracing
         app.state.warm_task = None
         if settings.cache_warm_file:
             from genai_api.warm import start_background_warm  # rich etc. only when warming
@@ -57,11 +59,21 @@ def create_app(
                     await app.state.warm_task
             await app.state.gateway.aclose()
 
-    app = FastAPI(title="genai-api", version=__version__, lifespan=lifespan, docs_url="/docs")
+    app = GatewayApp(title="genai-api", version=__version__, lifespan=lifespan, docs_url="/docs")
     handlers.install(app)
     for module in (completions, embeddings, prompts, models, admin, health, metrics, dashboard):
         app.include_router(module.router)
-    app.add_middleware(HotRoutes, routes=hot_routes(completions.router, embeddings.router))
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_request_bytes)
     app.add_middleware(ObserveMiddleware)
+    app.use_hot_routes(
+        hot_routes(completions.router, embeddings.router),
+        lambda inner: ObserveMiddleware(BodyLimitMiddleware(inner, settings.max_request_bytes)),
+    )
     return app
+
+
+def _telemetry_on(app: FastAPI) -> bool:
+    """Whether FastAPI's OpenTelemetry bridge has a provider to report to (checked once)."""
+    telemetry = getattr(app, "_native_telemetry", None)
+    enabled = getattr(telemetry, "enabled", None)
+    return bool(enabled()) if callable(enabled) else False

@@ -24,6 +24,7 @@ from genai_api.settings import Settings
 from genai_api.stats_backends import MemoryStats, StatsBackend
 from genai_api.stats_redis import RedisStats
 from genai_api.store import CacheStore, build_store
+from genai_api.store.near import NearStore
 from genai_api.tokenizer import TokenCounter
 
 log = logging.getLogger("genai_api")
@@ -76,6 +77,8 @@ class Gateway:
             tokens=tokens,
         )
         pipeline.leases.start()
+        if isinstance(store, NearStore):
+            store.start()  # the L1's invalidation subscription
         auth = Authenticator(
             settings.client_keys,
             settings.admin_api_key.get_secret_value() if settings.admin_api_key else None,

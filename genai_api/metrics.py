@@ -105,6 +105,8 @@ class Metrics:
             registry=reg,
             multiprocess_mode="livesum",
         )
+        self._children: dict[tuple[int, tuple[str, ...]], Counter] = {}
+        self._pending: dict[tuple[bool, str, str], int | Decimal] = {}
         self.backend_errors = Counter(
             "genai_cache_backend_errors",
             "Cache backend failures (component=cache: lookups and writes; stats: counters).",
@@ -115,22 +117,54 @@ class Metrics:
     def model_label(self, model: object) -> str:
         return bounded_label(self.models, model)
 
+    def _series(self, metric: Counter, *labels: str) -> Counter:
+        """`metric.labels(*labels)`, remembered: prometheus-client validates the values and
+        takes a lock on every `labels()` call, four of them per cache hit. The label values
+        are bounded (see the module docstring), so the memo is too."""
+        key = (id(metric), labels)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*labels)
+        return child
+
     def request(self, endpoint: str, model: object, cache: str | None, status: int) -> None:
         result = _CACHE_RESULTS.get(cache or "", "none")
-        self.requests.labels(endpoint, self.model_label(model), result, str(status)).inc()
+        label = self.model_label(model)
+        self._series(self.requests, endpoint, label, result, str(status)).inc()
 
     def account(
         self, model: str, status: CacheStatus, prompt: int, completion: int, cost: Decimal
     ) -> None:
+        """Tokens and cost, added up here and handed to prometheus-client by `flush()`.
+
+        Each `inc()` takes a lock (and, with several workers, writes a memory-mapped file):
+        three of them cost a cache hit more than its accounting otherwise does. The sums are
+        flushed with the stats (every half second) and before this process renders a scrape,
+        so a scrape answered by another worker sees this one's tokens at most that late.
+        """
         label = self.model_label(model)
         saved = status in SAVED
-        tokens = self.tokens_saved if saved else self.tokens_spent
+        pending = self._pending
         if prompt:
-            tokens.labels(label, "prompt").inc(prompt)
+            key = (saved, label, "prompt")
+            pending[key] = pending.get(key, 0) + prompt
         if completion:
-            tokens.labels(label, "completion").inc(completion)
+            key = (saved, label, "completion")
+            pending[key] = pending.get(key, 0) + completion
         if cost:
-            (self.cost_saved if saved else self.cost_spent).labels(label).inc(float(cost))
+            key = (saved, label, "")
+            pending[key] = pending.get(key, 0) + cost
+
+    def flush(self) -> None:
+        """Apply the sums `account()` gathered."""
+        pending, self._pending = self._pending, {}
+        for (saved, label, kind), amount in pending.items():
+            if kind:
+                tokens = self.tokens_saved if saved else self.tokens_spent
+                self._series(tokens, label, kind).inc(float(amount))
+            else:
+                cost = self.cost_saved if saved else self.cost_spent
+                self._series(cost, label).inc(float(amount))
 
     def backend_error(self, component: str) -> None:
         self.backend_errors.labels(component).inc()
@@ -152,6 +186,7 @@ class Metrics:
 
     def render(self) -> tuple[bytes, str]:
         """The text exposition: this app's registry, or every worker's files."""
+        self.flush()
         if self.registry is not None:
             return generate_latest(self.registry), CONTENT_TYPE_LATEST
         registry = CollectorRegistry()
@@ -160,5 +195,6 @@ class Metrics:
 
     def close(self) -> None:
         """A worker that stops drops its live gauges from the shared directory."""
+        self.flush()
         if self.multiprocess:
             multiprocess.mark_process_dead(os.getpid())  # type: ignore[no-untyped-call]

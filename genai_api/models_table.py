@@ -19,6 +19,7 @@ from __future__ import annotations
 import tomllib
 from dataclasses import dataclass, replace
 from decimal import Decimal
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -42,10 +43,14 @@ class ModelInfo:
 
     def cost(self, prompt_tokens: int, completion_tokens: int) -> Decimal:
         """What the provider charges for this usage, in USD (exact decimal arithmetic)."""
-        return (
-            Decimal(prompt_tokens) * self.input_per_million
-            + Decimal(completion_tokens) * self.output_per_million
-        ) / MILLION
+        return _cost(
+            self.input_per_million, self.output_per_million, prompt_tokens, completion_tokens
+        )
+
+
+@lru_cache(maxsize=4096)  # every hit of an entry costs the same: compute it once
+def _cost(input_pm: Decimal, output_pm: Decimal, prompt: int, completion: int) -> Decimal:
+    return (Decimal(prompt) * input_pm + Decimal(completion) * output_pm) / MILLION
 
 
 def _m(name: str, inp: str, out: str, tok: str) -> ModelInfo:

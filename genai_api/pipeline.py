@@ -6,7 +6,7 @@ The cache fails open: a store error is logged and counted, and the request goes 
 provider with `X-Cache: BYPASS`.
 
 `run` answers a whole completion, `run_stream` a stream; both take the same steps (`_read`,
-`_join` a flight whose body is `_fill`, `_answer`). A flight started by a streamed request
+`_join` a flight whose body is `_fill`, `answers.answer`). A flight started by a streamed request
 calls the provider streaming and appends each chunk to a `Feed` that every streamed waiter
 follows live; its entry keeps the chunks and the completion assembled from them, so either
 kind of request hits it later.
@@ -18,16 +18,16 @@ import asyncio
 import logging
 import random
 from dataclasses import dataclass
-from decimal import Decimal
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from genai_api.accounting import Accounting, CacheStatus
+from genai_api.answers import Answers, Outcome
 from genai_api.coalesce import Coalescer
 from genai_api.controls import CacheControls
 from genai_api.embedding_batch import EmbeddingBatch, EmbeddingOutcome, EmbeddingRunner, prepare
 from genai_api.embedding_upstream import Item
-from genai_api.entry import Entry
+from genai_api.entry import Entry, decode_shared
 from genai_api.errors import CacheUnavailable, GatewayError, ProviderError, ProviderTimeout
 from genai_api.fanout import Feed
 from genai_api.keys import request_key, storage_key
@@ -35,6 +35,7 @@ from genai_api.leases import Claim, Leases, LocalLeases
 from genai_api.models_table import ModelInfo
 from genai_api.providers.base import Provider
 from genai_api.relay import Relay, Streamed, replay
+from genai_api.shared_reads import SharedReads
 from genai_api.store import budget
 from genai_api.store.base import CacheStore
 from genai_api.streams import assemble, synthesize, upstream_body, wants_usage
@@ -61,20 +62,6 @@ class Call:
     key: str  # the X-Cache-Key
     skey: str  # where the entry lives in the store
     cacheable: bool
-
-
-@dataclass(slots=True)
-class Outcome:
-    status: CacheStatus
-    key: str
-    entry: Entry
-    saved_tokens: int = 0
-    saved_cost: Decimal | None = None
-
-    @property
-    def from_cache(self) -> bool:
-        """Answered without a provider call of its own (HIT or COALESCED)."""
-        return self.status in (CacheStatus.HIT, CacheStatus.COALESCED)
 
 
 _KINDS = {
@@ -120,6 +107,8 @@ class Pipeline:
         self.leases: Leases = leases or LocalLeases(store)
         self._upstream = asyncio.Semaphore(upstream_concurrency)
         self.in_flight = 0
+        self.reads = SharedReads(store)  # lookups under way, shared
+        self.answers = Answers(accounting)  # outcomes and their counting
         self.embeddings = EmbeddingRunner(self)
 
     def prepare(
@@ -176,17 +165,26 @@ class Pipeline:
         """Answer one non-streamed call, from the cache when it may."""
         budget.begin()  # one Redis failure at most: then this request (and its flight) bypass
         if call.controls.bypass or not call.cacheable:
-            return self._answer(call, CacheStatus.BYPASS, await self._provider_call(call))
+            return self.answers.answer(call, CacheStatus.BYPASS, await self._provider_call(call))
         cached = await self._read(call)
         if cached is not None:
-            return self._answer(call, CacheStatus.HIT, cached)
+            return self.answers.answer(call, CacheStatus.HIT, cached)
         task, started, feed = self._join(call, None)
+        followers = None if started else self.answers.follow(call, task)
         try:
             entry, status = await asyncio.shield(task)
+        except BaseException:
+            if followers is not None:
+                followers.waiting -= 1  # no answer: not counted
+            raise
         finally:
             if feed is not None:
                 self.relay.leave(feed, task, finished=task.done())
-        return self._answer(call, status if started else CacheStatus.COALESCED, entry)
+        if followers is None:
+            return self.answers.answer(call, status, entry)
+        return self.answers.uncounted(
+            call, CacheStatus.COALESCED, entry
+        )  # counted as the flight landed
 
     async def run_stream(self, call: Call) -> Streamed:
         """Answer one streamed call: replayed from the cache, or relayed live from the one
@@ -213,15 +211,19 @@ class Pipeline:
 
         A key whose flight is running here is not read: its entry is not stored yet (or is
         being stored right now by that flight), and the request joins the flight anyway. A
-        burst of identical requests then costs one lookup, not one each.
+        key whose lookup is under way here is not read again either: the request waits for
+        that lookup's bytes (`SharedReads`). A burst of identical requests then costs one
+        lookup, not one each, and its first request's lookup (then its flight's claim) is
+        not queued behind 49 others' replies.
         """
         if not call.controls.read or call.skey in self.coalescer:
             return None
         try:
-            return await self._lookup(call)
+            raw = await self.reads.get(call.skey)
         except CacheUnavailable as exc:
             self._cache_failed(call, exc)
             return None
+        return None if raw is None else self._usable(call, raw)
 
     def _join(
         self, call: Call, feed: Feed | None
@@ -263,7 +265,7 @@ class Pipeline:
 
     def _replay(self, call: Call, status: CacheStatus, entry: Entry) -> Streamed:
         """A finished entry as a stream: its own chunks, or a synthetic stream."""
-        outcome = self._answer(call, status, entry)
+        outcome = self.answers.answer(call, status, entry)
         chunks = entry.chunks if entry.chunks is not None else synthesize(entry.response)
         return Streamed(status, call.key, replay(chunks, wants_usage(call.body)), outcome)
 
@@ -274,16 +276,12 @@ class Pipeline:
         if task.cancelled() or task.exception() is not None:
             return
         entry, landed = task.result()
-        self._answer(call, landed if status is CacheStatus.MISS else status, entry)
-
-    async def _lookup(self, call: Call) -> Entry | None:
-        raw = await self.store.get(call.skey)
-        return None if raw is None else self._usable(call, raw)
+        self.answers.answer(call, landed if status is CacheStatus.MISS else status, entry)
 
     @staticmethod
     def _usable(call: Call, raw: bytes) -> Entry | None:
         """The stored entry, if this request may be answered with it."""
-        entry = Entry.decode(raw)
+        entry = decode_shared(raw)
         if entry is None:
             return None
         max_age = call.controls.max_age
@@ -397,20 +395,3 @@ class Pipeline:
     def _cache_failed(self, call: Call, exc: CacheUnavailable) -> None:
         log.warning("cache unavailable, bypassing: %s", exc.message)
         self.accounting.record_error(call.model.name)
-
-    def _answer(self, call: Call, status: CacheStatus, entry: Entry) -> Outcome:
-        prompt_tokens, completion_tokens = entry.tokens()
-        cost = call.model.cost(prompt_tokens, completion_tokens)
-        outcome = Outcome(status, call.key, entry)
-        if outcome.from_cache:
-            outcome.saved_tokens = prompt_tokens + completion_tokens
-            outcome.saved_cost = cost
-        # Tokens and cost count as saved on HIT/COALESCED, as spent on MISS/BYPASS.
-        self.accounting.record(
-            call.model.name,
-            status,
-            prompt_tokens=prompt_tokens,
-            completion_tokens=completion_tokens,
-            cost=cost,
-        )
-        return outcome

@@ -23,7 +23,7 @@ from genai_api.fanout import Feed
 from genai_api.streams import for_client
 
 if TYPE_CHECKING:
-    from genai_api.pipeline import Outcome
+    from genai_api.answers import Outcome
 
 T = TypeVar("T")
 Chunks = AsyncGenerator[dict[str, Any], None]

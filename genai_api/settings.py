@@ -28,12 +28,22 @@ class Settings(BaseSettings):
     redis_password: SecretStr | None = None
     redis_db: int = 0
     redis_timeout: float = Field(0.2, gt=0, description="seconds per Redis operation")
-    redis_max_connections: int = Field(256, ge=1)
+    # Each process holds two pool connections for good (the lease wake-ups' and the L1's
+    # subscriptions): fewer than 4 would leave commands waiting on an empty pool.
+    redis_max_connections: int = Field(256, ge=4)
     redis_breaker_seconds: float = Field(
         1.0, ge=0, description="how long to stop trying Redis once the breaker opens"
     )
     redis_breaker_failures: int = Field(
         3, ge=1, description="consecutive Redis failures that open the breaker"
+    )
+    cache_l1_max_bytes: int = Field(
+        16 * 1024 * 1024,
+        ge=0,
+        description="in-process L1 in front of Redis for single-entry hits, bytes; 0: none",
+    )
+    cache_l1_seconds: float = Field(
+        2.0, ge=0, description="longest an L1 copy of an entry is answered after it was read"
     )
     lease_seconds: float = Field(
         30.0, gt=0, le=30, description="cross-process coalescing lease, renewed while alive"

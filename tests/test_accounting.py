@@ -250,3 +250,28 @@ async def test_models_outside_the_table_count_under_other(upstream: respx.MockRo
     other = stats["by_model"]["other"]
     assert (other["misses"], other["hits"]) == (2, 1)
     assert other["tokens_saved"] == {"prompt": 1200, "completion": 345, "total": 1545}
+
+
+async def test_a_stats_backend_that_hangs_does_not_stop_the_flushes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from genai_api import accounting as accounting_module
+    from genai_api.accounting import Accounting, CacheStatus
+    from genai_api.stats_backends import MemoryStats
+
+    class Hanging(MemoryStats):
+        hang = True
+
+        async def apply(self, batch: Any, now: float) -> None:
+            if self.hang:
+                await asyncio.Event().wait()  # a Redis that never answers
+            await super().apply(batch, now)
+
+    monkeypatch.setattr(accounting_module, "FLUSH_TIMEOUT", 0.05)
+    backend = Hanging()
+    counts = Accounting(backend)
+    counts.record("m", CacheStatus.HIT)
+    assert await asyncio.wait_for(counts.flush(), 5) is False  # given up on, kept
+    backend.hang = False
+    assert await counts.flush() is True
+    assert (await counts.snapshot())["hits"] == 1

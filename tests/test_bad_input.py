@@ -7,9 +7,12 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import hypothesis
 import pytest
 import respx
+from hypothesis import strategies as st
 
+from genai_api.protocol import ChatCompletionRequest, CompletionRequest, plainly_valid, validate
 from tests.conftest import CHAT, chat_response, make_settings, running
 
 
@@ -160,3 +163,81 @@ async def test_unknown_route_is_404_in_envelope(provider: respx.Route) -> None:
         wrong_method = await gw.http.get("/v1/chat/completions")
     _assert_envelope(answer, 404)
     _assert_envelope(wrong_method, 405)
+
+
+MESSAGE_VALUES = st.one_of(
+    st.fixed_dictionaries(
+        {"role": st.sampled_from(["user", "system", "tool", "robot", "", 1, None, [], {}])},
+        optional={
+            "content": st.one_of(
+                st.none(), st.text(max_size=3), st.integers(), st.lists(st.none(), max_size=1)
+            ),
+            "name": st.one_of(st.none(), st.text(max_size=2), st.integers()),
+        },
+    ),
+    st.none(),
+    st.text(max_size=2),
+)
+CHAT_FIELD_VALUES = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(2**64), max_value=2**64),
+    st.floats(allow_nan=False),
+    st.sampled_from([0, 1, 2, 2.0001, -0.5, 128, 129, 10_000_000, 10_000_001, "", "m", "x" * 257]),
+    st.text(max_size=3),
+    st.lists(MESSAGE_VALUES, max_size=3),
+    st.dictionaries(st.text(max_size=2), st.none(), max_size=1),
+)
+CHAT_FIELDS = (
+    "model",
+    "messages",
+    "prompt",
+    "temperature",
+    "top_p",
+    "n",
+    "max_tokens",
+    "max_completion_tokens",
+    "seed",
+    "stream",
+    "user",
+    "cache",
+    "stop",
+    "metadata",
+    "other",
+)
+
+
+@hypothesis.settings(
+    max_examples=600, suppress_health_check=[hypothesis.HealthCheck.too_slow], deadline=None
+)
+@hypothesis.given(
+    st.sampled_from([ChatCompletionRequest, CompletionRequest]),
+    st.dictionaries(st.sampled_from(CHAT_FIELDS), CHAT_FIELD_VALUES),
+)
+def test_the_validation_shortcut_accepts_only_what_the_schema_accepts(
+    schema: type[ChatCompletionRequest] | type[CompletionRequest], fields: dict[str, Any]
+) -> None:
+    # `complete` skips the strict schema when `plainly_valid` says it would pass: it must never
+    # let through a body the schema rejects (whose error message the client would then miss).
+    base: dict[str, Any] = {"model": "gpt-4o-mini"}
+    base["messages" if schema is ChatCompletionRequest else "prompt"] = (
+        [{"role": "user", "content": "hi"}] if schema is ChatCompletionRequest else "hi"
+    )
+    body = {**base, **fields}
+    if plainly_valid(schema, body):
+        validate(schema, body)
+
+
+def test_the_validation_shortcut_takes_the_common_requests() -> None:
+    chat = {
+        "model": "gpt-4o-mini",
+        "messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}],
+        "temperature": 0,
+        "max_tokens": 64,
+        "stream": True,
+        "user": "u1",
+    }
+    assert plainly_valid(ChatCompletionRequest, chat)
+    assert plainly_valid(CompletionRequest, {"model": "m", "prompt": "Hi", "temperature": 0.7})
+    assert not plainly_valid(CompletionRequest, chat)  # no prompt: the schema must word it
+    assert not plainly_valid(ChatCompletionRequest, {"model": "m", "prompt": "Hi"})

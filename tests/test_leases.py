@@ -18,7 +18,7 @@ import respx
 
 from genai_api.leases import LocalLeases, RedisLeases
 from genai_api.leases.notify import Notifier
-from genai_api.leases.redis import HeldLease
+from genai_api.leases.redis import CARRY_BYTES, HeldLease
 from genai_api.store import budget
 from genai_api.store.memory import MemoryStore
 from genai_api.store.redis import RedisStore, redis_options
@@ -52,12 +52,18 @@ async def node(
     poll: float = 60.0,
     listen: bool = True,
     breaker: float = 1.0,
+    carry: int = CARRY_BYTES,
 ) -> AsyncIterator[RedisLeases]:
     """One process's store and leases; `poll=60` means only a PUBLISH can wake a waiter."""
     options = redis_options(url, host="", port=0, password=None, db=0)
     store = RedisStore(options, timeout=0.5, max_connections=16, breaker_seconds=breaker)
     leases = RedisLeases(
-        store, namespace=namespace, lease_seconds=lease, max_wait=max_wait, poll_seconds=poll
+        store,
+        namespace=namespace,
+        lease_seconds=lease,
+        max_wait=max_wait,
+        poll_seconds=poll,
+        carry_bytes=carry,
     )
     if listen:
         leases.start()
@@ -252,7 +258,72 @@ async def test_a_miss_nobody_waits_for_publishes_nothing(redis_url: str, ns: str
         assert (await waiter).found == b"awaited"  # woken by its poll tick: not subscribed
     await pubsub.aclose()
     await listener.aclose()
-    assert message is not None and message["data"] == other.encode()
+    # The waiter's wake-up: the key, then the entry it stored (small enough to come along).
+    assert message is not None and message["data"] == other.encode() + b"\nawaited"
+
+
+def count_claims(leases: RedisLeases) -> list[bool]:
+    """Record each claim script `leases` runs (its `read` flag)."""
+    calls: list[bool] = []
+    claim_or_read = leases._claim_or_read
+
+    async def counted(key: str, lock: str, token: str, *, read: bool) -> bytes | int:
+        calls.append(read)
+        return await claim_or_read(key, lock, token, read=read)
+
+    leases._claim_or_read = counted  # type: ignore[method-assign]
+    return calls
+
+
+@pytest.mark.parametrize(("carry", "claims"), [(CARRY_BYTES, 2), (4, 3)])
+async def test_the_wake_up_carries_a_small_entry_to_the_waiter(
+    redis_url: str, ns: str, carry: int, claims: int
+) -> None:
+    """A waiting process gets the stored entry with the PUBLISH: no claim after waking (two
+    claims: the one that found the lease taken, the one after registering the doorbell).
+    An entry above `carry_bytes` is not carried: the waiter claims once more to read it."""
+    key = entry_key(ns)
+    async with node(redis_url, ns, carry=carry) as a, node(redis_url, ns, carry=carry) as b:
+        held = await a.claim(key, raw)
+        calls = count_claims(b)
+        waiter = asyncio.create_task(b.claim(key, raw))
+        await wait_until(lambda: b.notifier.waiting == 1)
+        await wait_until_flag(a, key)
+        async with held:
+            await held.fill(a.store, key, b"answer", 60)
+        got = await asyncio.wait_for(waiter, 10)  # its poll interval is 60 s
+        assert (got.found, got.waited) == (b"answer", True)
+        assert len(calls) == claims
+        assert await a.store.client.exists(held.lock, a.wait_key(key)) == 0
+
+
+async def test_a_carried_entry_the_request_cannot_use_is_claimed_over(
+    redis_url: str, ns: str
+) -> None:
+    """The carried bytes go through the request's own decode: unusable ones (too old for
+    its max-age, say) are not an answer; the waiter claims as if the entry were missing."""
+    key = entry_key(ns)
+    async with node(redis_url, ns) as a, node(redis_url, ns) as b:
+        held = await a.claim(key, raw)
+        waiter = asyncio.create_task(b.claim(key, lambda stored: None))
+        await wait_until(lambda: b.notifier.waiting == 1)
+        await wait_until_flag(a, key)
+        async with held:
+            await held.fill(a.store, key, b"stale", 60)
+        got = await asyncio.wait_for(waiter, 10)
+        assert isinstance(got, HeldLease) and got.found is None
+        async with got:
+            pass
+
+
+def test_deliver_hands_a_carried_entry_to_the_watches_of_its_key() -> None:
+    notifier = Notifier(aioredis.Redis(), "ch")
+    with notifier.watch("k1") as one, notifier.watch("k2") as two:
+        notifier.deliver(b'k1\n{"a": 1}\n')
+        assert (one._event.is_set(), two._event.is_set()) == (True, False)
+        assert one.take() == b'{"a": 1}\n' and one.take() is None
+        notifier.deliver("k1 k2")  # a batch holder's keys: nothing carried
+        assert two._event.is_set() and two.take() is None and one.take() is None
 
 
 async def wait_until_flag(leases: RedisLeases, key: str) -> None:

@@ -110,6 +110,30 @@ async def test_tokens_and_cost_saved_and_spent_match_the_stats(upstream: respx.M
     assert value(samples, "genai_provider_cost_usd_total", **mini) == pytest.approx(0.0000048)
 
 
+async def test_tokens_reach_the_shared_registry_with_the_stats_flush(
+    upstream: respx.MockRouter,
+) -> None:
+    """With several workers a scrape is answered by one of them; the others' token sums must
+    reach prometheus-client without a scrape of their own (the periodic flush)."""
+    from prometheus_client import generate_latest
+
+    upstream.post("/chat/completions").mock(return_value=ok(chat_response(prompt=12, completion=5)))
+    async with running(make_settings()) as gw:
+        await gw.http.post("/v1/chat/completions", json=CHAT)
+        await gw.http.post("/v1/chat/completions", json=CHAT)
+        registry = gw.gateway.metrics.registry
+        assert registry is not None
+        mini = {"model": "gpt-4o-mini"}
+        saved = 0.0
+        for _ in range(40):  # the stats flush runs every half second
+            samples = parse(generate_latest(registry).decode())  # not through render()
+            saved = value(samples, "genai_cache_tokens_saved_total", kind="prompt", **mini)
+            if saved:
+                break
+            await asyncio.sleep(0.05)
+    assert saved == 12
+
+
 async def test_provider_latency_and_calls_in_flight(upstream: respx.MockRouter) -> None:
     release = asyncio.Event()
 

@@ -45,3 +45,14 @@ def test_env_example_lists_every_setting() -> None:
     text = (ROOT / ".env.example").read_text()
     listed = set(re.findall(r"^([A-Z][A-Z0-9_]*)=", text, flags=re.M))
     assert listed == {name.upper() for name in Settings.model_fields}
+
+
+def test_a_pool_too_small_for_the_subscriptions_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Two pooled connections are held for good (lease wake-ups, L1 invalidations).
+    from pydantic import ValidationError
+
+    monkeypatch.setenv("REDIS_MAX_CONNECTIONS", "3")
+    with pytest.raises(ValidationError, match="redis_max_connections"):
+        Settings(_env_file=None)  # type: ignore[call-arg]
+    monkeypatch.setenv("REDIS_MAX_CONNECTIONS", "4")
+    assert Settings(_env_file=None).redis_max_connections == 4  # type: ignore[call-arg]

@@ -1,23 +1,26 @@
-"""A direct path to the completion and embeddings endpoints, past FastAPI's routing machinery.
+"""A direct path to the completion and embeddings endpoints, in front of FastAPI's stack.
 
-On a cache hit the pipeline's own work is a few tens of microseconds; FastAPI's exception
-middleware, exit stack, router, route matching and dependency solving cost about as much
-again (bench/profile_hit.py measures it). This middleware sits inside the app's middleware
-stack (access log, body limit and the 500 handler still apply) and hands the hot POST paths
-straight to the *same* endpoint functions the FastAPI routes declare, resolving their two
-dependencies (`GatewayDep`, `TenantDep`) directly. Everything else, and every method other
-than POST, goes on to FastAPI unchanged, and the routes stay in the OpenAPI schema.
+On a cache hit the pipeline's own work is a few tens of microseconds; FastAPI's layers
+(its telemetry check, which reads the environment on every request, the server-error and
+exception middlewares, the router, route matching and dependency solving) cost more than
+that again (bench/profile_hit.py measures it). `GatewayApp` therefore hands a POST to one of
+these paths straight to the *same* endpoint functions the FastAPI routes declare, through
+the *same* access-log/metrics and body-limit middlewares the rest of the app has, and
+answers errors with the app's registered exception handlers (one place, as for every other
+route). Everything else goes through FastAPI unchanged, and the routes stay in the OpenAPI
+schema. When FastAPI's OpenTelemetry bridge is configured at start-up, the direct path is
+turned off, so every request is traced as before.
 
-Errors are answered by the app's registered exception handlers, looked up the way
-Starlette's `ExceptionMiddleware` does; handlers for `Exception` itself are left to the
-outer server-error middleware, as in Starlette.
+An exception raised while the answer is already being sent (a client gone mid-stream) is
+left to the server, as Starlette's server-error middleware does once a response started.
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, FastAPI
 from fastapi.routing import APIRoute
 from starlette.requests import Request
 from starlette.responses import Response
@@ -26,6 +29,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from genai_api.gateway import Gateway
 
 Endpoint = Callable[[Request, Gateway, str], Awaitable[Response]]
+Handler = Callable[[Request, Exception], Awaitable[Response]]
 
 
 def hot_routes(*routers: APIRouter) -> dict[str, Endpoint]:
@@ -43,36 +47,75 @@ def hot_routes(*routers: APIRouter) -> dict[str, Endpoint]:
     }
 
 
-class HotRoutes:
-    def __init__(self, app: ASGIApp, routes: Mapping[str, Endpoint]) -> None:
+class HotEndpoints:
+    """The innermost ASGI app of the direct path: resolve the endpoint's two dependencies
+    (`GatewayDep`, `TenantDep`), call it, answer its errors through the app's handlers."""
+
+    def __init__(self, app: FastAPI, routes: Mapping[str, Endpoint]) -> None:
         self.app = app
         self.routes = dict(routes)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        endpoint = self.routes.get(scope["path"]) if scope["type"] == "http" else None
-        if endpoint is None or scope["method"] != "POST":
-            await self.app(scope, receive, send)
-            return
         request = Request(scope, receive, send)
         try:
-            gateway: Gateway = request.app.state.gateway
-            response = await endpoint(request, gateway, gateway.auth.client(request))
+            gateway: Gateway = self.app.state.gateway
+            response = await self.routes[scope["path"]](
+                request, gateway, gateway.auth.client(request)
+            )
         except Exception as exc:
-            handler = _handler(request, exc)
-            if handler is None:
-                raise
-            response = await handler(request, exc)
+            response = await self._answer(request, exc)
         await response(scope, receive, send)
 
+    async def _answer(self, request: Request, exc: Exception) -> Response:
+        """The handler's answer to `exc`; if that handler fails too, the app's answer for an
+        unexpected error (as Starlette's server-error middleware gives on the other routes)."""
+        try:
+            return await self._handler(exc)(request, exc)
+        except Exception as failure:
+            handlers: dict[Any, Any] = self.app.exception_handlers
+            if Exception not in handlers:
+                raise
+            fallback: Handler = handlers[Exception]
+            return await fallback(request, failure)
 
-def _handler(
-    request: Request, exc: Exception
-) -> Callable[[Request, Exception], Awaitable[Response]] | None:
-    handlers = request.app.exception_handlers
-    for cls in type(exc).__mro__:
-        if cls is Exception:
-            return None
-        if cls in handlers:
-            handler: Callable[[Request, Exception], Awaitable[Response]] = handlers[cls]
-            return handler
-    return None
+    def _handler(self, exc: Exception) -> Handler:
+        """The handler Starlette would pick: the nearest class in the exception's MRO, down
+        to the app's handler for `Exception` itself (the OpenAI-shaped 500)."""
+        handlers: dict[Any, Any] = self.app.exception_handlers
+        for cls in type(exc).__mro__:
+            if cls in handlers:
+                handler: Handler = handlers[cls]
+                return handler
+        raise exc
+
+
+class GatewayApp(FastAPI):
+    """FastAPI, with POSTs to the hot paths answered by `hot` (see the module docstring)."""
+
+    hot: ASGIApp | None = None
+    hot_paths: frozenset[str] = frozenset()
+
+    def use_hot_routes(
+        self, routes: Mapping[str, Endpoint], wrap: Callable[[ASGIApp], ASGIApp]
+    ) -> None:
+        """Answer POSTs to `routes` through `wrap(HotEndpoints)`: `wrap` applies the same
+        middlewares the app stack has for them."""
+        self.hot = wrap(HotEndpoints(self, routes))
+        self.hot_paths = frozenset(routes)
+
+    def drop_hot_routes(self) -> None:
+        self.hot, self.hot_paths = None, frozenset()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (
+            scope["type"] == "http"
+            and scope["method"] == "POST"
+            and scope["path"] in self.hot_paths
+            and self.hot is not None
+        ):
+            scope["app"] = self
+            if self.root_path:
+                scope["root_path"] = self.root_path
+            await self.hot(scope, receive, send)
+            return
+        await super().__call__(scope, receive, send)

@@ -5,33 +5,30 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from decimal import Decimal
 
-import orjson
 from starlette.responses import Response, StreamingResponse
 
 from genai_api import sse
 from genai_api.accounting import CacheStatus
+from genai_api.answers import Outcome
 from genai_api.errors import GatewayError
+from genai_api.http.responses import RawResponse
 from genai_api.money import to_pico, usd
-from genai_api.pipeline import Outcome
 from genai_api.relay import Streamed
 
 
 def cache_headers(outcome: Outcome) -> dict[str, str]:
-    headers = {"X-Cache": outcome.status.value, "X-Cache-Key": outcome.key}
+    """CONTRACT §4's headers (names in lower case, as HTTP/1.1 sends them anyway)."""
+    headers = {"x-cache": outcome.status.value, "x-cache-key": outcome.key}
     if outcome.from_cache:
-        headers["Age"] = str(outcome.entry.age())
-        headers["X-Cache-Saved-Tokens"] = str(outcome.saved_tokens)
+        headers["age"] = str(outcome.entry.age())
+        headers["x-cache-saved-tokens"] = str(outcome.saved_tokens)
         # Rounded and written exactly as /v1/cache/stats adds it up, so headers sum to stats.
-        headers["X-Cache-Saved-Cost-USD"] = usd(to_pico(outcome.saved_cost or Decimal(0)))
+        headers["x-cache-saved-cost-usd"] = usd(to_pico(outcome.saved_cost or Decimal(0)))
     return headers
 
 
 def render(outcome: Outcome) -> Response:
-    return Response(
-        orjson.dumps(outcome.entry.response),
-        media_type="application/json",
-        headers=cache_headers(outcome),
-    )
+    return RawResponse(outcome.entry.body(), cache_headers(outcome))
 
 
 def stream_headers(streamed: Streamed) -> dict[str, str]:
@@ -40,11 +37,11 @@ def stream_headers(streamed: Streamed) -> dict[str, str]:
     if streamed.outcome is not None:
         headers = cache_headers(streamed.outcome)
     else:
-        headers = {"X-Cache": streamed.status.value, "X-Cache-Key": streamed.key}
+        headers = {"x-cache": streamed.status.value, "x-cache-key": streamed.key}
         if streamed.status is CacheStatus.COALESCED:
-            headers["Age"] = "0"
-    headers["Cache-Control"] = "no-cache"
-    headers["X-Accel-Buffering"] = "no"  # proxies (nginx) must not hold chunks back
+            headers["age"] = "0"
+    headers["cache-control"] = "no-cache"
+    headers["x-accel-buffering"] = "no"  # proxies (nginx) must not hold chunks back
     return headers
 
 

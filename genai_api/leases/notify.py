@@ -2,9 +2,11 @@
 
 Holders PUBLISH the storage key on the namespace's channel after storing (or after failing,
 so a waiter can take over); a batch holder publishes all its keys in one message, separated
-by spaces (storage keys hold none). Every process keeps a single SUBSCRIBE on that channel, started
-in the app's lifespan, and dispatches each message to the local `Watch`es of that key: a
-waiting request costs no connection and no Redis round trip while it sleeps.
+by spaces (storage keys hold none). A holder that stored a small entry publishes the key, a
+newline and the stored bytes: its waiters get them with the doorbell (`Watch.take`). Every
+process keeps a single SUBSCRIBE on that channel, started in the app's lifespan, and
+dispatches each message to the local `Watch`es of that key: a waiting request costs no
+connection and no Redis round trip while it sleeps.
 
 The subscription is a latency optimisation, not a correctness one: waiters also poll, so a
 message lost while the subscription is down (Redis restarting, failing over) costs at most
@@ -22,12 +24,10 @@ import logging
 from collections.abc import Iterable, Iterator
 
 import redis.asyncio as aioredis
-from redis.exceptions import RedisError
+
+from genai_api.subscription import Subscription
 
 log = logging.getLogger("genai_api.leases")
-
-_FAILURES = (RedisError, OSError, asyncio.TimeoutError)
-IDLE_READ_SECONDS = 5.0
 
 
 class Watch:
@@ -35,9 +35,17 @@ class Watch:
 
     def __init__(self) -> None:
         self._event = asyncio.Event()
+        self._carried: bytes | None = None
 
-    def ring(self) -> None:
+    def ring(self, carried: bytes | None = None) -> None:
+        """Wake the waiter; `carried`: the entry stored with this ring, if it came along."""
+        self._carried = carried
         self._event.set()
+
+    def take(self) -> bytes | None:
+        """The entry the last ring carried (once), None if it carried none."""
+        carried, self._carried = self._carried, None
+        return carried
 
     async def wait(self, seconds: float) -> bool:
         """True when a holder published this key, False after `seconds` (time to poll)."""
@@ -59,18 +67,28 @@ class Notifier:
         confirm_seconds: float = 1.0,
         retry_seconds: float = 1.0,
     ) -> None:
-        self._client = client
         self.channel = channel
-        self.confirm_seconds = confirm_seconds
-        self.retry_seconds = retry_seconds
-        self.subscribed = False
         self._watches: dict[str, set[Watch]] = {}
-        self._task: asyncio.Task[None] | None = None
+        # After every (re)subscription all waiters re-check: a holder may have published
+        # while nobody was listening.
+        self._subscription = Subscription(
+            client,
+            channel,
+            on_message=self.deliver,
+            on_subscribed=self._ring_all,
+            name="lease-notifier",
+            what="lease notifications",
+            confirm_seconds=confirm_seconds,
+            retry_seconds=retry_seconds,
+        )
+
+    @property
+    def subscribed(self) -> bool:
+        return self._subscription.confirmed
 
     def start(self) -> None:
         """Start listening (idempotent); a Redis that is down is retried in the background."""
-        if self._task is None:
-            self._task = asyncio.create_task(self._listen(), name="lease-notifier")
+        self._subscription.start()
 
     @contextlib.contextmanager
     def watch(self, key: str) -> Iterator[Watch]:
@@ -107,9 +125,16 @@ class Notifier:
         """Keys with a local waiter (for tests and debugging)."""
         return len(self._watches)
 
-    def deliver(self, message: str) -> None:
-        """Ring the watches of the key in `message` (or of each, space-separated)."""
-        for key in message.split(" "):
+    def deliver(self, message: str | bytes) -> None:
+        """Ring the watches of the key in `message` (or of each, space-separated); a key
+        followed by a newline carries its entry's stored bytes to its watches."""
+        data = message.encode() if isinstance(message, str) else message
+        head, newline, carried = data.partition(b"\n")
+        if newline:
+            for watch in self._watches.get(head.decode(), ()):
+                watch.ring(carried)
+            return
+        for key in head.decode().split(" "):
             for watch in self._watches.get(key, ()):
                 watch.ring()
 
@@ -118,44 +143,5 @@ class Notifier:
             for watch in watches:
                 watch.ring()
 
-    async def _listen(self) -> None:
-        while True:
-            try:
-                await self._session()
-            except _FAILURES as exc:
-                log.debug("lease notifications interrupted: %s", exc)
-            if self.subscribed:
-                log.warning("lease notifications lost; waiters poll until Redis is back")
-            self.subscribed = False
-            await asyncio.sleep(self.retry_seconds)
-
-    async def _session(self) -> None:
-        pubsub = self._client.pubsub()
-        try:
-            await pubsub.subscribe(self.channel)
-            # A Redis that accepts connections but never answers must not pass for subscribed.
-            async with asyncio.timeout(self.confirm_seconds):
-                while True:
-                    message = await pubsub.get_message(timeout=self.confirm_seconds)
-                    if message is not None and message["type"] == "subscribe":
-                        break
-            self.subscribed = True
-            self._ring_all()  # a holder may have published while we were not listening
-            while True:
-                message = await pubsub.get_message(
-                    ignore_subscribe_messages=True, timeout=IDLE_READ_SECONDS
-                )
-                if message is not None and message["type"] == "message":
-                    data = message["data"]
-                    self.deliver(data.decode() if isinstance(data, bytes) else str(data))
-        finally:
-            with contextlib.suppress(*_FAILURES):
-                await pubsub.aclose()  # type: ignore[no-untyped-call]
-
     async def aclose(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
-        self.subscribed = False
+        await self._subscription.aclose()

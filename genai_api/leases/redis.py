@@ -11,11 +11,14 @@ Redis round trips per miss (each one script, so each step is atomic):
 - holder: calls the provider while one task per process renews every lease it holds every
   lease/3 (one compare-and-PEXPIRE script for all of them), then one script stores the
   entry, compare-and-DELs the lease and, if the waiter flag is up, drops it and PUBLISHes
-  the storage key on ``{ns}:filled``. A failed call (or a store the caller skips)
+  the storage key on ``{ns}:filled`` (followed by a newline and the entry itself when it
+  is at most `CARRY_BYTES`: every waiting process then has its answer with the wake-up,
+  no second round trip). A failed call (or a store the caller skips)
   compare-and-DELs and publishes the same way, so a waiter takes over at once. A miss
   nobody waits for publishes nothing: no process of the fleet wakes up for it.
 - waiter: sleeps until that PUBLISH (one shared subscription per process, `Notifier`) or a
-  poll tick, then runs the claim script again (which raises the flag again while it
+  poll tick; a PUBLISH that carries the entry answers it (COALESCED) if the request can use
+  it, and otherwise it runs the claim script again (which raises the flag again while it
   waits): the entry (COALESCED), or the lease after a failed holder or a dead one whose
   lease expired (exactly one waiter wins it). A waiter gives up after `max_wait`
   (UPSTREAM_TIMEOUT + lease) and calls the provider itself. The flag is set in the same
@@ -53,6 +56,7 @@ log = logging.getLogger("genai_api.leases")
 T = TypeVar("T")
 
 POLL_SECONDS = 0.25
+CARRY_BYTES = 64 * 1024  # a fill's wake-up carries entries up to this size to the waiters
 HELD, WAIT = 1, 0  # the claim script's answers other than the stored bytes
 
 # KEYS: entry, lease, waiter flag. ARGV: token, lease ms, read (1: answer the entry if any).
@@ -81,13 +85,21 @@ for i = 1, #KEYS do
 end
 return kept
 """
-# KEYS: entry, lease, waiter flag. ARGV: value, ttl ms, token, channel, storage key.
+# KEYS: entry, lease, waiter flag. ARGV: value, ttl ms, token, channel, storage key, carry
+# (1: the message carries the value after the key and a newline), L1 channel ('' for none:
+# an entry this replaces, e.g. after a max-age refresh, is dropped from every process's L1).
 _FILL = """
+if ARGV[7] ~= '' and redis.call('exists', KEYS[1]) == 1 then
+  redis.call('publish', ARGV[7], ARGV[5])
+end
 redis.call('set', KEYS[1], ARGV[1], 'PX', ARGV[2])
 if redis.call('get', KEYS[2]) == ARGV[3] then
   redis.call('del', KEYS[2])
 end
 if redis.call('del', KEYS[3]) == 1 then
+  if ARGV[6] == '1' then
+    return redis.call('publish', ARGV[4], ARGV[5] .. '\\n' .. ARGV[1])
+  end
   return redis.call('publish', ARGV[4], ARGV[5])
 end
 return 0
@@ -114,8 +126,11 @@ class RedisLeases:
         lease_seconds: float,
         max_wait: float,
         poll_seconds: float = POLL_SECONDS,
+        carry_bytes: int = CARRY_BYTES,
+        invalidations: str = "",
     ) -> None:
         self.store = store
+        self.invalidations = invalidations  # the L1's channel, when the store has an L1
         self.entry_prefix = f"{namespace}:e:"
         self.lock_prefix = f"{namespace}:lock:"
         self.wait_prefix = f"{namespace}:wait:"
@@ -123,6 +138,7 @@ class RedisLeases:
         self.lease_ms = max(1, int(lease_seconds * 1000))
         self.max_wait = max_wait
         self.poll_seconds = poll_seconds
+        self.carry_bytes = carry_bytes
         self.notifier = Notifier(store.client, self.channel)
         client = store.client
         self._claim = client.register_script(_CLAIM)
@@ -210,9 +226,14 @@ class RedisLeases:
                 if remaining <= 0:
                     log.warning("no answer from the lease holder after %.0f s", self.max_wait)
                     return Claim()
-                # Woken by the holder's PUBLISH (its entry is there unless its call failed)
-                # or by a poll tick: either way, the claim script again.
-                await watch.wait(min(self.poll_seconds, remaining))
+                # Woken by the holder's PUBLISH (its entry is there unless its call failed),
+                # which may carry the entry itself, or by a poll tick: the entry carried if
+                # this request can use it, else the claim script again.
+                if await watch.wait(min(self.poll_seconds, remaining)):
+                    carried = watch.take()
+                    found = None if carried is None else decode(carried)
+                    if found is not None:
+                        return Claim(found, waited=True)
 
     def _abandon(self, key: str, lock: str, token: str) -> Claim[T]:
         """A claim that failed (the flight goes on without Redis). Its script may have run
@@ -296,7 +317,8 @@ class RedisLeases:
         """Store the entry, release the lease and wake the waiters of `key`, in one script."""
         client = self.store.client
         keys = (key, lock, self.wait_key(key))
-        args = (value, max(1, int(ttl * 1000)), token, self.channel, key)
+        carry = 1 if len(value) <= self.carry_bytes else 0
+        args = (value, max(1, int(ttl * 1000)), token, self.channel, key, carry, self.invalidations)
         await self.store.guarded(lambda: self._fill(keys=keys, args=args, client=client))
 
     async def release(self, key: str, lock: str, token: str) -> None:

@@ -15,7 +15,7 @@ from genai_api.http.body import read_json
 from genai_api.http.deps import GatewayDep, TenantDep
 from genai_api.http.openapi import json_body
 from genai_api.http.render import render, render_stream
-from genai_api.protocol import ChatCompletionRequest, CompletionRequest, validate
+from genai_api.protocol import ChatCompletionRequest, CompletionRequest, plainly_valid, validate
 
 router = APIRouter()
 
@@ -33,7 +33,8 @@ async def complete(
     (as SSE when the body says `stream: true`)."""
     if body is None:
         body = await read_json(request)
-    validate(schema, body)
+    if not plainly_valid(schema, body):
+        validate(schema, body)  # names the offending parameter
     model = gateway.models.get(body["model"])
     request.state.model = model.name
     controls = parse_controls(

@@ -1,7 +1,8 @@
 """Redis store on aiocache's `RedisCache`, with a blocking pool, short timeouts and a breaker.
 
 Why these choices: aiocache's default pool raises past its size under load (a blocking pool
-waits briefly instead). Each operation is bounded by one `asyncio.timeout` around the whole
+waits briefly instead; `pool.py` makes it cheap while a connection is free). Each operation
+is bounded by one `asyncio.timeout` around the whole
 call, not by aiocache's per-op `asyncio.wait_for` nor by redis-py's `socket_timeout`: both
 of those wrap every command in `asyncio.wait_for`, which on Python 3.11 creates a task per
 command, and on a cache hit that costs more CPU than the GET itself. Operations go to the
@@ -29,11 +30,13 @@ from genai_api.errors import CacheUnavailable
 from genai_api.store import budget
 from genai_api.store.base import BytesSerializer
 from genai_api.store.breaker import CircuitBreaker
+from genai_api.store.pool import FastBlockingPool
 from genai_api.store.tls import shared_context_ssl_connection
 
 T = TypeVar("T")
 _FAILURES = (RedisError, OSError, asyncio.TimeoutError)
 WARM_CONNECTIONS = 64  # opened at start-up: a burst of cold requests must not pay to connect
+WARM_SECONDS = 3.0  # start-up waits at most this long for them
 
 
 def redis_options(
@@ -83,7 +86,7 @@ class RedisStore:
             ssl=False,  # TLS comes with the connection class above
             pool_max_size=max_connections,
             create_connection_timeout=timeout,
-            connection_pool_class=aioredis.BlockingConnectionPool,
+            connection_pool_class=FastBlockingPool,
             connection_pool_kwargs=opts,
             timeout=None,
         )
@@ -196,7 +199,12 @@ class RedisStore:
     async def warm(self) -> None:
         """Open up to `WARM_CONNECTIONS` pooled connections now (called at start-up, once Redis
         answered a ping): a burst of requests on a cold pool would each connect in the same
-        loop pass, stalling the worker past `REDIS_TIMEOUT`."""
+        loop pass, stalling the worker past `REDIS_TIMEOUT`.
+
+        A connect that fails (each is bounded by `REDIS_TIMEOUT`, which a loaded machine can
+        pass) is tried again until `WARM_SECONDS` are up; whatever is open by then is kept.
+        Every connect finishes or is cancelled before the pool gets its connections back, so
+        none stays checked out."""
         pool = self.client.connection_pool
         wanted = min(WARM_CONNECTIONS, self.max_connections)
         opened: list[Any] = []
@@ -205,9 +213,14 @@ class RedisStore:
             opened.append(await pool.get_connection())  # type: ignore[no-untyped-call]
 
         try:
-            async with asyncio.timeout(2 * self.timeout + wanted * 0.005):
-                await asyncio.gather(*(connect() for _ in range(wanted)))
-        except _FAILURES:
+            async with asyncio.timeout(max(WARM_SECONDS, 2 * self.timeout)):
+                while len(opened) < wanted:
+                    results = await asyncio.gather(
+                        *(connect() for _ in range(wanted - len(opened))), return_exceptions=True
+                    )
+                    if any(isinstance(r, BaseException) for r in results):
+                        await asyncio.sleep(self.timeout / 4)  # a loaded machine: let it breathe
+        except asyncio.TimeoutError:
             pass  # a warm pool is an optimisation: requests connect as they go
         finally:
             for connection in opened:
@@ -218,5 +231,9 @@ class RedisStore:
             self._probe.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._probe
-        await self.client.aclose()
-        await self.client.connection_pool.disconnect()
+        # At shutdown a socket that is slow to close (a loaded machine, a Redis that went
+        # away) is not an error worth failing the shutdown for: the process lets go of it.
+        with contextlib.suppress(*_FAILURES):
+            await self.client.aclose()
+        with contextlib.suppress(*_FAILURES):
+            await self.client.connection_pool.disconnect()
