@@ -61,7 +61,7 @@ class Answers:
         return followers
 
     def _count_followers(self, task: Flight) -> None:
-        """The flight landed: count every request still waiting on it as COALESCED at once.
+        """The flight landed: count every request still waiting on it at once (`joined`).
 
         Runs as the flight's done callback, before any waiter resumes: 49 waiters of a burst
         cost one `Accounting.record`, not 49 (as relayed streams, they are counted when the
@@ -72,11 +72,11 @@ class Answers:
             return
         if task.exception() is not None:
             return
-        entry, _ = task.result()
+        entry, status = task.result()
         prompt_tokens, completion_tokens, cost = _priced(followers.call, entry)
         self._record(
             followers.call,
-            CacheStatus.COALESCED,
+            joined(status),
             prompt_tokens,
             completion_tokens,
             cost,
@@ -116,6 +116,13 @@ class Answers:
             cost=cost,
             count=count,
         )
+
+
+def joined(landed: CacheStatus) -> CacheStatus:
+    """What a request that joined a flight (not its starter) was answered with, given what
+    the flight landed with: HIT when the flight found the entry stored, COALESCED when it
+    waited for a provider call (its own, or another process's)."""
+    return CacheStatus.HIT if landed is CacheStatus.HIT else CacheStatus.COALESCED
 
 
 def _outcome(call: Call, status: CacheStatus, entry: Entry, tokens: int, cost: Decimal) -> Outcome:

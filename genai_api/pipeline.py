@@ -22,7 +22,7 @@ from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from genai_api.accounting import Accounting, CacheStatus
-from genai_api.answers import Answers, Outcome
+from genai_api.answers import Answers, Outcome, joined
 from genai_api.coalesce import Coalescer
 from genai_api.controls import CacheControls
 from genai_api.embedding_batch import EmbeddingBatch, EmbeddingOutcome, EmbeddingRunner, prepare
@@ -182,9 +182,7 @@ class Pipeline:
                 self.relay.leave(feed, task, finished=task.done())
         if followers is None:
             return self.answers.answer(call, status, entry)
-        return self.answers.uncounted(
-            call, CacheStatus.COALESCED, entry
-        )  # counted as the flight landed
+        return self.answers.uncounted(call, joined(status), entry)  # counted as it landed
 
     async def run_stream(self, call: Call) -> Streamed:
         """Answer one streamed call: replayed from the cache, or relayed live from the one
@@ -199,29 +197,34 @@ class Pipeline:
         cached = await self._read(call)
         if cached is not None:
             return self._replay(call, CacheStatus.HIT, cached)
-        task, started, joined = self._join(call, Feed())
-        if joined is None:  # a non-streamed flight: replay its answer once it lands
+        task, started, live = self._join(call, Feed())
+        if live is None:  # a non-streamed flight: replay its answer once it lands
             entry, status = await asyncio.shield(task)
-            return self._replay(call, status if started else CacheStatus.COALESCED, entry)
+            return self._replay(call, status if started else joined(status), entry)
         status = CacheStatus.MISS if started else CacheStatus.COALESCED
-        return await self._relay(call, status, task, joined)
+        return await self._relay(call, status, task, live)
 
     async def _read(self, call: Call) -> Entry | None:
         """The usable entry for `call`, if reading is allowed; the cache fails open.
 
         A key whose flight is running here is not read: its entry is not stored yet (or is
-        being stored right now by that flight), and the request joins the flight anyway. A
-        key whose lookup is under way here is not read again either: the request waits for
-        that lookup's bytes (`SharedReads`). A burst of identical requests then costs one
-        lookup, not one each, and its first request's lookup (then its flight's claim) is
-        not queued behind 49 others' replies.
+        being stored right now by that flight), and the request joins the flight anyway.
+        When the leases' claim reads the entry itself (Redis), only what this process holds
+        (the L1) is looked at: anything else is read by the flight's claim, in the round trip
+        that takes the lease on a miss, so a miss costs one round trip before the provider,
+        not two. Otherwise a key whose lookup is under way here is not read again: the
+        request waits for that lookup's bytes (`SharedReads`). Either way a burst of
+        identical requests costs one read, not one each.
         """
         if not call.controls.read or call.skey in self.coalescer:
             return None
+        if self.leases.claim_reads:
+            raw = self.leases.peek(call.skey)
+            return None if raw is None else self._usable(call, raw)
         try:
             raw = await self.reads.get(call.skey)
         except CacheUnavailable as exc:
-            self._cache_failed(call, exc)
+            self._cache_failed(call, exc.message)
             return None
         return None if raw is None else self._usable(call, raw)
 
@@ -229,8 +232,14 @@ class Pipeline:
         self, call: Call, feed: Feed | None
     ) -> tuple[asyncio.Task[tuple[Entry, CacheStatus]], bool, Feed | None]:
         """Start or join the flight for `call`: (its task, started by us, its live feed)."""
-        # A no-cache request must not be answered by a flight that re-read the cache.
-        flight = call.skey if call.controls.read else call.skey + "#fresh"
+        # A no-cache request must not be answered by a flight that re-read the cache, nor a
+        # max-age request by one that judged what it found by another request's max-age.
+        if not call.controls.read:
+            flight = call.skey + "#fresh"
+        elif call.controls.max_age is not None:
+            flight = f"{call.skey}#max-age={call.controls.max_age}"
+        else:
+            flight = call.skey
         task, started = self.coalescer.join(flight, lambda: self._fill(call, feed))
         if started and feed is not None:
             self.relay.attach(flight, feed, task)
@@ -256,7 +265,8 @@ class Pipeline:
         if not feed.chunks:  # over before it began: an error, or a re-check that hit
             self.relay.leave(feed, task, finished=True)
             entry, landed = await asyncio.shield(task)
-            return self._replay(call, landed if status is CacheStatus.MISS else status, entry)
+            answered = landed if status is CacheStatus.MISS else joined(landed)
+            return self._replay(call, answered, entry)
         if status is CacheStatus.MISS and feed.bypassed:
             status = CacheStatus.BYPASS
         task.add_done_callback(partial(self._account_flight, call, status))
@@ -301,6 +311,8 @@ class Pipeline:
             claim: Claim[Entry] = Claim()
             if call.controls.read:  # a no-cache request must not wait for someone's answer
                 claim = await self.leases.claim(call.skey, partial(self._usable, call))
+                if claim.failure is not None and self.leases.claim_reads:
+                    self._cache_failed(call, claim.failure)  # it was the request's lookup
                 if claim.found is not None:
                     found = CacheStatus.COALESCED if claim.waited else CacheStatus.HIT
                     return claim.found, found
@@ -312,11 +324,11 @@ class Pipeline:
                     entry = await self._provider_call(call)
                 else:
                     entry = await self._stream_call(call, feed)
-                if call.controls.write:
+                if call.controls.write and not claim.degraded:  # it failed Redis already
                     try:
                         await claim.fill(self.store, call.skey, entry.encode(), self.ttl_for(call))
                     except CacheUnavailable as exc:
-                        self._cache_failed(call, exc)
+                        self._cache_failed(call, exc.message)
                         status = CacheStatus.BYPASS
             return entry, status
         finally:
@@ -392,6 +404,6 @@ class Pipeline:
         base = model.ttl or self.default_ttl
         return float(min(base * random.uniform(1 - JITTER, 1 + JITTER), self.max_ttl))
 
-    def _cache_failed(self, call: Call, exc: CacheUnavailable) -> None:
-        log.warning("cache unavailable, bypassing: %s", exc.message)
+    def _cache_failed(self, call: Call, reason: str) -> None:
+        log.warning("cache unavailable, bypassing: %s", reason)
         self.accounting.record_error(call.model.name)

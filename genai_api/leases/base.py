@@ -32,15 +32,20 @@ class Claim(Generic[T]):
     """What `Leases.claim` decided: an entry was found, or this flight calls the provider.
 
     `waited`: the entry was stored by another process while this one waited (COALESCED).
-    `degraded`: the backend failed, so coalescing is in-process only (the answer is BYPASS).
+    `failure`: why the backend failed, if it did: then coalescing is in-process only and
+    the answer is BYPASS (`degraded`).
     """
 
     def __init__(
-        self, found: T | None = None, *, waited: bool = False, degraded: bool = False
+        self, found: T | None = None, *, waited: bool = False, failure: str | None = None
     ) -> None:
         self.found = found
         self.waited = waited
-        self.degraded = degraded
+        self.failure = failure
+
+    @property
+    def degraded(self) -> bool:
+        return self.failure is not None
 
     async def fill(self, store: CacheStore, key: str, value: bytes, ttl: float) -> None:
         """Store the answer for `key` (raises `CacheUnavailable` when the store fails)."""
@@ -59,8 +64,17 @@ class Leases(Protocol):
         """How far coalescing reaches right now, for `/readyz`."""
         ...
 
+    claim_reads: bool
+    """The claim reads the entry in the round trip that takes the lease, so a lookup before
+    it would be a round trip of its own for nothing: a request looks only at what `peek`
+    holds in this process, and otherwise goes straight to its flight's claim."""
+
     async def claim(self, key: str, decode: Decode[T]) -> Claim[T]:
         """Found entry, or the right to call the provider for storage key `key`."""
+        ...
+
+    def peek(self, key: str) -> bytes | None:
+        """The entry for `key` if this process holds it (an L1), without a round trip."""
         ...
 
     def start(self) -> None: ...
@@ -72,16 +86,20 @@ class LocalLeases:
     """One process (memory backend): re-check the cache, then the flight calls the provider."""
 
     state = "process"
+    claim_reads = False  # an in-process store: the request's own lookup is as cheap
 
     def __init__(self, store: CacheStore) -> None:
         self.store = store
+
+    def peek(self, key: str) -> bytes | None:
+        return None
 
     async def claim(self, key: str, decode: Decode[T]) -> Claim[T]:
         try:
             # A flight that just landed may have stored this key since the request's lookup.
             raw = await self.store.get(key)
-        except CacheUnavailable:
-            return Claim(degraded=True)
+        except CacheUnavailable as exc:
+            return Claim(failure=exc.message)
         return Claim(decode(raw) if raw is not None else None)
 
     def start(self) -> None:

@@ -20,5 +20,5 @@ def build_leases(settings: Settings, store: CacheStore) -> Leases:
         # A waiter outlasts any live holder: its call ends within UPSTREAM_TIMEOUT, and a
         # dead holder's lease expires within one lease.
         max_wait=settings.upstream_timeout + settings.lease_seconds,
-        invalidations=store.channel if isinstance(store, NearStore) else "",
+        near=store if isinstance(store, NearStore) else None,
     )

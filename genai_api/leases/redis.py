@@ -4,10 +4,12 @@ The protocol, for a storage key ``{ns}:e:<rest>`` and its lease ``{ns}:lock:<res
 Redis round trips per miss (each one script, so each step is atomic):
 
 - claim:  one script reads the entry and, only when there is none, takes the lease
-  (``SET lock <token> NX PX <lease>``). It answers the stored bytes (found: HIT, or COALESCED
-  after waiting), 1 (this process holds the lease) or 0 (another process does; then it also
-  raises the key's waiter flag ``{ns}:wait:<rest>``). An entry the caller cannot use (too
-  old for its max-age) is claimed over with the read left out.
+  (``SET lock <token> NX PX <lease>``). It answers the stored bytes and their PTTL (found:
+  HIT, or COALESCED after waiting), 1 (this process holds the lease) or 0 (another process
+  does; then it also raises the key's waiter flag ``{ns}:wait:<rest>``). An entry the caller
+  cannot use (too old for its max-age) is claimed over with the read left out. The claim
+  is the request's only read of Redis (`claim_reads`): a request first looks in the L1 only
+  (`peek`), and what a claim finds goes into the L1 as a lookup's read would.
 - holder: calls the provider while one task per process renews every lease it holds every
   lease/3 (one compare-and-PEXPIRE script for all of them), then one script stores the
   entry, compare-and-DELs the lease and, if the waiter flag is up, drops it and PUBLISHes
@@ -42,13 +44,14 @@ import secrets
 from collections import deque
 from collections.abc import Coroutine
 from functools import partial
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from genai_api.errors import CacheUnavailable
 from genai_api.leases.base import Claim, Decode
 from genai_api.leases.notify import Notifier
 from genai_api.store import budget
 from genai_api.store.base import CacheStore
+from genai_api.store.near import NearStore
 from genai_api.store.redis import RedisStore
 
 log = logging.getLogger("genai_api.leases")
@@ -64,7 +67,7 @@ _CLAIM = """
 if ARGV[3] == '1' then
   local stored = redis.call('get', KEYS[1])
   if stored then
-    return stored
+    return {stored, redis.call('pttl', KEYS[1])}
   end
 end
 if redis.call('set', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2]) then
@@ -118,19 +121,22 @@ return 0
 
 
 class RedisLeases:
+    claim_reads = True
+
     def __init__(
         self,
         store: RedisStore,
         *,
+        near: NearStore | None = None,
         namespace: str,
         lease_seconds: float,
         max_wait: float,
         poll_seconds: float = POLL_SECONDS,
         carry_bytes: int = CARRY_BYTES,
-        invalidations: str = "",
     ) -> None:
         self.store = store
-        self.invalidations = invalidations  # the L1's channel, when the store has an L1
+        self.near = near  # the store's L1, when it has one: peeked, and told what claims find
+        self.invalidations = near.channel if near is not None else ""
         self.entry_prefix = f"{namespace}:e:"
         self.lock_prefix = f"{namespace}:lock:"
         self.wait_prefix = f"{namespace}:wait:"
@@ -180,12 +186,15 @@ class RedisLeases:
             except CacheUnavailable:
                 return  # Redis is down: the first call after it is back loads them
 
+    def peek(self, key: str) -> bytes | None:
+        return None if self.near is None else self.near.peek(key)
+
     async def claim(self, key: str, decode: Decode[T]) -> Claim[T]:
         lock, token = self.lock_key(key), self._token()
         try:
             answer, found = await self._attempt(key, lock, token, decode)
-        except CacheUnavailable:
-            return self._abandon(key, lock, token)
+        except CacheUnavailable as exc:
+            return self._abandon(key, lock, token, exc)
         if found is not None:
             return Claim(found)
         if answer == HELD:
@@ -196,14 +205,20 @@ class RedisLeases:
         self, key: str, lock: str, token: str, decode: Decode[T]
     ) -> tuple[bytes | int, T | None]:
         """One claim: (HELD, None), (WAIT, None), or (stored bytes, the entry they decode to);
-        an entry this request cannot use is claimed over (a second script, read left out)."""
+        an entry this request cannot use is claimed over (a second script, read left out).
+        Stored bytes found go into the L1, as a lookup's would."""
+        epoch = self.near.epoch if self.near is not None else 0
         answer = await self._claim_or_read(key, lock, token, read=True)
-        if not isinstance(answer, bytes):
+        if not isinstance(answer, list):
             return answer, None
-        found = decode(answer)
+        stored, ttl_ms = answer
+        if self.near is not None:
+            self.near.remember(key, stored, epoch, ttl_ms)
+        found = decode(stored)
         if found is not None:
-            return answer, found
-        return await self._claim_or_read(key, lock, token, read=False), None
+            return stored, found
+        held_or_wait = cast(int, await self._claim_or_read(key, lock, token, read=False))
+        return held_or_wait, None  # the read left out: HELD or WAIT
 
     async def _wait(self, key: str, lock: str, token: str, decode: Decode[T]) -> Claim[T]:
         """Another process holds the lease: wait for its PUBLISH or a poll tick, then claim
@@ -216,8 +231,8 @@ class RedisLeases:
             while True:
                 try:
                     answer, found = await self._attempt(key, lock, token, decode)
-                except CacheUnavailable:
-                    return self._abandon(key, lock, token)
+                except CacheUnavailable as exc:
+                    return self._abandon(key, lock, token, exc)
                 if found is not None:
                     return Claim(found, waited=True)
                 if answer == HELD:
@@ -235,7 +250,7 @@ class RedisLeases:
                     if found is not None:
                         return Claim(found, waited=True)
 
-    def _abandon(self, key: str, lock: str, token: str) -> Claim[T]:
+    def _abandon(self, key: str, lock: str, token: str, exc: CacheUnavailable) -> Claim[T]:
         """A claim that failed (the flight goes on without Redis). Its script may have run
         all the same, the answer lost to a timeout (a worker's loop stalled past it): then
         this process holds a lease it will never fill, and every waiter in the fleet would
@@ -246,7 +261,7 @@ class RedisLeases:
         self._abandoned.append((until, key, lock, token))
         if self._sweeper is None:
             self._sweeper = self.spawn(self._sweep())
-        return Claim(degraded=True)
+        return Claim(failure=exc.message)
 
     async def _sweep(self) -> None:
         loop = asyncio.get_running_loop()
@@ -266,11 +281,14 @@ class RedisLeases:
         self.issued += 1
         return f"{self._token_prefix}{self.issued}"
 
-    async def _claim_or_read(self, key: str, lock: str, token: str, *, read: bool) -> bytes | int:
+    async def _claim_or_read(
+        self, key: str, lock: str, token: str, *, read: bool
+    ) -> list[Any] | int:
+        """HELD, WAIT, or (when `read`) the stored bytes and their PTTL in ms."""
         client = self.store.client
         args = (token, self.lease_ms, 1 if read else 0)
         keys = (key, lock, self.wait_key(key))
-        answer: bytes | int = await self.store.guarded(
+        answer: list[Any] | int = await self.store.guarded(
             lambda: self._claim(keys=keys, args=args, client=client)
         )
         return answer

@@ -116,6 +116,8 @@ class NearStore:
     def _serving(self) -> bool:
         """May the L1 answer for the running request?"""
         if not self.listening:
+            if len(self.l1):
+                self.l1.clear()  # the subscription is lost: news may be missed meanwhile
             return False
         breaker = self.redis.breaker
         if breaker.is_open or breaker.failures != self._failures_seen:
@@ -138,9 +140,28 @@ class NearStore:
         if found is None:
             return None
         raw, ttl_ms = found
-        if self.listening:  # PTTL -1: the entry has no expiry
-            self.l1.put(key, raw, epoch, None if ttl_ms == -1 else ttl_ms / 1000)
+        self.remember(key, raw, epoch, ttl_ms)
         return cast(bytes, raw)
+
+    def peek(self, key: str) -> bytes | None:
+        """The L1's copy of `key`, when the L1 may answer: a read without a round trip."""
+        if not self._serving():
+            return None
+        raw = self.l1.get(key)
+        if raw is not None:
+            self.hits += 1
+        return raw
+
+    @property
+    def epoch(self) -> int:
+        """Taken before a read of Redis, handed back to `remember` with what it answered."""
+        return self.l1.epoch
+
+    def remember(self, key: str, raw: bytes, epoch: int, ttl_ms: int) -> None:
+        """Keep what a read of Redis answered for `key` (PTTL `ttl_ms`, -1: no expiry),
+        unless an invalidation came after `epoch` (the read may predate it)."""
+        if self.listening:
+            self.l1.put(key, raw, epoch, None if ttl_ms == -1 else ttl_ms / 1000)
 
     async def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
         return await self.redis.get_many(keys)

@@ -220,7 +220,7 @@ class RedisStore:
                     )
                     if any(isinstance(r, BaseException) for r in results):
                         await asyncio.sleep(self.timeout / 4)  # a loaded machine: let it breathe
-        except asyncio.TimeoutError:
+        except TimeoutError:
             pass  # a warm pool is an optimisation: requests connect as they go
         finally:
             for connection in opened:
