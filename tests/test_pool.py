@@ -7,7 +7,7 @@ import asyncio
 
 import pytest
 import redis.asyncio as aioredis
-from redis.asyncio.connection import parse_url
+from redis.asyncio.connection import ConnectionPool, parse_url
 
 from genai_api.store.pool import FastBlockingPool
 
@@ -86,5 +86,31 @@ async def test_a_waiter_is_woken_by_a_direct_release(redis_url: str) -> None:
         assert not waiter.done()  # blocked: the only connection is held
         await pool.release(held)
         assert await asyncio.wait_for(waiter, 1.0) is None
+    finally:
+        await client.aclose()
+
+
+async def test_a_connection_handed_out_fast_comes_back_without_the_pools_release(
+    redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No lock, no re-auth event, no metrics on the way back either: the fast hand-out
+    skipped them too. The connection is reused, and the pool's books balance."""
+    client = _client(redis_url, 4)
+    pool = client.connection_pool
+    full: list[int] = []
+    release = ConnectionPool.release
+
+    async def counted(self, connection):  # type: ignore[no-untyped-def]
+        full.append(1)
+        return await release(self, connection)
+
+    monkeypatch.setattr(ConnectionPool, "release", counted)
+    try:
+        await client.set("pool:k", b"v")  # made by the blocking path: released by it too
+        assert len(full) == 1
+        for _ in range(10):
+            assert await client.get("pool:k") == b"v"
+        assert len(full) == 1
+        assert len(pool._available_connections) == 1 and len(pool._in_use_connections) == 0
     finally:
         await client.aclose()

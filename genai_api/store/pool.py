@@ -8,17 +8,34 @@ the time a pooled connection is free and nobody waits; then this pool hands it o
 takes it back) directly. Whenever a caller is waiting for a connection, both fall back to
 the blocking pool's own path, so waiters keep their order and their wait stays bounded by
 the pool's timeout: the pool still never raises past its size (the reason it was chosen).
+
+A connection handed out that way also comes back without `ConnectionPool.release`'s lock,
+its re-authentication event (it only acts for a streaming credential provider, which the
+gateway never configures; with one, every release takes the full path) and its connection
+state metrics, which the fast hand-out skipped too, so the two stay balanced.
 """
 
 from __future__ import annotations
 
+import weakref
 from typing import Any
 
 import redis.asyncio as aioredis
 from redis.asyncio.connection import AbstractConnection, ConnectionPool
+from redis.credentials import StreamingCredentialProvider
 
 
 class FastBlockingPool(aioredis.BlockingConnectionPool):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._fast_out: weakref.WeakSet[AbstractConnection] = weakref.WeakSet()
+        credentials = self.connection_kwargs.get("credential_provider")
+        self._reauth = isinstance(credentials, StreamingCredentialProvider)
+
+    def reset(self) -> None:
+        super().reset()  # type: ignore[no-untyped-call]
+        self._fast_out = weakref.WeakSet()  # handed out by the fast path; weak, as in-use is
+
     def _nobody_waits(self) -> bool:
         waiters = getattr(self._condition, "_waiters", None)
         return not waiters and not getattr(self, "_in_maintenance", False)
@@ -30,6 +47,7 @@ class FastBlockingPool(aioredis.BlockingConnectionPool):
             return await super().get_connection()  # type: ignore[no-untyped-call]
         connection = self._available_connections.pop()
         self._in_use_connections.add(connection)
+        self._fast_out.add(connection)
         try:
             await self.ensure_connection(connection)
         except BaseException:
@@ -38,6 +56,17 @@ class FastBlockingPool(aioredis.BlockingConnectionPool):
         return connection
 
     async def release(self, connection: AbstractConnection) -> None:
+        if connection in self._fast_out:
+            self._fast_out.discard(connection)
+            if (
+                self._nobody_waits()
+                and not self._reauth
+                and not self._lock.locked()
+                and not connection.should_reconnect()  # type: ignore[no-untyped-call]
+            ):
+                self._in_use_connections.remove(connection)
+                self._available_connections.append(connection)
+                return
         if not self._nobody_waits():
             await super().release(connection)
             return
