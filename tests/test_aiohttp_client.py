@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import gzip
+import zlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,6 +29,7 @@ from tests.redis_server import free_port
 CLIENTS = {"gateway": GatewayAioHttpClient, "sdk-default": openai.DefaultAioHttpClient}
 BODY = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Hi"}]}
 ANSWER = orjson.dumps(chat_response("Hello from the wire"))
+LARGE = orjson.dumps(chat_response("many chunks " * 8000))  # ~100 KB: several TCP reads
 
 
 @dataclass
@@ -55,6 +57,11 @@ async def _app(upstream: Upstream, scope: dict[str, Any], receive: Any, send: An
     elif path == "/v1/gzip/chat/completions":
         payload = gzip.compress(ANSWER)
         headers.append((b"content-encoding", b"gzip"))
+    elif path == "/v1/deflate/chat/completions":
+        payload = zlib.compress(ANSWER)
+        headers.append((b"content-encoding", b"deflate"))
+    elif path == "/v1/large/chat/completions":
+        payload = LARGE
     elif path == "/v1/limited/chat/completions":
         status = 429
         payload = orjson.dumps({"error": {"message": "slow down", "type": "rate_limit"}})
@@ -147,14 +154,79 @@ async def test_follows_a_redirect(kind: str, upstream: Upstream) -> None:
     assert len(upstream.seen) == 2
 
 
+@pytest.mark.parametrize("encoding", ["gzip", "deflate"])
 @pytest.mark.parametrize("kind", CLIENTS)
-async def test_decodes_a_compressed_answer(kind: str, upstream: Upstream) -> None:
-    p = provider(kind, upstream.url + "/gzip")
+async def test_decodes_a_compressed_answer(kind: str, encoding: str, upstream: Upstream) -> None:
+    p = provider(kind, upstream.url + "/" + encoding)
     try:
         answer = await p.create("/chat/completions", BODY)
     finally:
         await p.aclose()
     assert answer == orjson.loads(ANSWER)
+
+
+@pytest.mark.parametrize("kind", CLIENTS)
+async def test_reads_a_large_answer_whole(kind: str, upstream: Upstream) -> None:
+    p = provider(kind, upstream.url + "/large")
+    try:
+        answer = await p.create("/chat/completions", BODY)
+    finally:
+        await p.aclose()
+    assert answer == orjson.loads(LARGE)
+
+
+@pytest.mark.parametrize("path", ["/chat/completions", "/gzip/chat/completions"])
+async def test_a_read_answer_is_left_as_httpx_leaves_it(path: str, upstream: Upstream) -> None:
+    answers = []
+    for kind in CLIENTS:
+        client = CLIENTS[kind]()
+        try:
+            answers.append(await client.post(upstream.url + path, content=b"{}"))
+        finally:
+            await client.aclose()
+    ours, sdk_default = answers
+    assert ours.content == sdk_default.content == ANSWER
+    assert await ours.aread() == ANSWER
+    assert ours.num_bytes_downloaded == sdk_default.num_bytes_downloaded
+    assert ours.is_closed and ours.is_stream_consumed
+    assert isinstance(ours.stream, httpx.ByteStream)  # read in one go, not by httpx's `aread`
+    unstable = (b"date", b"set-cookie")  # the first answer of the upstream sets a cookie
+    assert [h for h in ours.headers.raw if h[0] not in unstable] == [
+        h for h in sdk_default.headers.raw if h[0] not in unstable
+    ]
+    with pytest.raises(httpx.StreamConsumed):
+        await anext(ours.aiter_raw())
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"Authorization": "Bearer sk", "Content-Type": "application/json"},
+        {"Accept": "text/plain", "Host": "elsewhere", "Content-Length": "2"},
+        {"User-Agent": "mine", "X-Stainless-Retry-Count": "1"},
+    ],
+)
+async def test_builds_the_request_httpx_builds(headers: dict[str, str]) -> None:
+    ours, plain = GatewayAioHttpClient(), httpx.AsyncClient(headers=CLIENTS["gateway"]().headers)
+    try:
+        built = [
+            client.build_request(
+                "post",
+                "http://127.0.0.1:8000/v1/chat/completions",
+                content=b"{}",
+                headers=httpx.Headers(headers),
+                timeout=httpx.Timeout(3.0),
+                extensions={"sni_hostname": "h"},
+            )
+            for client in (ours, plain)
+        ]
+    finally:
+        await ours.aclose()
+        await plain.aclose()
+    mine, theirs = built
+    assert mine.headers.raw == theirs.headers.raw
+    assert (mine.method, mine.url, mine.content) == (theirs.method, theirs.url, theirs.content)
+    assert mine.extensions == theirs.extensions
 
 
 @pytest.mark.parametrize("kind", CLIENTS)

@@ -88,3 +88,15 @@ async def test_a_streamed_call_leaves_the_body_unread(upstream: respx.MockRouter
     assert not response.is_stream_consumed
     assert [chunk async for chunk in response.aiter_bytes()] == [b"data: [DONE]\n\n"]
     await response.aclose()
+
+
+async def test_makes_no_idempotency_key_the_openai_client_would_not_send(
+    upstream: respx.MockRouter,
+) -> None:
+    route = upstream.post("/chat/completions").respond(json=chat_response())
+    _, gateway = clients()
+    await gateway.post_raw("/chat/completions", BODY)
+    assert gateway._idempotency_header is None
+    assert not any("idempotency" in name for name in route.calls[0].request.headers)
+    gateway._idempotency_header = "Idempotency-Key"  # a client that sends one gets a fresh one
+    assert gateway._idempotency_key() != gateway._idempotency_key()

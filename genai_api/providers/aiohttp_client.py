@@ -8,7 +8,11 @@ defaults into the request: three quarters of what aiohttp's own send and receive
 (`bench/profile_miss.py`). `GatewayAioHttpClient` keeps the SDK's client, transport and
 behaviour, and does each of those only when there is something to do:
 
-- client defaults (headers, cookies) merged when the SDK's request lacks them, by httpx;
+- client defaults (headers, cookies) merged when the SDK's request lacks them: headers
+  from their raw bytes (httpx decodes and re-encodes every header on each merge and look-up),
+  cookies by httpx;
+- a body not streamed read in one aiohttp `read()` (httpx's `aread` goes through its chunk
+  iterators and decoders), and decoded by httpx when the upstream compressed it;
 - redirects followed (by httpx) only when the upstream answers one;
 - cookies the upstream sets kept in the jar, as httpx does, and sent back;
 - an `auth`, event hooks or proxy mounts: httpx's full `send`, unchanged;
@@ -26,6 +30,8 @@ from typing import Any
 import aiohttp
 import httpx
 import openai
+from aiohttp import ClientResponse
+from httpx_aiohttp.transport import AiohttpResponseStream, map_aiohttp_exceptions
 
 _DEFAULT = httpx.USE_CLIENT_DEFAULT
 
@@ -42,9 +48,12 @@ class GatewayAioHttpClient(openai.DefaultAioHttpClient):
         extensions: Any = None,
         **rest: Any,
     ) -> httpx.Request:
-        """The SDK's request as it built it, with the client's defaults merged (httpx's way)
-        only where it lacks some; anything else (files, params, cookies) goes to httpx."""
-        if any(value is not None for value in rest.values()) or self.cookies:
+        """The request httpx would build for the SDK's: its headers and the client's defaults
+        it lacks, merged as raw byte pairs; anything else (files, params, cookies, a body that
+        is not `bytes`) goes to httpx."""
+        # The SDK's case: a JSON body in bytes and its own `httpx.Headers`.
+        fast = isinstance(content, bytes) and bool(content) and isinstance(headers, httpx.Headers)
+        if not fast or any(v is not None for v in rest.values()) or self.cookies or self.params:
             return super().build_request(
                 method,
                 url,
@@ -54,17 +63,22 @@ class GatewayAioHttpClient(openai.DefaultAioHttpClient):
                 extensions=extensions,
                 **rest,
             )
-        headers = httpx.Headers(headers)
-        for name, value in self.headers.multi_items():
-            if name not in headers:
-                headers[name] = value
+        url = self._merge_url(url)
         extensions = dict(extensions or {})
         if "timeout" not in extensions:
             chosen = self.timeout if timeout is _DEFAULT else httpx.Timeout(timeout)
             extensions["timeout"] = chosen.as_dict()
-        return httpx.Request(
-            method, self._merge_url(url), content=content, headers=headers, extensions=extensions
+        request = httpx.Request(
+            method,
+            url,
+            headers=_with_defaults(headers, self.headers, url, len(content)),
+            stream=httpx.ByteStream(content),
+            extensions=extensions,
         )
+        request.read()  # `content` as a body already read, as `Request(content=...)` leaves it
+        if headers.encoding == self.headers.encoding == "ascii":
+            request.headers.encoding = "ascii"  # else httpx tries each header on each lookup
+        return request
 
     async def send(
         self,
@@ -108,8 +122,46 @@ class GatewayAioHttpClient(openai.DefaultAioHttpClient):
             if "set-cookie" in response.headers:
                 self.cookies.extract_cookies(response)
             if not stream:
-                await response.aread()
+                await _read(response)
         except BaseException:
             await response.aclose()
             raise
         return response
+
+
+def _with_defaults(
+    headers: httpx.Headers, defaults: httpx.Headers, url: httpx.URL, length: int
+) -> list[tuple[bytes, bytes]]:
+    """The headers httpx would send for a `bytes` body: the client's defaults the request
+    lacks, then the request's, with `Host` first and `Content-Length` last when missing;
+    built from raw byte pairs, without httpx's repeated decoding and re-encoding."""
+    raw = headers.raw
+    present = {name.lower() for name, _ in raw}
+    merged = [(name, value) for name, value in defaults.raw if name.lower() not in present]
+    if b"host" not in present and url.host:
+        merged.insert(0, (b"Host", url.netloc))
+    merged += raw
+    if b"content-length" not in present:
+        merged.append((b"Content-Length", str(length).encode()))
+    return merged
+
+
+async def _read(response: httpx.Response) -> None:
+    """Read `response`'s body whole, as `aread` would: from aiohttp in one `read()` rather than
+    through httpx's chunk iterators and decoders. A compressed body (the transport leaves
+    decompression to httpx) is decoded by httpx's own `aread`, from the bytes read."""
+    stream = response.stream
+    answer = getattr(stream, "_aiohttp_response", None)
+    if not isinstance(stream, AiohttpResponseStream) or not isinstance(answer, ClientResponse):
+        await response.aread()  # not httpx-aiohttp's stream as we know it: httpx's own way
+        return
+    with map_aiohttp_exceptions():
+        body = await answer.read()
+    await stream.aclose()  # releases the connection
+    response.stream = httpx.ByteStream(body)
+    if "content-encoding" in response.headers:
+        await response.aread()
+    else:  # what `aread` leaves: the content, its size, the stream consumed and closed
+        response._content = body
+        response._num_bytes_downloaded = len(body)
+        response.is_stream_consumed = response.is_closed = True

@@ -32,6 +32,7 @@ from openai._models import FinalRequestOptions
 
 _REMEMBERED = 64  # paths, and header variants: plenty for the gateway's three endpoints
 _JSON = {"Content-Type": "application/json"}
+_UNSENT_KEY = "stainless-python-retry-unsent"
 
 
 class GatewayOpenAI(openai.AsyncOpenAI):
@@ -58,6 +59,13 @@ class GatewayOpenAI(openai.AsyncOpenAI):
         response: httpx.Response = await self.request(httpx.Response, options, stream=stream)
         return response
 
+    def _idempotency_key(self) -> str:
+        """The SDK makes a fresh key (a uuid4) for every call, but sends it only in the
+        `_idempotency_header` a client sets, which `AsyncOpenAI` does not."""
+        if self._idempotency_header is None:
+            return _UNSENT_KEY
+        return super()._idempotency_key()
+
     def _prepare_url(self, url: str) -> httpx.URL:
         if self.base_url is not self._urls_base:  # the SDK lets `base_url` be reassigned
             self._urls, self._urls_base = {}, self.base_url
@@ -78,7 +86,8 @@ class GatewayOpenAI(openai.AsyncOpenAI):
             if len(self._headers) >= _REMEMBERED:
                 self._headers.clear()
             self._headers[key] = headers
-        return httpx.Headers(headers)  # a copy: the SDK and httpx may edit theirs
+        # A copy (the SDK and httpx may edit theirs) that keeps the encoding found once.
+        return httpx.Headers(headers, encoding=headers.encoding)
 
     def _headers_key(self, options: Any, retries_taken: int) -> Hashable | None:
         """What the SDK's headers depend on, or None when a call must build its own."""
