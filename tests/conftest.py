@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -147,3 +148,18 @@ def completion_response(
 
 
 CHAT = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Say hello"}]}
+
+
+@pytest.fixture
+def redis_binary() -> None:
+    """For tests that start their own redis-server (with a password, as a replica...)."""
+    if not shutil.which("redis-server"):
+        require_redis()
+
+
+async def wait_until(predicate: Callable[[], bool], within: float = 5.0) -> None:
+    """Wait for something another task does (a subscription, a flag set by a script)."""
+    deadline = asyncio.get_running_loop().time() + within
+    while not predicate():
+        assert asyncio.get_running_loop().time() < deadline, "condition never became true"
+        await asyncio.sleep(0.01)

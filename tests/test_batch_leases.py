@@ -16,8 +16,9 @@ import pytest
 from genai_api.accounting import CacheStatus
 from genai_api.errors import CacheUnavailable
 from genai_api.leases.batch import BatchLeases, Fetched
+from tests.conftest import wait_until
 from tests.redis_server import free_port
-from tests.test_leases import node, wait_until
+from tests.test_leases import node
 
 pytestmark = pytest.mark.redis
 

@@ -14,9 +14,8 @@ import redis.asyncio as aioredis
 import respx
 
 from genai_api.store.redis import RedisStore, redis_options
-from tests.conftest import CHAT, chat_response, make_settings, running
+from tests.conftest import CHAT, chat_response, make_settings, running, wait_until
 from tests.redis_server import RedisServer, free_port
-from tests.test_leases import wait_until
 
 pytestmark = pytest.mark.redis
 
