@@ -67,7 +67,7 @@ async def _app(upstream: Upstream, scope: dict[str, Any], receive: Any, send: An
         payload = orjson.dumps({"error": {"message": "slow down", "type": "rate_limit"}})
         headers.append((b"retry-after", b"7"))
     elif path == "/v1/slow/chat/completions":
-        await asyncio.sleep(5)
+        await asyncio.sleep(1)  # past the client's 0.3 s; the fixture's shutdown waits it out
     elif path == "/v1/stream/chat/completions":
         start = {"type": "http.response.start", "status": 200}
         await send({**start, "headers": [(b"content-type", b"text/event-stream")]})
