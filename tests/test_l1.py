@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -19,7 +18,7 @@ import respx
 
 from genai_api.entry import Entry
 from genai_api.store.near import NearStore
-from tests.conftest import CHAT, chat_response, make_settings, running
+from tests.conftest import CHAT, chat_response, make_settings, running, wait_until
 from tests.redis_server import RedisServer
 
 pytestmark = pytest.mark.redis
@@ -39,15 +38,6 @@ def _l1(gw: Any) -> NearStore:
     store = gw.gateway.store
     assert isinstance(store, NearStore)
     return store
-
-
-async def _until(condition: Callable[[], bool], seconds: float = 5.0) -> None:
-    """Wait for something another task does (a subscription, a message delivered)."""
-    for _ in range(int(seconds / 0.01)):
-        if condition():
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError("condition not reached")
 
 
 async def _gets(url: str) -> int:
@@ -73,7 +63,7 @@ async def test_a_hot_key_is_answered_without_a_redis_get(
 ) -> None:
     upstream.post("/chat/completions").mock(return_value=httpx.Response(200, json=chat_response()))
     async with running(_settings(redis_server.url)) as gw:
-        await _until(lambda: _l1(gw).listening)
+        await wait_until(lambda: _l1(gw).listening)
         miss, first = await _post(gw), await _post(gw)  # the first hit reads Redis
         before = await _gets(redis_server.url)
         hits = [await _post(gw) for _ in range(5)]
@@ -96,7 +86,7 @@ async def test_out_of_band_changes_are_unseen_for_the_hold_only(
     """Within CACHE_L1_SECONDS the L1 answers what it read; a redis-cli SET is seen after."""
     upstream.post("/chat/completions").mock(return_value=httpx.Response(200, json=chat_response()))
     async with running(_settings(redis_server.url, cache_l1_seconds=0.3)) as gw:
-        await _until(lambda: _l1(gw).listening)
+        await wait_until(lambda: _l1(gw).listening)
         miss = await _post(gw)
         await _post(gw)
         client = aioredis.from_url(redis_server.url)
@@ -120,13 +110,13 @@ async def test_delete_on_one_replica_clears_the_l1_of_another(
     )
     settings = _settings(redis_server.url)
     async with running(settings) as a, running(settings) as b:
-        await _until(lambda: _l1(a).listening and _l1(b).listening)
+        await wait_until(lambda: _l1(a).listening and _l1(b).listening)
         assert (await _post(a)).headers["x-cache"] == "MISS"
         assert [(await _post(b)).headers["x-cache"] for _ in range(3)] == ["HIT"] * 3
         assert _l1(b).hits == 2  # b answers from its L1
         epoch = _l1(b).l1.epoch
         deleted = await a.http.request("DELETE", "/v1/cache")
-        await _until(lambda: _l1(b).l1.epoch != epoch)  # the message reached b
+        await wait_until(lambda: _l1(b).l1.epoch != epoch)  # the message reached b
         after = await _post(b)
     assert deleted.json() == {"deleted": 1}
     assert after.headers["x-cache"] == "MISS"
@@ -138,7 +128,7 @@ async def test_a_delete_clears_its_own_l1_before_answering(
 ) -> None:
     upstream.post("/chat/completions").mock(return_value=httpx.Response(200, json=chat_response()))
     async with running(_settings(redis_server.url)) as gw:
-        await _until(lambda: _l1(gw).listening)
+        await wait_until(lambda: _l1(gw).listening)
         await _post(gw)
         await _post(gw)
         assert len(_l1(gw).l1) == 1
@@ -158,13 +148,13 @@ async def test_a_no_cache_refresh_on_one_replica_is_seen_by_another(
     )
     settings = _settings(redis_server.url)
     async with running(settings) as a, running(settings) as b:
-        await _until(lambda: _l1(a).listening and _l1(b).listening)
+        await wait_until(lambda: _l1(a).listening and _l1(b).listening)
         await _post(a)
         held = [_content(await _post(b)) for _ in range(2)]
         assert _l1(b).hits == 1
         epoch = _l1(b).l1.epoch
         refresh = await _post(a, **{"Cache-Control": "no-cache"})
-        await _until(lambda: _l1(b).l1.epoch != epoch)
+        await wait_until(lambda: _l1(b).l1.epoch != epoch)
         seen = await _post(b)
         own = await _post(a)
     assert held == ["first", "first"]
@@ -185,14 +175,14 @@ async def test_a_max_age_refresh_stored_by_a_lease_is_seen_by_every_l1(
     )
     settings = _settings(redis_server.url)
     async with running(settings) as a, running(settings) as b:
-        await _until(lambda: _l1(a).listening and _l1(b).listening)
+        await wait_until(lambda: _l1(a).listening and _l1(b).listening)
         await _post(a)
         held = [_content(await _post(x)) for x in (a, a, b, b)]
         assert _l1(a).hits == 1 and _l1(b).hits == 1
         await asyncio.sleep(1.1)  # ages are whole seconds: the entry is now older than 0 s
         epochs = _l1(a).l1.epoch, _l1(b).l1.epoch
         refresh = await _post(a, **{"Cache-Control": "max-age=0"})
-        await _until(lambda: _l1(a).l1.epoch != epochs[0] and _l1(b).l1.epoch != epochs[1])
+        await wait_until(lambda: _l1(a).l1.epoch != epochs[0] and _l1(b).l1.epoch != epochs[1])
         seen, own = await _post(b), await _post(a)
     assert held == ["first"] * 4
     assert refresh.headers["x-cache"] == "MISS" and _content(refresh) == "refreshed"
@@ -209,19 +199,19 @@ async def test_redis_stopped_is_bypass_not_an_l1_hit_and_a_restart_starts_afresh
     settings = _settings(redis_server.url, redis_breaker_seconds=0.2)
     async with running(settings) as gw:
         store = _l1(gw)
-        await _until(lambda: store.listening)
+        await wait_until(lambda: store.listening)
         await _post(gw)
         await _post(gw)
         assert (await _post(gw)).headers["x-cache"] == "HIT" and store.hits == 1
 
         redis_server.stop()
-        await _until(lambda: not store.listening)  # this process has seen Redis go
+        await wait_until(lambda: not store.listening)  # this process has seen Redis go
         down = [await _post(gw) for _ in range(3)]
         assert {a.headers["x-cache"] for a in down} == {"BYPASS"}
         assert store.hits == 1 and len(store.l1) == 0  # it may have missed news: dropped
 
         redis_server.start()  # empty: the entry the L1 held is gone
-        await _until(lambda: store.listening)
+        await wait_until(lambda: store.listening)
         assert len(store.l1) == 0  # subscribed again: it starts afresh
         for _ in range(50):  # the breaker's cool-down; a pooled connection may be stale once
             if (await gw.http.get("/readyz")).status_code == 200:
@@ -240,7 +230,7 @@ async def test_an_open_breaker_clears_the_l1(
     upstream.post("/chat/completions").mock(return_value=httpx.Response(200, json=chat_response()))
     async with running(_settings(redis_server.url, redis_breaker_seconds=30)) as gw:
         store = _l1(gw)
-        await _until(lambda: store.listening)
+        await wait_until(lambda: store.listening)
         await _post(gw)
         await _post(gw)
         assert len(store.l1) == 1
@@ -256,7 +246,7 @@ async def test_no_l1_without_a_confirmed_subscription(
     upstream.post("/chat/completions").mock(return_value=httpx.Response(200, json=chat_response()))
     async with running(_settings(redis_server.url)) as gw:
         store = _l1(gw)
-        await _until(lambda: store.listening)
+        await wait_until(lambda: store.listening)
         await store.stop()  # stands for a subscription that is down; Redis itself answers
         await _post(gw)
         client = aioredis.from_url(redis_server.url)

@@ -19,7 +19,7 @@ import respx
 
 from genai_api.store.near import NearStore
 from genai_api.store.redis import RedisStore
-from tests.conftest import CHAT, chat_response, make_settings, running
+from tests.conftest import CHAT, chat_response, make_settings, running, wait_until
 from tests.redis_server import RedisServer
 
 pytestmark = pytest.mark.redis
@@ -53,11 +53,7 @@ def count_round_trips(gw: Any, monkeypatch: pytest.MonkeyPatch) -> list[int]:
 
 
 async def _listening(*gateways: Any) -> None:
-    for _ in range(500):
-        if all(gw.gateway.store.listening for gw in gateways):
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError("the L1 never subscribed")
+    await wait_until(lambda: all(gw.gateway.store.listening for gw in gateways))
 
 
 async def test_a_miss_makes_two_round_trips_and_an_l1_hit_none(
