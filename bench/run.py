@@ -57,7 +57,7 @@ def setup(fleet: Fleet) -> scenarios.Env:
     if load_core is not None:
         os.sched_setaffinity(0, {int(load_core)})  # this process and the helpers it starts
     redis, redis_url = fleet.redis(load_core)
-    up_port, slow_port, limit_port, gw_port, pt_port = (free_port() for _ in range(5))
+    up_port, slow_port, limit_port, gw_port, pt_port, sdk_port = (free_port() for _ in range(6))
     py = fleet.python
     upstream = fleet.start(
         "upstream", py("bench.fake_upstream", "--port", str(up_port)), port=up_port, core=load_core
@@ -99,6 +99,12 @@ def setup(fleet: Fleet) -> scenarios.Env:
         port=pt_port,
         core=server_core,
     )
+    sdk_passthrough = fleet.start(
+        "sdk-passthrough",
+        py("bench.sdk_passthrough", "--port", str(sdk_port), "--upstream", upstream.url),
+        port=sdk_port,
+        core=server_core,
+    )
     return scenarios.Env(
         fleet=fleet,
         server_core=server_core,
@@ -110,6 +116,7 @@ def setup(fleet: Fleet) -> scenarios.Env:
         limit=limit,
         gateway=gateway,
         passthrough=passthrough,
+        sdk_passthrough=sdk_passthrough,
         namespace=namespace,
         gateway_env=gateway_env,
         rounds=int(os.environ.get("BENCH_ROUNDS", "5")),

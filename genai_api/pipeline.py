@@ -302,7 +302,10 @@ class Pipeline:
     async def _fill(self, call: Call, feed: Feed | None = None) -> tuple[Entry, CacheStatus]:
         """The body of a flight: claim the key fleet-wide (re-check + lease), call the
         provider once, store the answer (which releases a lease); leaving the claim releases
-        a lease still held.
+        a lease still held. With Redis the flight lands once the store is written to Redis,
+        not once Redis replied (`Claim.send_fill`): the reply is read in the background, and
+        if it fails the answer has gone out as a MISS, the error is counted and the lease is
+        released.
 
         With a `feed` (a streamed request started the flight) the provider call streams into
         it; only a stream that completed normally is stored.
@@ -325,8 +328,13 @@ class Pipeline:
                 else:
                     entry = await self._stream_call(call, feed)
                 if call.controls.write and not claim.degraded:  # it failed Redis already
+                    value, ttl = entry.encode(), self.ttl_for(call)
                     try:
-                        await claim.fill(self.store, call.skey, entry.encode(), self.ttl_for(call))
+                        if feed is None:  # answered once Redis has it, not once it replied
+                            failed = partial(self._cache_failed, call)
+                            await claim.send_fill(self.store, call.skey, value, ttl, failed)
+                        else:  # a stream's clients had every chunk already
+                            await claim.fill(self.store, call.skey, value, ttl)
                     except CacheUnavailable as exc:
                         self._cache_failed(call, exc.message)
                         status = CacheStatus.BYPASS

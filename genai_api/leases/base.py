@@ -51,6 +51,20 @@ class Claim(Generic[T]):
         """Store the answer for `key` (raises `CacheUnavailable` when the store fails)."""
         await store.set(key, value, ttl)
 
+    async def send_fill(
+        self,
+        store: CacheStore,
+        key: str,
+        value: bytes,
+        ttl: float,
+        failed: Callable[[str], None],
+    ) -> None:
+        """`fill`, for an answer that may go out before the store confirms it: once this
+        returns, the store has the write, so nothing a client does after seeing the answer
+        reaches the store before it. A failure known only later is reported to `failed`
+        (the reason) instead of raised. Here: `fill` itself."""
+        await self.fill(store, key, value, ttl)
+
     async def __aenter__(self) -> Claim[T]:
         return self
 

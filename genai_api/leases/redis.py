@@ -15,7 +15,8 @@ Redis round trips per miss (each one script, so each step is atomic):
   entry, compare-and-DELs the lease and, if the waiter flag is up, drops it and PUBLISHes
   the storage key on ``{ns}:filled`` (followed by a newline and the entry itself when it
   is at most `CARRY_BYTES`: every waiting process then has its answer with the wake-up,
-  no second round trip). A failed call (or a store the caller skips)
+  no second round trip). The holder's answer waits for that script to be written to
+  Redis, not for its reply (`send_fill`). A failed call (or a store the caller skips)
   compare-and-DELs and publishes the same way, so a waiter takes over at once. A miss
   nobody waits for publishes nothing: no process of the fleet wakes up for it.
 - waiter: sleeps until that PUBLISH (one shared subscription per process, `Notifier`) or a
@@ -42,9 +43,11 @@ import asyncio
 import logging
 import secrets
 from collections import deque
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from functools import partial
 from typing import Any, TypeVar, cast
+
+from redis.exceptions import NoScriptError
 
 from genai_api.errors import CacheUnavailable
 from genai_api.leases.base import Claim, Decode
@@ -52,7 +55,7 @@ from genai_api.leases.notify import Notifier
 from genai_api.store import budget
 from genai_api.store.base import CacheStore
 from genai_api.store.near import NearStore
-from genai_api.store.redis import RedisStore
+from genai_api.store.redis import RedisStore, Reply, ReplyLost
 
 log = logging.getLogger("genai_api.leases")
 
@@ -152,6 +155,7 @@ class RedisLeases:
         self._fill = client.register_script(_FILL)
         self._release = client.register_script(_RELEASE)
         self._tasks: set[asyncio.Task[None]] = set()
+        self._landing: set[asyncio.Task[None]] = set()  # fills whose reply is being read
         self.held: dict[str, str] = {}  # lease -> token, of the calls alive in this process
         self._token_prefix = secrets.token_hex(12) + ":"
         self.issued = 0  # leases this process asked for: the next token ends with this number
@@ -331,13 +335,76 @@ class RedisLeases:
                 log.warning("lease %s expired under its holder; another process may call", lock)
                 del self.held[lock]
 
-    async def fill(self, key: str, lock: str, token: str, value: bytes, ttl: float) -> None:
-        """Store the entry, release the lease and wake the waiters of `key`, in one script."""
-        client = self.store.client
+    def _fill_keys_args(
+        self, key: str, lock: str, token: str, value: bytes, ttl: float
+    ) -> tuple[tuple[str, ...], tuple[Any, ...]]:
         keys = (key, lock, self.wait_key(key))
         carry = 1 if len(value) <= self.carry_bytes else 0
         args = (value, max(1, int(ttl * 1000)), token, self.channel, key, carry, self.invalidations)
+        return keys, args
+
+    async def fill(self, key: str, lock: str, token: str, value: bytes, ttl: float) -> None:
+        """Store the entry, release the lease and wake the waiters of `key`, in one script."""
+        keys, args = self._fill_keys_args(key, lock, token, value, ttl)
+        await self._run_fill(keys, args)
+
+    async def _run_fill(self, keys: tuple[str, ...], args: tuple[Any, ...]) -> None:
+        client = self.store.client
         await self.store.guarded(lambda: self._fill(keys=keys, args=args, client=client))
+
+    async def send_fill(
+        self,
+        key: str,
+        lock: str,
+        token: str,
+        value: bytes,
+        ttl: float,
+        failed: Callable[[str], None],
+    ) -> None:
+        """`fill`, answered before its reply: returns once the script has left this process.
+
+        At concurrency 1 a miss waits four times (claim, provider, store, client); the
+        store's reply is the one wait the client need not see. Redis already holds the
+        command when this returns, so whatever a client does after seeing the answer (a
+        repeat, a `DELETE /v1/cache`, on any replica) reaches Redis after it: the entry is
+        there for it. The reply is read by a background task; when it fails (Redis went
+        away with the command in its hands), `failed` gets the reason and the lease is
+        released as a failed fill's would be. A command not all written yet (a large entry
+        on a busy socket) is waited for here, as `fill` does. Raises `CacheUnavailable`
+        when the command could not be sent.
+        """
+        keys, args = self._fill_keys_args(key, lock, token, value, ttl)
+        reply = await self.store.send("EVALSHA", self._fill.sha, len(keys), *keys, *args)
+        if not reply.left:
+            await self._confirm(reply, keys, args)
+            return
+        task = self.spawn(self._confirm_later(reply, keys, args, (key, lock, token), failed))
+        self._landing.add(task)
+        task.add_done_callback(self._landing.discard)
+
+    async def _confirm(self, reply: Reply, keys: tuple[str, ...], args: tuple[Any, ...]) -> None:
+        """The fill's reply. When Redis lost the script (restarted, `SCRIPT FLUSH`) or the
+        connection (a pooled one Redis had closed), the fill runs again the usual way, which
+        loads the script or reconnects; that store lands after the answer. Running it twice
+        is harmless: the same value, a lease already released, a flag already dropped."""
+        try:
+            await reply.read()
+        except (NoScriptError, ReplyLost):
+            await self._run_fill(keys, args)
+
+    async def _confirm_later(
+        self,
+        reply: Reply,
+        keys: tuple[str, ...],
+        args: tuple[Any, ...],
+        lease: tuple[str, str, str],
+        failed: Callable[[str], None],
+    ) -> None:
+        try:
+            await self._confirm(reply, keys, args)
+        except CacheUnavailable as exc:
+            failed(exc.message)
+            await self.release(*lease)  # if the script did not run, the lease is still ours
 
     async def release(self, key: str, lock: str, token: str) -> None:
         """Compare-and-delete the lease and wake the waiters of `key` (they take over); on
@@ -373,6 +440,9 @@ class RedisLeases:
         return task
 
     async def aclose(self) -> None:
+        # Fills already sent are seen through (each read is bounded by REDIS_TIMEOUT), so a
+        # lease whose fill failed is released, not left to expire.
+        await asyncio.gather(*self._landing, return_exceptions=True)
         tasks = [*self._tasks, *([self._renewer] if self._renewer is not None else [])]
         self._renewer = None
         for task in tasks:
@@ -396,6 +466,18 @@ class HeldLease(Claim[T]):
         is `store`'s)."""
         await self._leases.fill(key, self.lock, self.token, value, ttl)
         self.released = True
+
+    async def send_fill(
+        self,
+        store: CacheStore,
+        key: str,
+        value: bytes,
+        ttl: float,
+        failed: Callable[[str], None],
+    ) -> None:
+        """`fill`, its reply read in the background (`RedisLeases.send_fill`)."""
+        await self._leases.send_fill(key, self.lock, self.token, value, ttl, failed)
+        self.released = True  # by the script, or by the background read when that fails
 
     async def __aenter__(self) -> HeldLease[T]:
         self._leases.hold(self.lock, self.token)

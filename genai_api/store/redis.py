@@ -24,7 +24,10 @@ from typing import Any, TypeVar, cast
 import redis.asyncio as aioredis
 from aiocache import RedisCache
 from redis.asyncio.connection import parse_url
-from redis.exceptions import RedisError
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import NoScriptError, RedisError
 
 from genai_api.errors import CacheUnavailable
 from genai_api.store import budget
@@ -77,6 +80,10 @@ class RedisStore:
         # No socket_timeout (see above): redis-py 8 defaults it to 5 s, which costs an
         # `asyncio.wait_for` (a task) per command sent and a timeout per reply (~200 µs a hit).
         opts.update(timeout=timeout, health_check_interval=0, socket_timeout=None)
+        # One immediate retry on a new connection when a pooled one turns out closed (Redis
+        # restarted, `CLIENT KILL`, its idle timeout): without it each of the pool's stale
+        # connections fails a request once. aiocache's client is built with no retry at all.
+        opts.setdefault("retry", Retry(NoBackoff(), 1))
         self._cache = RedisCache(
             serializer=BytesSerializer(),
             endpoint=host,
@@ -138,6 +145,28 @@ class RedisStore:
         store's own operations do. `entries`: how many entries `op` moves (its deadline).
         """
         return await self._call(op, entries=entries)
+
+    async def send(self, *command: Any) -> Reply:
+        """Write `command` to Redis now and leave its reply to be read later (`Reply.read`).
+
+        For a write whose reply need not hold up the client's answer: once this returns,
+        the command is on a pooled connection's socket (or, when `Reply.left` is False,
+        partly still in this process's buffer), so any command a client sends after seeing
+        the answer reaches Redis after it. The connection is the reply's until it is read.
+        """
+        pool = self.client.connection_pool
+
+        async def write() -> Reply:
+            connection = await pool.get_connection()  # type: ignore[no-untyped-call]
+            started = self.breaker.now()
+            try:
+                await connection.send_command(*command)
+            except BaseException:
+                await pool.release(connection)  # disconnected by the failed send
+                raise
+            return Reply(self, connection, started)
+
+        return await self._call(write)
 
     async def get(self, key: str) -> bytes | None:
         # The raw client, not aiocache's `get`: its decorator stack (plugins, timeout,
@@ -237,3 +266,51 @@ class RedisStore:
             await self.client.aclose()
         with contextlib.suppress(*_FAILURES):
             await self.client.connection_pool.disconnect()
+
+
+class ReplyLost(CacheUnavailable):
+    """A sent command's connection closed before its reply came: whether Redis ran it is
+    unknown. Not counted for the breaker: sending it again (through the client, which
+    retries on a new connection) tells whether Redis is really gone."""
+
+
+class Reply:
+    """A command `RedisStore.send` wrote, its reply not read yet. `read` it exactly once: that
+    gives its connection back to the pool (disconnected when the read failed or was
+    cancelled, as redis-py does, since what is left on it is unknown)."""
+
+    def __init__(self, store: RedisStore, connection: Any, started: float) -> None:
+        self._store = store
+        self._connection = connection
+        self._started = started  # sent at (the breaker's clock)
+
+    @property
+    def left(self) -> bool:
+        """Every byte of the command has left this process (none waits in the transport's
+        buffer for the socket to drain)."""
+        writer = getattr(self._connection, "_writer", None)
+        transport = getattr(writer, "transport", None)
+        return transport is not None and transport.get_write_buffer_size() == 0
+
+    async def read(self) -> Any:
+        """The reply, within `REDIS_TIMEOUT`; a failure counts for the breaker and raises
+        `CacheUnavailable`, except two the caller can mend by sending the command again:
+        `NoScriptError` (Redis answered; load the script first) and `ReplyLost` (the
+        connection turned out closed, as a pooled one does after a Redis restart)."""
+        store, connection = self._store, self._connection
+        try:
+            try:
+                async with asyncio.timeout(store.timeout):
+                    reply = await connection.read_response()
+            finally:
+                await store.client.connection_pool.release(connection)
+        except NoScriptError:
+            store.breaker.success()
+            raise
+        except RedisConnectionError as exc:
+            raise ReplyLost(f"redis: {type(exc).__name__}: {exc}") from exc
+        except _FAILURES as exc:
+            store.breaker.failure(self._started)
+            raise CacheUnavailable(f"redis: {type(exc).__name__}: {exc}") from exc
+        store.breaker.success()
+        return reply
