@@ -21,7 +21,7 @@ import orjson
 import redis.asyncio as aioredis
 from starlette.types import Receive, Scope, Send
 
-from bench.serving import send_bytes, serve
+from bench.serving import lifespan, read_body, send_bytes, serve
 
 
 def chat_key(body: bytes) -> str:
@@ -39,23 +39,10 @@ class LimitApp:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
-            while True:
-                message = await receive()
-                if message["type"] == "lifespan.startup":
-                    self.redis = aioredis.Redis.from_url(self.redis_url, max_connections=256)
-                    await send({"type": "lifespan.startup.complete"})
-                elif message["type"] == "lifespan.shutdown":
-                    if self.redis is not None:
-                        await self.redis.aclose()
-                    await send({"type": "lifespan.shutdown.complete"})
-                    return
+            await lifespan(receive, send, self._start, self._stop)
+            return
         assert self.redis is not None
-        body = b""
-        while True:
-            message = await receive()
-            body += message.get("body", b"")
-            if not message.get("more_body"):
-                break
+        body = await read_body(receive)
         if scope["path"].endswith("/embeddings"):
             payload = await self._embeddings(body)
         else:
@@ -64,6 +51,13 @@ class LimitApp:
             await _send(send, 404, b'{"error":{"message":"not stored"}}')
         else:
             await _send(send, 200, payload)
+
+    async def _start(self) -> None:
+        self.redis = aioredis.Redis.from_url(self.redis_url, max_connections=256)
+
+    async def _stop(self) -> None:
+        if self.redis is not None:
+            await self.redis.aclose()
 
     async def _embeddings(self, body: bytes) -> bytes | None:
         assert self.redis is not None

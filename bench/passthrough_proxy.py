@@ -13,7 +13,7 @@ import argparse
 import aiohttp
 from starlette.types import Receive, Scope, Send
 
-from bench.serving import serve
+from bench.serving import lifespan, read_body, serve
 
 
 class PassthroughProxy:
@@ -21,26 +21,19 @@ class PassthroughProxy:
         self.upstream = upstream.rstrip("/")
         self.session: aiohttp.ClientSession | None = None
 
+    async def _start(self) -> None:
+        self.session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=128))
+
+    async def _stop(self) -> None:
+        if self.session is not None:
+            await self.session.close()
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
-            while True:
-                message = await receive()
-                if message["type"] == "lifespan.startup":
-                    connector = aiohttp.TCPConnector(limit=128)
-                    self.session = aiohttp.ClientSession(connector=connector)
-                    await send({"type": "lifespan.startup.complete"})
-                elif message["type"] == "lifespan.shutdown":
-                    if self.session is not None:
-                        await self.session.close()
-                    await send({"type": "lifespan.shutdown.complete"})
-                    return
+            await lifespan(receive, send, self._start, self._stop)
+            return
         assert self.session is not None
-        body = b""
-        while True:
-            message = await receive()
-            body += message.get("body", b"")
-            if not message.get("more_body"):
-                break
+        body = await read_body(receive)
         async with self.session.post(
             self.upstream + scope["path"],
             data=body,

@@ -16,7 +16,7 @@ import httpx
 import orjson
 from starlette.types import Receive, Scope, Send
 
-from bench.serving import send_bytes, serve
+from bench.serving import lifespan, read_body, send_bytes, serve
 from genai_api.providers.aiohttp_client import GatewayAioHttpClient
 from genai_api.providers.openai import OpenAIProvider
 
@@ -27,32 +27,26 @@ class SdkPassthrough:
         self.http_client = http_client  # the gateway's aiohttp client unless given (tests)
         self.provider: OpenAIProvider | None = None
 
+    async def _start(self) -> None:
+        limits = httpx.Limits(max_connections=128, max_keepalive_connections=64)
+        self.provider = OpenAIProvider(
+            api_key="sk-bench",
+            base_url=self.upstream,
+            timeout=30.0,
+            max_retries=0,
+            http_client=self.http_client or GatewayAioHttpClient(limits=limits),
+        )
+
+    async def _stop(self) -> None:
+        if self.provider is not None:
+            await self.provider.aclose()
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
-            while True:
-                message = await receive()
-                if message["type"] == "lifespan.startup":
-                    limits = httpx.Limits(max_connections=128, max_keepalive_connections=64)
-                    self.provider = OpenAIProvider(
-                        api_key="sk-bench",
-                        base_url=self.upstream,
-                        timeout=30.0,
-                        max_retries=0,
-                        http_client=self.http_client or GatewayAioHttpClient(limits=limits),
-                    )
-                    await send({"type": "lifespan.startup.complete"})
-                elif message["type"] == "lifespan.shutdown":
-                    if self.provider is not None:
-                        await self.provider.aclose()
-                    await send({"type": "lifespan.shutdown.complete"})
-                    return
+            await lifespan(receive, send, self._start, self._stop)
+            return
         assert self.provider is not None
-        body = b""
-        while True:
-            message = await receive()
-            body += message.get("body", b"")
-            if not message.get("more_body"):
-                break
+        body = await read_body(receive)
         path = scope["path"].removeprefix("/v1")
         answer = await self.provider.create(path, orjson.loads(body))
         await send_bytes(send, 200, orjson.dumps(answer))
