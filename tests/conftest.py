@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import shutil
+import signal
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
@@ -22,6 +23,21 @@ from genai_api.settings import Settings
 from tests.redis_server import RedisServer, external_redis_url, require_redis
 
 UPSTREAM = "http://upstream.test/v1"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """A run stopped by SIGTERM (`pkill -f pytest`, a CI timeout) still tears its fixtures down.
+
+    Python's default SIGTERM ends the process at once: no finalizer runs, and every
+    redis-server, gateway and fake upstream the run started outlives it, adding load and
+    holding ports for whatever runs next. As a KeyboardInterrupt, pytest stops the session
+    and tears down what was set up.
+    """
+    signal.signal(signal.SIGTERM, _interrupt)
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(f"stopped by signal {signum}")
 
 
 @pytest.fixture(scope="session")
