@@ -57,7 +57,9 @@ def setup(fleet: Fleet) -> scenarios.Env:
     if load_core is not None:
         os.sched_setaffinity(0, {int(load_core)})  # this process and the helpers it starts
     redis, redis_url = fleet.redis(load_core)
-    up_port, slow_port, limit_port, gw_port, pt_port, sdk_port = (free_port() for _ in range(6))
+    up_port, slow_port, limit_port, gw_port, pt_port, sdk_port, ml_port, mls_port = (
+        free_port() for _ in range(8)
+    )
     py = fleet.python
     upstream = fleet.start(
         "upstream", py("bench.fake_upstream", "--port", str(up_port)), port=up_port, core=load_core
@@ -105,6 +107,28 @@ def setup(fleet: Fleet) -> scenarios.Env:
         port=sdk_port,
         core=server_core,
     )
+    miss_limits = [
+        fleet.start(
+            name,
+            py(
+                "bench.miss_limit",
+                "--port",
+                str(port),
+                "--upstream",
+                upstream.url,
+                "--redis",
+                redis_url,
+                "--provider",
+                provider,
+            ),
+            port=port,
+            core=server_core,
+        )
+        for name, port, provider in (
+            ("miss-limit", ml_port, "aiohttp"),
+            ("miss-limit-sdk", mls_port, "sdk"),
+        )
+    ]
     return scenarios.Env(
         fleet=fleet,
         server_core=server_core,
@@ -117,6 +141,8 @@ def setup(fleet: Fleet) -> scenarios.Env:
         gateway=gateway,
         passthrough=passthrough,
         sdk_passthrough=sdk_passthrough,
+        miss_limit=miss_limits[0],
+        miss_limit_sdk=miss_limits[1],
         namespace=namespace,
         gateway_env=gateway_env,
         rounds=int(os.environ.get("BENCH_ROUNDS", "5")),

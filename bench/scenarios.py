@@ -8,6 +8,7 @@ not landed yet): shown, never failing the run.
 from __future__ import annotations
 
 import asyncio
+import statistics
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -49,6 +50,8 @@ class Env:
     gateway: Process
     passthrough: Process
     sdk_passthrough: Process  # the same relay through the gateway's provider call (the SDK)
+    miss_limit: Process  # the least a coalescing miss costs: claim, bare aiohttp POST, fill
+    miss_limit_sdk: Process  # the same with the gateway's provider call (the SDK)
     namespace: str
     gateway_env: dict[str, str]
     rounds: int
@@ -157,13 +160,21 @@ def misses(env: Env) -> tuple[list[side.Comparison], list[Bar]]:
         [
             side.Target("passthrough", env.passthrough, env.passthrough.url + url, load),
             side.Target("sdk", env.sdk_passthrough, env.sdk_passthrough.url + url, load),
+            side.Target("miss-limit", env.miss_limit, env.miss_limit.url + url, load),
+            side.Target("miss-limit-sdk", env.miss_limit_sdk, env.miss_limit_sdk.url + url, load),
             side.Target("gateway", env.gateway, env.gateway.url + url, load),
         ],
         connections=32,
     )
     errors = serial.errors("gateway") + loaded.errors("gateway")
-    # The floor while the openai SDK makes the provider call: the gateway can't beat it.
-    floor = f"SDK alone: {loaded.ratio('sdk'):.2f}"
+    # The floors: the SDK relay (no cache at all), and the least a coalescing miss costs
+    # (one claim and one fill on Redis) with a bare aiohttp POST and with the SDK. The
+    # gateway cannot beat the last one; the bar as written asks more than the first two.
+    floor = (
+        f"SDK alone: {loaded.ratio('sdk'):.2f}; miss limit: {loaded.ratio('miss-limit'):.2f}, "
+        f"with the SDK: {loaded.ratio('miss-limit-sdk'):.2f}"
+    )
+    to_floor = _paired_ratio(loaded, "gateway", "miss-limit-sdk")
     return [serial, loaded], [
         Bar("3 misses", "added p50 ms at concurrency 1", added, "<= 2.00", added <= 2.0),
         Bar(
@@ -174,7 +185,21 @@ def misses(env: Env) -> tuple[list[side.Comparison], list[Bar]]:
             loaded.ratio("gateway") >= 0.5 and errors == 0,
             f"{errors} errors; {floor}",
         ),
+        Bar(
+            "3 misses",
+            "throughput / miss limit with the SDK (not a bar of #9: shown)",
+            to_floor,
+            "shown",
+            None,
+            "the same cache work done bare: claim, SDK call, fill",
+        ),
     ]
+
+
+def _paired_ratio(cmp: side.Comparison, label: str, reference: str) -> float:
+    """Median over rounds of `label` / `reference` req/s, paired within each round."""
+    pairs = zip(cmp.samples[label], cmp.samples[reference], strict=True)
+    return statistics.median(a.rps / b.rps if b.rps else 0.0 for a, b in pairs)
 
 
 def coalescing(env: Env) -> tuple[list[dict[str, Any]], list[Bar]]:
