@@ -73,11 +73,38 @@ async def test_admin_routes_need_the_admin_key(
 
 
 @each_admin_route
-async def test_admin_routes_are_open_without_an_admin_key(
+async def test_admin_routes_take_a_client_key_without_an_admin_key(
     provider: None, method: str, path: str
 ) -> None:
-    async with running(make_settings(gateway_api_keys=CLIENT_KEYS)) as gw:
+    settings = make_settings(gateway_api_keys=CLIENT_KEYS, metrics_require_admin=True)
+    async with running(settings) as gw:
         answer = await gw.http.request(method, path, headers={"Authorization": "Bearer key-a"})
+    assert answer.status_code == 200, answer.text
+
+
+@each_admin_route
+@pytest.mark.parametrize("authorization", [None, "Bearer wrong-key"], ids=["missing", "wrong"])
+async def test_admin_routes_need_a_client_key_when_keys_are_required_and_no_admin_key_is_set(
+    provider: None, method: str, path: str, authorization: str | None
+) -> None:
+    settings = make_settings(gateway_api_keys=CLIENT_KEYS, metrics_require_admin=True)
+    headers = {"Authorization": authorization} if authorization else {}
+    async with running(settings) as gw:
+        await gw.http.post(
+            "/v1/chat/completions", json=CHAT, headers={"Authorization": "Bearer key-a"}
+        )
+        answer = await gw.http.request(method, path, headers=headers)
+        entries = stored_keys(gw)
+    assert assert_envelope(answer, 401)["code"] == "invalid_api_key"
+    assert len(entries) == 1  # nothing was deleted
+
+
+@each_admin_route
+async def test_admin_routes_are_open_on_an_open_gateway_without_an_admin_key(
+    provider: None, method: str, path: str
+) -> None:
+    async with running(make_settings(metrics_require_admin=True)) as gw:
+        answer = await gw.http.request(method, path)
     assert answer.status_code == 200, answer.text
 
 

@@ -95,8 +95,11 @@ class Authenticator:
         return self.tenant_id(token) if token else ANONYMOUS
 
     def admin(self, request: Request) -> None:
-        """Admin endpoints: open without ADMIN_API_KEY; else that key, 403 for client keys."""
+        """Admin endpoints: ADMIN_API_KEY when set (403 for a client key). Without it they are
+        as open as the rest of `/v1/*`: any client key when GATEWAY_API_KEYS is set (else
+        anyone could read the stats and empty the cache of a gateway that asks for keys)."""
         if self._admin_key is None:
+            self.client(request)
             return
         token = bearer_token(request)
         if token is not None and hmac.compare_digest(token.encode(), self._admin_key):
