@@ -114,4 +114,4 @@ class Subscription:
                     self.on_message(data if isinstance(data, bytes) else str(data).encode())
         finally:
             with contextlib.suppress(*_FAILURES):
-                await pubsub.aclose()  # type: ignore[no-untyped-call]
+                await pubsub.aclose()

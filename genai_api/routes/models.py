@@ -1,12 +1,14 @@
-"""`GET /v1/models`: the models this gateway is configured for."""
+"""`GET /v1/models` and `GET /v1/models/{model}`: the models this gateway is configured for."""
 
 from __future__ import annotations
 
 from fastapi import APIRouter
 from starlette.responses import Response
 
+from genai_api.errors import NotFound
 from genai_api.http.deps import GatewayDep, TenantDep
 from genai_api.http.responses import json_response
+from genai_api.models_table import ModelInfo
 
 router = APIRouter()
 
@@ -14,8 +16,23 @@ router = APIRouter()
 @router.get("/v1/models", tags=["models"])
 @router.get("/models", include_in_schema=False)
 async def list_models(gateway: GatewayDep, tenant: TenantDep) -> Response:
-    data = [
-        {"id": m.name, "object": "model", "created": 0, "owned_by": m.owned_by}
-        for m in gateway.models
-    ]
-    return json_response({"object": "list", "data": data})
+    return json_response({"object": "list", "data": [_model(m) for m in gateway.models]})
+
+
+@router.get("/v1/models/{model:path}", tags=["models"])
+@router.get("/models/{model:path}", include_in_schema=False)
+async def retrieve_model(model: str, gateway: GatewayDep, tenant: TenantDep) -> Response:
+    """One configured model (the SDK's `models.retrieve`); any other is 404, as OpenAI answers
+    for a model it does not have, even where the models file lets requests name any model."""
+    for info in gateway.models:
+        if info.name == model:
+            return json_response(_model(info))
+    raise NotFound(
+        f"The model '{model}' does not exist or you do not have access to it.",
+        param="model",
+        code="model_not_found",
+    )
+
+
+def _model(info: ModelInfo) -> dict[str, object]:
+    return {"id": info.name, "object": "model", "created": 0, "owned_by": info.owned_by}

@@ -1,0 +1,50 @@
+"""`GET /v1/models` and `GET /v1/models/{model}` as the openai SDK reads them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import openai
+import pytest
+
+from tests.conftest import make_settings, running
+from tests.endpoints import assert_envelope
+
+
+async def test_list_names_the_configured_models() -> None:
+    async with running(make_settings()) as gw:
+        page = await gw.client.models.list()
+    assert {"gpt-4o-mini", "text-embedding-3-small"} <= {m.id for m in page.data}
+
+
+async def test_retrieve_answers_a_configured_model_with_or_without_v1() -> None:
+    async with running(make_settings()) as gw:
+        model = await gw.client.models.retrieve("gpt-4o-mini")
+        bare = await gw.http.get("/models/gpt-4o-mini")
+    assert (model.id, model.object) == ("gpt-4o-mini", "model")
+    assert bare.json() == model.model_dump()
+
+
+async def test_retrieve_answers_a_model_whose_id_has_a_slash(tmp_path: Path) -> None:
+    models = tmp_path / "models.toml"
+    models.write_text('[models."meta-llama/Llama-3.1-8B"]\nttl = 60\n')
+    async with running(make_settings(models_file=models)) as gw:
+        model = await gw.client.models.retrieve("meta-llama/Llama-3.1-8B")
+    assert model.id == "meta-llama/Llama-3.1-8B"
+
+
+async def test_retrieve_of_a_model_not_configured_is_404_model_not_found() -> None:
+    async with running(make_settings()) as gw:
+        with pytest.raises(openai.NotFoundError) as raised:
+            await gw.client.models.retrieve("gpt-99")
+        answer = await gw.http.get("/v1/models/gpt-99")
+    assert raised.value.code == "model_not_found"
+    assert assert_envelope(answer, 404)["param"] == "model"
+
+
+async def test_retrieve_needs_a_client_key_when_keys_are_required() -> None:
+    async with running(make_settings(gateway_api_keys="key-a"), api_key="key-a") as gw:
+        model = await gw.client.models.retrieve("gpt-4o-mini")
+        anonymous = await gw.http.get("/v1/models/gpt-4o-mini")
+    assert model.id == "gpt-4o-mini"
+    assert assert_envelope(anonymous, 401)["code"] == "invalid_api_key"
