@@ -58,7 +58,7 @@ class EmbeddingBatch:
     skeys: list[str]  # where each item's entry lives, same order
     body: dict[str, Any]  # upstream body without `input`; asks for base64
     controls: CacheControls
-    key: str  # the X-Cache-Key: the whole canonical request
+    key: str  # the X-Cache-Key: the one input's entry key, else the whole canonical request
     encoding: tiktoken.Encoding | None  # for each input's share of the usage
 
 
@@ -98,14 +98,20 @@ def prepare(
     skeys = [prefix + key for key in keys]
     upstream = {k: v for k, v in body.items() if k not in ("input", "cache")}
     upstream["encoding_format"] = "base64"  # exact float32 and a third of the bytes
-    whole = {k: v for k, v in body.items() if k != "encoding_format"}
+    # A one-input request's X-Cache-Key is its entry's, so `DELETE /v1/cache {"key"}` removes
+    # what it named; a batch's names the batch, whose entries are the inputs' own.
+    if len(keys) == 1:
+        key = keys[0]
+    else:
+        whole = {k: v for k, v in body.items() if k != "encoding_format"}
+        key = request_key("embeddings", whole, tenant=tenant)
     return EmbeddingBatch(
         model=model,
         items=items,
         skeys=skeys,
         body=upstream,
         controls=controls,
-        key=request_key("embeddings", whole, tenant=tenant),
+        key=key,
         encoding=encoding,
     )
 

@@ -352,3 +352,19 @@ async def test_invalidated_entry_is_a_miss_and_the_rest_still_hit(filled: Filled
     assert deleted.json() == {"deleted": 2}  # with its prompt-template twin
     assert again.headers["x-cache"] == "MISS"
     assert other.headers["x-cache"] == "HIT"
+
+
+async def test_the_key_of_a_one_input_embeddings_request_deletes_its_entry(
+    provider: None,
+) -> None:
+    body = {"model": "text-embedding-3-small", "input": "delete me"}
+    async with running(make_settings()) as gw:
+        first = await gw.http.post("/v1/embeddings", json=body)
+        listed = await gw.http.post("/v1/embeddings", json={**body, "input": ["delete me"]})
+        key = first.headers["x-cache-key"]
+        deleted = await gw.http.request("DELETE", "/v1/cache", json={"key": key})
+        again = await gw.http.post("/v1/embeddings", json=body)
+    assert (first.headers["x-cache"], listed.headers["x-cache"]) == ("MISS", "HIT")
+    assert listed.headers["x-cache-key"] == key  # one input, one entry, one key
+    assert deleted.json() == {"deleted": 1}
+    assert again.headers["x-cache"] == "MISS"
