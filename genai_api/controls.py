@@ -43,10 +43,30 @@ def _non_negative_int(value: Any, param: str) -> int:
     return number
 
 
+def _header(headers: Mapping[str, str], name: str) -> str | None:
+    """Every line of header `name` as one comma-joined value, as HTTP reads repeated lines
+    (RFC 9110 §5.3): `Cache-Control: max-age=100` then `Cache-Control: no-store` is
+    `max-age=100, no-store`, not just its first line."""
+    getlist = getattr(headers, "getlist", None)  # Starlette's Headers; a dict has one line
+    if getlist is None:
+        return headers.get(name)
+    lines: list[str] = getlist(name)
+    return ", ".join(lines) if lines else None
+
+
+def _ttl_header(value: str) -> int:
+    """X-Cache-TTL is one number; repeated lines must agree (else which one was meant?)."""
+    values = {v.strip() for v in value.split(",")}
+    if len(values) > 1:
+        raise InvalidRequest("X-Cache-TTL was sent more than once, with different values.",
+                             param="X-Cache-TTL")  # fmt: skip
+    return _non_negative_int(values.pop(), "X-Cache-TTL")
+
+
 def parse_controls(headers: Mapping[str, str], body_cache: Any, *, max_ttl: int) -> CacheControls:
     """Merge header and body controls; a malformed value is a 400, never silently ignored."""
-    cache_control = headers.get("cache-control")
-    ttl_header = headers.get("x-cache-ttl")
+    cache_control = _header(headers, "cache-control")
+    ttl_header = _header(headers, "x-cache-ttl")
     if cache_control is None and ttl_header is None and body_cache is None:
         return DEFAULT_CONTROLS
 
@@ -64,7 +84,7 @@ def parse_controls(headers: Mapping[str, str], body_cache: Any, *, max_ttl: int)
             elif name in ("max-age", "s-maxage"):
                 max_age = _non_negative_int(value.strip().strip('"'), "Cache-Control")
     if ttl_header is not None:
-        ttl = _non_negative_int(ttl_header.strip(), "X-Cache-TTL")
+        ttl = _ttl_header(ttl_header)
     if body_cache is not None:
         if not isinstance(body_cache, dict):
             raise InvalidRequest("'cache' must be an object.", param="cache")

@@ -229,6 +229,36 @@ async def test_no_store_neither_reads_nor_writes(upstream: respx.MockRouter) -> 
     assert route.call_count == 2
 
 
+@pytest.mark.parametrize(
+    ("lines", "status", "calls"),
+    [
+        ([("Cache-Control", "max-age=100"), ("Cache-Control", "no-store")], "BYPASS", 2),
+        ([("Cache-Control", "private"), ("Cache-Control", "no-cache")], "MISS", 2),
+        ([("X-Cache-TTL", "5"), ("X-Cache-TTL", "5")], "HIT", 1),
+    ],
+    ids=["max-age-then-no-store", "private-then-no-cache", "same-ttl-twice"],
+)
+async def test_repeated_control_header_lines_count_as_one_list(
+    upstream: respx.MockRouter, lines: list[tuple[str, str]], status: str, calls: int
+) -> None:
+    route = upstream.post("/chat/completions").mock(return_value=_ok(chat_response()))
+    async with running(make_settings()) as gw:
+        await gw.http.post("/v1/chat/completions", json=CHAT)
+        answer = await gw.http.post("/v1/chat/completions", json=CHAT, headers=lines)
+    assert answer.headers["x-cache"] == status
+    assert route.call_count == calls
+
+
+async def test_repeated_ttl_lines_that_disagree_are_a_400(upstream: respx.MockRouter) -> None:
+    route = upstream.post("/chat/completions").mock(return_value=_ok(chat_response()))
+    lines = [("X-Cache-TTL", "5"), ("X-Cache-TTL", "abc")]
+    async with running(make_settings()) as gw:
+        answer = await gw.http.post("/v1/chat/completions", json=CHAT, headers=lines)
+    assert answer.status_code == 400
+    assert answer.json()["error"]["param"] == "X-Cache-TTL"
+    assert route.call_count == 0
+
+
 async def test_body_cache_object_is_an_alias(upstream: respx.MockRouter) -> None:
     route = upstream.post("/chat/completions").mock(return_value=_ok(chat_response()))
     async with running(make_settings()) as gw:
