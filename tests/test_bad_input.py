@@ -160,9 +160,21 @@ async def test_unknown_model_on_open_list_is_passed_through(provider: respx.Rout
 async def test_unknown_route_is_404_in_envelope(provider: respx.Route) -> None:
     async with running(make_settings()) as gw:
         answer = await gw.http.post("/v1/nothing", json=CHAT)
-        wrong_method = await gw.http.get("/v1/chat/completions")
     _assert_envelope(answer, 404)
-    _assert_envelope(wrong_method, 405)
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "allowed"),
+    [("GET", "/v1/chat/completions", "POST"), ("PUT", "/v1/embeddings", "POST"),
+     ("POST", "/v1/models", "GET"), ("GET", "/v1/cache", "DELETE")],
+)  # fmt: skip
+async def test_a_wrong_method_is_405_in_envelope_naming_the_allowed_ones(
+    provider: respx.Route, method: str, path: str, allowed: str
+) -> None:
+    async with running(make_settings()) as gw:
+        answer = await gw.http.request(method, path)
+    _assert_envelope(answer, 405)
+    assert answer.headers["allow"] == allowed
 
 
 MESSAGE_VALUES = st.one_of(
