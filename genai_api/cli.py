@@ -92,9 +92,12 @@ def prometheus_multiproc_dir(workers: int) -> Iterator[str | None]:
 
 
 def _stats(args: argparse.Namespace) -> int:
-    from genai_api.stats_cli import print_stats
+    from genai_api.settings import Settings
+    from genai_api.stats_cli import bearer, print_stats
 
-    return print_stats(args.url, os.environ.get("ADMIN_API_KEY"))
+    settings = Settings()  # the server's configuration: the environment and `.env`
+    admin = settings.admin_api_key.get_secret_value() if settings.admin_api_key else None
+    return print_stats(args.url, bearer(admin, settings.client_keys))
 
 
 def _warm(args: argparse.Namespace) -> int:
@@ -143,8 +146,9 @@ def build_parser() -> argparse.ArgumentParser:
     stats = sub.add_parser(
         "stats",
         help="print the savings table of a running server",
-        description="Reads /v1/cache/stats of a running server, sending ADMIN_API_KEY from the "
-        "environment as the bearer when it is set.",
+        description="Reads /v1/cache/stats of a running server. The bearer is ADMIN_API_KEY "
+        "when it is set, else the first of GATEWAY_API_KEYS (the server then takes any client "
+        "key for its admin endpoints), read from the environment and .env as the server does.",
     )
     stats.add_argument("--url", default="http://127.0.0.1:8000", help="server base URL")
     stats.set_defaults(func=_stats)

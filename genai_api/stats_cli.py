@@ -13,6 +13,7 @@ from typing import Any
 
 import httpx
 from rich.console import Console
+from rich.measure import Measurement
 from rich.table import Table
 
 COLUMNS = (
@@ -69,16 +70,33 @@ def stats_table(stats: dict[str, Any]) -> Table:
     return table
 
 
+def bearer(admin_key: str | None, client_keys: tuple[str, ...]) -> str | None:
+    """The key to read the stats with: the admin key, else (the server then takes any client
+    key for its admin endpoints) the first client key, else none (an open gateway)."""
+    return admin_key or (client_keys[0] if client_keys else None)
+
+
+def print_whole(console: Console, table: Table) -> None:
+    """Print `table` at its natural width: piped output (80 columns) or a narrow terminal
+    would otherwise shorten model names and costs to `gpt-…` and `$0.0…`."""
+    unbounded = console.options.update_width(10_000)  # a measure is capped at the width given
+    console.width = max(console.width, Measurement.get(console, unbounded, table).maximum)
+    console.print(table)
+
+
 async def show_stats(
     url: str,
-    admin_key: str | None,
+    key: str | None,
     *,
     client: httpx.AsyncClient | None = None,
     console: Console | None = None,
+    errors: Console | None = None,
 ) -> int:
-    """Fetch and print; 1 (with a one-line reason) when the server cannot be read."""
-    headers = {"Authorization": f"Bearer {admin_key}"} if admin_key else {}
+    """Fetch and print; 1 (with a one-line reason on `errors`, stderr) when the server
+    cannot be read."""
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
     console = console or Console()
+    errors = errors or Console(stderr=True)
     target = url.rstrip("/") + "/v1/cache/stats?series=minute&points=60"
     try:
         if client is None:
@@ -87,15 +105,15 @@ async def show_stats(
         else:
             response = await client.get(target, headers=headers)
     except httpx.HTTPError as exc:
-        console.print(f"[red]cannot reach {url}: {exc}[/red]")
+        errors.print(f"[red]cannot reach {url}: {exc}[/red]")
         return 1
     if response.status_code != 200:
-        console.print(f"[red]{url} answered {response.status_code}: {response.text[:300]}[/red]")
+        errors.print(f"[red]{url} answered {response.status_code}: {response.text[:300]}[/red]")
         return 1
-    console.print(stats_table(response.json()))
+    print_whole(console, stats_table(response.json()))
     return 0
 
 
-def print_stats(url: str, admin_key: str | None) -> int:
+def print_stats(url: str, key: str | None) -> int:
     """The `genai-api stats` command."""
-    return asyncio.run(show_stats(url, admin_key))
+    return asyncio.run(show_stats(url, key))

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import io
+import os
 import subprocess
 import sys
+from pathlib import Path
 
+import pytest
 from rich.console import Console
 
 from genai_api.stats_cli import show_stats
 from tests.conftest import CHAT, make_settings, running
+from tests.processes import ROOT, gateway
 
 ADMIN = "stats-admin"
 
@@ -37,14 +41,33 @@ async def test_table_shows_each_model_and_the_exact_totals() -> None:
     assert "last hour: 4 requests, 50.0% from cache" in out
 
 
-async def test_wrong_admin_key_is_reported() -> None:
-    console = Console(record=True, width=200, file=io.StringIO())
+async def test_wrong_admin_key_is_reported_on_the_error_console() -> None:
+    out = Console(record=True, width=200, file=io.StringIO())
+    errors = Console(record=True, width=200, file=io.StringIO())
     async with running(make_settings(provider="mock", admin_api_key=ADMIN)) as gw:
-        assert await show_stats("http://gw", "wrong", client=gw.http, console=console) == 1
-    assert "answered 401" in console.export_text()
+        code = await show_stats("http://gw", "wrong", client=gw.http, console=out, errors=errors)
+    assert code == 1
+    assert "answered 401" in errors.export_text()
+    assert out.export_text() == ""
 
 
-def test_command_reports_an_unreachable_server() -> None:
+async def test_piped_table_keeps_long_names_and_costs_whole() -> None:
+    piped = Console(record=True, file=io.StringIO())  # not a terminal: 80 columns
+    long_name = "my-org/a-rather-long-fine-tuned-model-name-v2"
+    async with running(make_settings(provider="mock")) as gw:
+        for _ in range(2):
+            body = {**CHAT, "model": long_name}
+            (await gw.http.post("/v1/chat/completions", json=body)).raise_for_status()
+        (await gw.http.post("/v1/chat/completions", json=CHAT)).raise_for_status()
+        stats = (await gw.http.get("/v1/cache/stats")).json()
+        assert await show_stats("http://gw", None, client=gw.http, console=piped) == 0
+    out = piped.export_text()
+    assert "…" not in out
+    assert f"${stats['cost_spent_usd']}" in out
+    assert "other" in out  # a model the table does not know adds up under `other`
+
+
+def test_command_reports_an_unreachable_server_on_stderr() -> None:
     done = subprocess.run(
         [sys.executable, "-m", "genai_api", "stats", "--url", "http://127.0.0.1:9"],
         capture_output=True,
@@ -52,4 +75,36 @@ def test_command_reports_an_unreachable_server() -> None:
         timeout=60,
     )
     assert done.returncode == 1
-    assert "cannot reach http://127.0.0.1:9" in done.stdout
+    assert "cannot reach http://127.0.0.1:9" in done.stderr
+    assert done.stdout == ""
+
+
+@pytest.mark.parametrize(
+    ("server_env", "dotenv"),
+    [
+        ({"ADMIN_API_KEY": "dotenv-admin"}, "ADMIN_API_KEY=dotenv-admin\n"),
+        ({"GATEWAY_API_KEYS": "client-1,client-2"}, "GATEWAY_API_KEYS=client-1,client-2\n"),
+    ],
+    ids=["admin-key", "client-key-without-admin-key"],
+)
+def test_command_reads_its_key_from_dotenv_as_the_server_does(
+    tmp_path: Path, server_env: dict[str, str], dotenv: str
+) -> None:
+    (tmp_path / "server").mkdir()
+    (tmp_path / "cli").mkdir()
+    (tmp_path / "cli" / ".env").write_text(dotenv)
+    server = gateway(tmp_path / "server", {"PROVIDER": "mock", **server_env})
+    try:
+        server.wait_ready()
+        env = {
+            k: v for k, v in os.environ.items() if k not in ("ADMIN_API_KEY", "GATEWAY_API_KEYS")
+        }
+        done = subprocess.run(
+            [sys.executable, "-m", "genai_api", "stats", "--url", server.url],
+            capture_output=True, text=True, timeout=60, cwd=tmp_path / "cli",
+            env={**env, "PYTHONPATH": str(ROOT)},
+        )  # fmt: skip
+    finally:
+        server.stop()
+    assert done.returncode == 0, done.stderr
+    assert "cache savings since" in done.stdout

@@ -47,7 +47,9 @@ async def _validation_error(request: Request, exc: Exception) -> Response:
 async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     # Starlette's own headers go along: a 405 names the allowed methods (`Allow`, RFC 9110).
-    error = GatewayError(str(exc.detail), status_code=exc.status_code, headers=exc.headers)
+    error = GatewayError(
+        str(exc.detail), status_code=exc.status_code, headers=dict(exc.headers or {})
+    )
     error.error_type = _HTTP_TYPES.get(exc.status_code, "invalid_request_error")
     if exc.status_code == 404:
         error.message = f"Unknown request URL: {request.method} {request.url.path}."
