@@ -37,8 +37,15 @@ class BatchLine:
     body: dict[str, Any]
 
 
-def parse_line(number: int, text: str) -> BatchLine:
+def parse_line(number: int, text: bytes | str) -> BatchLine:
     """One line of a batch file, checked; raises `LineError` saying what is wrong."""
+    if isinstance(text, bytes):
+        try:
+            text.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise LineError(
+                f"not valid UTF-8 (byte 0x{text[exc.start]:02x} at column {exc.start + 1})"
+            ) from None
     try:
         data = orjson.loads(text)
     except orjson.JSONDecodeError as exc:

@@ -32,11 +32,14 @@ WARM_REDIS_TIMEOUT = 2.0  # seconds per Redis operation during an in-process war
 OnLine = Callable[[int, str | None], None]  # (line number, failure or None)
 
 
-def _read(path: Path) -> Iterator[tuple[int, str]]:
-    with path.open(encoding="utf-8") as f:
-        for number, text in enumerate(f, start=1):
-            if text.strip():
-                yield number, text
+def _read(path: Path) -> Iterator[tuple[int, bytes]]:
+    """Non-blank lines as bytes: a line that is not UTF-8 is that line's error (`parse_line`),
+    not the whole file's. A UTF-8 byte order mark (some editors write one) is not content."""
+    with path.open("rb") as f:
+        for number, raw in enumerate(f, start=1):
+            line = raw.removeprefix(b"\xef\xbb\xbf") if number == 1 else raw
+            if line.strip():
+                yield number, line
 
 
 def count_lines(path: Path) -> int:
@@ -64,7 +67,7 @@ async def warm_lines(
     """Send every line of `path` through `client`, at most `concurrency` at a time."""
     summary = WarmSummary()
     headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-    queue: asyncio.Queue[tuple[int, str] | None] = asyncio.Queue(maxsize=2 * concurrency)
+    queue: asyncio.Queue[tuple[int, bytes] | None] = asyncio.Queue(maxsize=2 * concurrency)
 
     async def send(line: BatchLine) -> str | None:
         try:
@@ -146,7 +149,7 @@ def start_background_warm(app: Any, settings: Settings) -> asyncio.Task[WarmSumm
     async def run() -> WarmSummary | None:
         try:
             summary = await warm_app(app, path, api_key=_warm_key(settings, None), on_line=on_line)
-        except (OSError, UnicodeDecodeError) as exc:
+        except OSError as exc:
             log.error("warm-up: cannot read %s: %s", path, exc)
             return None
         except Exception:  # a background task: the server must keep serving
@@ -166,7 +169,7 @@ def warm_main(
     path = Path(file)
     try:
         total = count_lines(path)
-    except (OSError, UnicodeDecodeError) as exc:
+    except OSError as exc:
         err.print(f"[red]cannot read {file}: {exc}[/red]")
         return 2
     settings = Settings()

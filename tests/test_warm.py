@@ -241,6 +241,35 @@ async def test_bad_lines_are_reported_by_number_and_the_rest_still_run(
     assert "line 1:" not in captured.out and "line 3:" not in captured.out
 
 
+@pytest.mark.redis
+async def test_a_line_that_is_not_utf8_is_its_own_error_and_a_bom_is_not_content(
+    warm_env: Settings, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "batch.jsonl"
+    bad = (
+        _line("bad", "/v1/chat/completions", _chat("caf\u00e9"))
+        .encode()
+        .replace(b"caf\\u00e9", b"caf\xff")
+    )
+    path.write_bytes(
+        b"\xef\xbb\xbf" + GOOD[0].encode() + b"\n" + bad + b"\n" + GOOD[2].encode() + b"\n"
+    )
+    code = await asyncio.to_thread(warm_main, str(path))
+    captured = capsys.readouterr()
+    assert code == 1
+    assert _summary(captured.out) == {
+        "lines": 3,
+        "hits": 0,
+        "misses": 2,
+        "coalesced": 0,
+        "bypassed": 0,
+        "errors": 1,
+    }
+    column = bad.index(b"\xff") + 1
+    assert f"line 2: not valid UTF-8 (byte 0xff at column {column})" in captured.out
+    assert "line 1:" not in captured.out
+
+
 def test_missing_file_exits_2(tmp_path: Path) -> None:
     assert warm_main(str(tmp_path / "absent.jsonl")) == 2
 
