@@ -59,6 +59,8 @@ def create() -> ASGIApp:
 def main() -> None:
     import uvicorn
 
+    from genai_api.http.bounded_protocol import BoundedHttpToolsProtocol
+
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=9400)
@@ -71,7 +73,7 @@ def main() -> None:
         access_log=False,
         log_config=None,
         loop="uvloop",
-        http="httptools",
+        http=BoundedHttpToolsProtocol,
         timeout_graceful_shutdown=10,
     )
 

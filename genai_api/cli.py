@@ -24,6 +24,7 @@ Configuration comes from the environment and a .env file in the current director
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
+    from genai_api.http.bounded_protocol import BoundedHttpToolsProtocol
     from genai_api.logs import setup_logging
     from genai_api.settings import Settings
 
@@ -39,7 +40,7 @@ def _serve(args: argparse.Namespace) -> int:
             access_log=False,
             log_config=None,
             loop="uvloop",
-            http="httptools",
+            http=BoundedHttpToolsProtocol,  # httptools, with a bound on heads and read time
             timeout_graceful_shutdown=10,
         )
     return 0

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
 import os
 import subprocess
 import sys
@@ -14,6 +16,7 @@ import pytest
 
 from tests.conftest import CHAT
 from tests.redis_server import free_port
+from tests.test_bounded_protocol import answer, trickle
 
 
 @pytest.fixture
@@ -64,3 +67,19 @@ def test_serve_uses_mock_provider_without_key_and_caches(
     assert "provider: mock" in output
     assert "POST /v1/chat/completions 200 cache=HIT model=gpt-4o-mini" in output
     assert "Say hello" not in output  # prompts are not logged
+
+
+async def test_serve_refuses_an_oversized_head_with_431_and_keeps_serving(
+    server: tuple[str, subprocess.Popen[str]],
+) -> None:
+    url, _ = server
+    port = int(url.rsplit(":", 1)[1])
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    head = b"POST /v1/chat/completions HTTP/1.1\r\nHost: t\r\nX-Big: "
+    await trickle(writer, [head] + [b"a" * 65536] * 16, 0.001)  # 1 MiB of one header
+    status, body = await answer(reader)
+    writer.close()
+    assert status == 431
+    assert json.loads(body)["error"]["type"] == "invalid_request_error"
+    async with httpx.AsyncClient(base_url=url, timeout=10) as http:
+        assert (await http.post("/v1/chat/completions", json=CHAT)).status_code == 200

@@ -1,0 +1,127 @@
+"""uvicorn's httptools protocol with the bounds it lacks: a request's head size and read time.
+
+`MAX_REQUEST_BYTES` bounds a body, but httptools keeps a request's line and headers in
+memory for as long as they keep coming: a client can send one 200 MB header (seen: a
+worker's RSS +250 MB) or trickle a request a byte at a time and hold its connection and
+memory for ever. This protocol, what `genai-api serve` runs:
+
+- answers 431 and closes the connection once the head of a request has passed
+  `MAX_HEAD_BYTES` (64 KiB: nginx's default limit is 32 KiB, Node's 16 KiB);
+- answers 408 and closes it when a request started arriving `READ_SECONDS` ago and has not
+  all arrived (the slow-loris pattern), head or body;
+- answers malformed HTTP with OpenAI's error envelope, not uvicorn's plain text.
+
+It costs the hot path a few attribute checks per chunk received: the timer is armed only
+for a request that did not arrive in one piece. A chunk still inside a head after it was
+read counts whole, except the one a previous request ended in (what of it was head is
+unknown: httptools gives no offsets), so a head may pass the bound by one socket read.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import orjson
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+MAX_HEAD_BYTES = 64 * 1024
+READ_SECONDS = 30.0
+LINGER_SECONDS = 2.0
+
+_REASONS = {408: b"Request Timeout", 431: b"Request Header Fields Too Large", 400: b"Bad Request"}
+
+
+class BoundedHttpToolsProtocol(HttpToolsProtocol):
+    max_head_bytes = MAX_HEAD_BYTES
+    read_seconds = READ_SECONDS
+
+    _receiving = False  # a request has begun and not all of it has arrived
+    _head_open = True  # what arrives next is (part of) a request's line and headers
+    _head_fresh = False  # a message ended in the chunk just read: what follows it is unknown
+    _head_bytes = 0
+    _timer: asyncio.TimerHandle | None = None
+    _refused = False  # answered 4xx: what still arrives is dropped until the connection closes
+
+    def data_received(self, data: bytes) -> None:
+        if self._refused:
+            return  # lingering: read and dropped, so the refusal is not reset away
+        super().data_received(data)
+        if self._refused:  # malformed: answered by `send_400_response`
+            return
+        if self._head_open:
+            if self._head_fresh:
+                self._head_fresh = False
+            else:
+                self._head_bytes += len(data)
+                if self._head_bytes > self.max_head_bytes:
+                    self._refuse(431, "The request's line and headers are too large.")
+                    return
+        if self._receiving and self._timer is None and self.transport is not None:
+            self._timer = self.loop.call_later(self.read_seconds, self._read_timed_out)
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._receiving = True
+
+    def on_headers_complete(self) -> None:
+        self._head_open = False
+        super().on_headers_complete()
+
+    def on_message_complete(self) -> None:
+        super().on_message_complete()
+        self._receiving = False
+        self._head_open, self._head_fresh, self._head_bytes = True, True, 0
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        super().connection_lost(exc)
+
+    def send_400_response(self, msg: str) -> None:
+        self._refuse(400, f"{msg} (malformed HTTP)")
+
+    def _read_timed_out(self) -> None:
+        self._timer = None
+        if self._receiving:
+            self._refuse(408, f"The request did not arrive whole within {self.read_seconds:g} s.")
+
+    def _refuse(self, status: int, message: str) -> None:
+        """Answer `status` in OpenAI's envelope, unless this request's answer has begun (then
+        there is nothing left to say), and close the connection.
+
+        Closing a socket with unread bytes in it sends a reset, and a reset makes the
+        client's kernel drop what it had not read yet: our answer, exactly when the client
+        is still sending (a large head). So the answer is followed by a FIN and what still
+        arrives is read and dropped for `LINGER_SECONDS` before the close (nginx's
+        "lingering close")."""
+        self.logger.warning("%s: refused with %d", message, status)
+        if self.transport.is_closing() or self._refused:
+            return
+        self._refused = True
+        cycle = self.cycle
+        if cycle is None or cycle.response_complete or not cycle.response_started:
+            if cycle is not None:
+                cycle.disconnected = True  # the app sends nothing more on this connection
+            self.transport.write(_response(status, message))
+        if self._timer is not None:
+            self._timer.cancel()
+        if self.transport.can_write_eof():
+            self.transport.write_eof()
+            self._timer = self.loop.call_later(LINGER_SECONDS, self.transport.close)
+        else:
+            self.transport.close()
+
+
+def _response(status: int, message: str) -> bytes:
+    body = orjson.dumps(
+        {"error": {"message": message, "type": "invalid_request_error", "param": None,
+                   "code": None}}
+    )  # fmt: skip
+    return (
+        b"HTTP/1.1 %d %s\r\ncontent-type: application/json\r\ncontent-length: %d\r\n"
+        b"connection: close\r\n\r\n%s" % (status, _REASONS[status], len(body), body)
+    )
