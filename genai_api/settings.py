@@ -11,7 +11,7 @@ import re
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from redis.asyncio.connection import parse_url
 
@@ -85,12 +85,20 @@ class Settings(BaseSettings):
     cache_warm_file: Path | None = None
     log_level: str = "INFO"
 
-    @field_validator("cache_backend", mode="before")
+    @field_validator(
+        "cache_backend", "cache_scope", "provider", "upstream_http_client", mode="before"
+    )
     @classmethod
-    def _local_means_memory(cls, value: object) -> object:
-        if isinstance(value, str) and value.strip().lower() == "local":
+    def _a_choice_in_any_case(cls, value: object, info: ValidationInfo) -> object:
+        # `Redis`, `MOCK` and `Shared` mean what they say, as they did for CACHE_BACKEND only.
+        if not isinstance(value, str):
+            return value
+        choice = value.strip().lower()
+        if info.field_name == "cache_backend" and choice == "local":
             return "memory"
-        return value.strip().lower() if isinstance(value, str) else value
+        if info.field_name == "provider" and not choice:
+            return None  # `PROVIDER=` as copied from .env.example: chosen by OPENAI_API_KEY
+        return choice
 
     @field_validator("redis_url")
     @classmethod
@@ -112,13 +120,6 @@ class Settings(BaseSettings):
             # ':' separates a storage key's parts and '*?[' are glob characters in the
             # patterns DELETE /v1/cache scans with: either could reach another namespace.
             raise ValueError("may hold only letters, digits, '_', '.' and '-'")
-        return value
-
-    @field_validator("provider", mode="before")
-    @classmethod
-    def _empty_provider_is_unset(cls, value: object) -> object:
-        if isinstance(value, str) and not value.strip():
-            return None
         return value
 
     @field_validator("models_file", "cache_warm_file", mode="before")
