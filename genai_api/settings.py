@@ -7,6 +7,7 @@ their own and nothing reads the environment at import time. The commands build i
 
 from __future__ import annotations
 
+import logging
 import re
 from pathlib import Path
 from typing import Literal
@@ -17,6 +18,7 @@ from redis.asyncio.connection import parse_url
 
 from genai_api.logs import redact
 
+_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 _NAMESPACE = re.compile(r"[A-Za-z0-9_.\-]+")
 
 
@@ -83,7 +85,7 @@ class Settings(BaseSettings):
     max_request_bytes: int = Field(8_388_608, ge=1024)
     prompts_dir: Path = Path("prompts")
     cache_warm_file: Path | None = None
-    log_level: str = "INFO"
+    log_level: str = "INFO"  # a standard level name, upper-cased when read
 
     @field_validator(
         "cache_backend", "cache_scope", "provider", "upstream_http_client", mode="before"
@@ -99,6 +101,15 @@ class Settings(BaseSettings):
         if info.field_name == "provider" and not choice:
             return None  # `PROVIDER=` as copied from .env.example: chosen by OPENAI_API_KEY
         return choice
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _a_level_name(cls, value: object) -> object:
+        # Unchecked, `LOUD` failed later in logging's dictConfig with "Unable to configure
+        # root logger", naming neither the variable nor the value.
+        if isinstance(value, str) and value.strip().upper() in logging.getLevelNamesMapping():
+            return value.strip().upper()
+        raise ValueError(f"must be one of {', '.join(_LEVELS)}, in any case")
 
     @field_validator("redis_url")
     @classmethod

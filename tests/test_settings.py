@@ -80,3 +80,8 @@ def test_an_empty_provider_is_chosen_by_the_key(monkeypatch: pytest.MonkeyPatch)
     monkeypatch.setenv("PROVIDER", "")
     monkeypatch.setenv("OPENAI_API_KEY", "sk-x")
     assert Settings(_env_file=None).resolved_provider == "openai"  # type: ignore[call-arg]
+
+
+def test_log_level_is_a_level_name_in_any_case(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LOG_LEVEL", " debug")
+    assert Settings(_env_file=None).log_level == "DEBUG"  # type: ignore[call-arg]

@@ -36,6 +36,12 @@ def _problems(monkeypatch: pytest.MonkeyPatch, **env: str) -> tuple[str, ...]:
         ("MAX_REQUEST_BYTES", "10", "MAX_REQUEST_BYTES: must be at least 1024 (got '10')"),
         ("UPSTREAM_TIMEOUT", "0", "UPSTREAM_TIMEOUT: must be more than 0 (got '0')"),
         ("LEASE_SECONDS", "31", "LEASE_SECONDS: must be at most 30 (got '31')"),
+        (
+            "LOG_LEVEL",
+            "LOUD",
+            "LOG_LEVEL: must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL, in any case "
+            "(got 'LOUD')",
+        ),
         ("CACHE_NONDETERMINISTIC", "maybe", "CACHE_NONDETERMINISTIC: must be true or false"),
         (
             "CACHE_NAMESPACE",
