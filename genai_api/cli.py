@@ -61,9 +61,9 @@ def worker_app() -> Any:
     from genai_api.app import create_app
     from genai_api.logs import setup_logging
     from genai_api.malloc import keep_freed_memory
-    from genai_api.startup import load_config
+    from genai_api.startup import load_settings
 
-    settings = load_config()  # checked by `serve` already; this is the worker's own copy
+    settings = load_settings()  # checked by `serve` already; this is the worker's own copy
     setup_logging(settings.log_level)
     app = create_app(settings)
     keep_freed_memory()

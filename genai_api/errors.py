@@ -13,6 +13,7 @@
      └── CacheUnavailable        never shown to a client: the cache fails open
 
     ConfigError (ValueError)     start-up only: a bad variable, models file or template
+     └── PromptFileError         a template file (genai_api.prompts)
 
 `genai_api.http.handlers` turns any `GatewayError` into `{"error": {...}}` in one place; the
 commands print a `ConfigError` as its lines and exit 2 (`genai_api.startup`).

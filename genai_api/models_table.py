@@ -25,7 +25,7 @@ from typing import Any
 
 import yaml
 
-from genai_api.errors import NotFound
+from genai_api.errors import ConfigError, NotFound
 
 MILLION = Decimal(1_000_000)
 
@@ -111,10 +111,10 @@ class ModelTable:
             models = {}
         entries = data.get("models") or {}
         if not isinstance(entries, dict):
-            raise ValueError(f"{path}: 'models' must be a table of model name -> settings")
+            raise ConfigError(f"{path}: 'models' must be a table of model name -> settings")
         for name, spec in entries.items():
             if not isinstance(spec, dict):
-                raise ValueError(f"{path}: model {name!r} must be a table")
+                raise ConfigError(f"{path}: model {name!r} must be a table")
             models[str(name)] = _merge(models.get(str(name), ModelInfo(str(name))), spec, path)
         return cls(models, closed=closed)
 
@@ -136,14 +136,35 @@ class ModelTable:
 
 
 def _read_file(path: Path) -> dict[str, Any]:
-    text = path.read_text(encoding="utf-8")
+    """The file's top-level table; a file that cannot be read or parsed is one line naming it."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot be read: {exc.strerror or exc}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: cannot be read: not UTF-8 text") from None
     if path.suffix.lower() in {".yaml", ".yml"}:
-        data = yaml.safe_load(text) or {}
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{path}: not valid YAML: {_yaml_problem(exc)}") from None
+        data = {} if data is None else data
     else:
-        data = tomllib.loads(text)
+        try:
+            data = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path}: not valid TOML: {exc}") from None
     if not isinstance(data, dict):
-        raise ValueError(f"{path}: expected a mapping at the top level")
+        raise ConfigError(f"{path}: must be a table (mapping) at the top level")
     return data
+
+
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    """PyYAML's message on one line: what is wrong and where."""
+    if isinstance(exc, yaml.MarkedYAMLError) and exc.problem_mark is not None:
+        mark = exc.problem_mark
+        return f"{exc.problem} (at line {mark.line + 1}, column {mark.column + 1})"
+    return " ".join(str(exc).split())
 
 
 def _merge(base: ModelInfo, spec: dict[str, Any], path: Path) -> ModelInfo:
@@ -161,5 +182,5 @@ def _merge(base: ModelInfo, spec: dict[str, Any], path: Path) -> ModelInfo:
         if "owned_by" in spec:
             changes["owned_by"] = str(spec["owned_by"])
     except (ValueError, ArithmeticError) as exc:
-        raise ValueError(f"{path}: model {base.name!r}: {exc}") from exc
+        raise ConfigError(f"{path}: model {base.name!r}: {exc}") from exc
     return replace(base, **changes)

@@ -4,7 +4,8 @@ Why: pydantic reports a bad variable as a multi-line `ValidationError` under the
 snake-case name, and the commands printed it as a traceback; `serve --workers N` would only
 have failed inside each worker. `load_config` is called once, in the command's own process,
 and raises `ConfigError` with one line per bad variable, naming it and the value it got
-(never the value of a secret), for the command to print before it exits with status 2:
+(never the value of a secret), or per problem of a file a variable names (`MODELS_FILE`,
+`PROMPTS_DIR`), for the command to print before it exits with status 2:
 
     CACHE_BACKEND: must be 'memory' or 'redis' (got 'foo')
 """
@@ -18,18 +19,42 @@ from pydantic import SecretStr, ValidationError
 from pydantic_core import ErrorDetails
 
 from genai_api.errors import ConfigError
+from genai_api.models_table import ModelTable
+from genai_api.prompts import PromptLibrary
 from genai_api.settings import Settings
 
 EXIT_CONFIG = 2  # what `serve` and `warm` exit with on a ConfigError
 _SHOWN = 40  # characters of a bad value quoted back
 
 
-def load_config(**values: Any) -> Settings:
+def load_settings(**values: Any) -> Settings:
     """`Settings()` from the environment and `.env`; any problem raises `ConfigError`."""
     try:
         return Settings(**values)
     except ValidationError as exc:
         raise ConfigError(*(_line(error) for error in exc.errors())) from None
+
+
+def load_config(**values: Any) -> Settings:
+    """`load_settings`, then the files it names read and checked as the app will read them.
+
+    The models file and the prompt templates are read again by each app's lifespan; read
+    here first, a missing or broken one is one line naming it instead of a traceback and
+    "Application startup failed" in every worker.
+    """
+    settings = load_settings(**values)
+    problems: list[str] = []
+    try:
+        ModelTable.load(settings.models_file)
+    except ConfigError as exc:
+        problems += [f"MODELS_FILE {problem}" for problem in exc.problems]
+    try:
+        PromptLibrary.load(settings.prompts_dir)
+    except ConfigError as exc:
+        problems += [f"PROMPTS_DIR {problem}" for problem in exc.problems]
+    if problems:
+        raise ConfigError(*problems)
+    return settings
 
 
 def report(error: ConfigError) -> int:

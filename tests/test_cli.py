@@ -97,3 +97,14 @@ def test_serve_never_prints_a_bad_redis_url_password(tmp_path: Path) -> None:
     assert done.returncode == 2
     assert done.stderr.startswith("genai-api: REDIS_URL: ")
     assert "hunter2" not in done.stderr
+
+
+def test_serve_with_a_missing_models_file_exits_2_before_any_worker_starts(
+    tmp_path: Path,
+) -> None:
+    port = str(free_port())
+    done = _run(tmp_path, "serve", "--port", port, "--workers", "2", MODELS_FILE="absent.toml")
+    assert done.returncode == 2
+    assert done.stderr == (
+        "genai-api: MODELS_FILE absent.toml: cannot be read: No such file or directory\n"
+    )  # not a traceback and "Application startup failed" from each worker

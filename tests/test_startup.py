@@ -89,3 +89,20 @@ def test_a_bad_redis_url_is_refused_without_its_password(
 def test_an_empty_redis_url_is_accepted(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("REDIS_URL", "")  # as copied from .env.example: the parts are used
     assert load_config().redis_port == 6379
+
+
+def test_a_models_file_problem_is_named_by_its_variable(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    (problem,) = _problems(monkeypatch, MODELS_FILE=str(tmp_path / "absent.toml"))
+    assert problem == f"MODELS_FILE {tmp_path / 'absent.toml'}: cannot be read: " + (
+        "No such file or directory"
+    )
+
+
+def test_a_broken_prompt_template_is_named_by_its_variable(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    (tmp_path / "bad.toml").write_text("name =\n")
+    (problem,) = _problems(monkeypatch, PROMPTS_DIR=str(tmp_path))
+    assert problem.startswith(f"PROMPTS_DIR prompt template {tmp_path / 'bad.toml'}: ")
