@@ -108,3 +108,21 @@ def test_serve_with_a_missing_models_file_exits_2_before_any_worker_starts(
     assert done.stderr == (
         "genai-api: MODELS_FILE absent.toml: cannot be read: No such file or directory\n"
     )  # not a traceback and "Application startup failed" from each worker
+
+
+def test_serve_refuses_a_models_file_with_bad_values_naming_file_model_and_field(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "models.toml").write_text(
+        'closed = "false"\n[models."gpt-4o-mini"]\ninput_per_million = "-5"\nttll = 60\n'
+    )
+    port = str(free_port())
+    done = _run(tmp_path, "serve", "--port", port, MODELS_FILE="models.toml")
+    assert done.returncode == 2
+    assert done.stderr.splitlines() == [
+        "genai-api: MODELS_FILE models.toml: closed: must be true or false, unquoted (got 'false')",
+        "genai-api: MODELS_FILE models.toml: model 'gpt-4o-mini': input_per_million: must be a "
+        "number >= 0, in USD per 1M tokens, e.g. \"0.15\" (got '-5')",
+        "genai-api: MODELS_FILE models.toml: model 'gpt-4o-mini': unknown key 'ttll' "
+        "(did you mean 'ttl'?)",
+    ]

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from genai_api.errors import ConfigError, NotFound
+from genai_api.errors import NotFound
 from genai_api.models_table import ModelTable
 
 
@@ -60,28 +60,3 @@ def test_invalid_file_is_a_clear_error(tmp_path: Path) -> None:
     path.write_text('[models."m"]\nttl = 0\n')
     with pytest.raises(ValueError, match="ttl"):
         ModelTable.load(path)
-
-
-def test_a_missing_file_is_one_line_naming_it(tmp_path: Path) -> None:
-    path = tmp_path / "absent.toml"
-    with pytest.raises(ConfigError) as caught:
-        ModelTable.load(path)
-    assert caught.value.problems == (f"{path}: cannot be read: No such file or directory",)
-
-
-@pytest.mark.parametrize(
-    ("name", "text", "problem"),
-    [
-        ("models.toml", '[models."m"\nttl = 1\n', "not valid TOML: Expected ']'"),
-        ("models.yaml", "models:\n  m: [1\n", "not valid YAML: expected ',' or ']'"),
-    ],
-)
-def test_a_syntax_error_is_one_line_naming_the_file_and_the_place(
-    tmp_path: Path, name: str, text: str, problem: str
-) -> None:
-    path = tmp_path / name
-    path.write_text(text)
-    with pytest.raises(ConfigError) as caught:
-        ModelTable.load(path)
-    (line,) = caught.value.problems
-    assert line.startswith(f"{path}: {problem}") and "line " in line and "\n" not in line
