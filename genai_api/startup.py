@@ -13,7 +13,7 @@ and raises `ConfigError` with one line per bad variable, naming it and the value
 from __future__ import annotations
 
 import sys
-from typing import Any, get_args
+from typing import get_args
 
 from pydantic import SecretStr, ValidationError
 from pydantic_core import ErrorDetails
@@ -27,22 +27,22 @@ EXIT_CONFIG = 2  # what `serve` and `warm` exit with on a ConfigError
 _SHOWN = 40  # characters of a bad value quoted back
 
 
-def load_settings(**values: Any) -> Settings:
+def load_settings() -> Settings:
     """`Settings()` from the environment and `.env`; any problem raises `ConfigError`."""
     try:
-        return Settings(**values)
+        return Settings()
     except ValidationError as exc:
         raise ConfigError(*(_line(error) for error in exc.errors())) from None
 
 
-def load_config(**values: Any) -> Settings:
+def load_config() -> Settings:
     """`load_settings`, then the files it names read and checked as the app will read them.
 
     The models file and the prompt templates are read again by each app's lifespan; read
     here first, a missing or broken one is one line naming it instead of a traceback and
     "Application startup failed" in every worker.
     """
-    settings = load_settings(**values)
+    settings = load_settings()
     problems: list[str] = []
     try:
         ModelTable.load(settings.models_file)
@@ -70,9 +70,7 @@ def _line(error: ErrorDetails) -> str:
     line = f"{name}: {_says(error)}"
     if field in Settings.model_fields and not _secret(field):
         shown = repr(error["input"])
-        if len(shown) > _SHOWN:
-            shown = shown[: _SHOWN - 4] + "...'"
-        line += f" (got {shown})"
+        line += f" (got {shown[:_SHOWN]}{'...' if len(shown) > _SHOWN else ''})"
     return line
 
 

@@ -106,3 +106,8 @@ def test_a_broken_prompt_template_is_named_by_its_variable(
     (tmp_path / "bad.toml").write_text("name =\n")
     (problem,) = _problems(monkeypatch, PROMPTS_DIR=str(tmp_path))
     assert problem.startswith(f"PROMPTS_DIR prompt template {tmp_path / 'bad.toml'}: ")
+
+
+def test_a_long_bad_value_is_cut_short(monkeypatch: pytest.MonkeyPatch) -> None:
+    (problem,) = _problems(monkeypatch, REDIS_PORT="x" * 200)
+    assert problem == f"REDIS_PORT: must be a whole number (got '{'x' * 39}...)"
