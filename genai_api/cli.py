@@ -26,9 +26,9 @@ def _serve(args: argparse.Namespace) -> int:
 
     from genai_api.http.bounded_protocol import BoundedHttpToolsProtocol
     from genai_api.logs import setup_logging
-    from genai_api.settings import Settings
+    from genai_api.startup import load_config
 
-    settings = Settings()
+    settings = load_config()  # here, once: a bad variable never reaches the workers
     setup_logging(settings.log_level)
     with prometheus_multiproc_dir(args.workers):
         uvicorn.run(
@@ -62,9 +62,9 @@ def worker_app() -> Any:
     from genai_api.app import create_app
     from genai_api.logs import setup_logging
     from genai_api.malloc import keep_freed_memory
-    from genai_api.settings import Settings
+    from genai_api.startup import load_settings
 
-    settings = Settings()
+    settings = load_settings()  # checked by `serve` already; this is the worker's own copy
     setup_logging(settings.log_level)
     app = create_app(settings)
     keep_freed_memory()
@@ -157,8 +157,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from genai_api.errors import ConfigError
+    from genai_api.startup import report
+
     args = build_parser().parse_args(argv)
-    return int(args.func(args))
+    try:
+        return int(args.func(args))
+    except ConfigError as exc:  # one line per problem, exit 2: not a traceback
+        return report(exc)
 
 
 if __name__ == "__main__":

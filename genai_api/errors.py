@@ -12,7 +12,11 @@
      │    └── ProviderTimeout    504 (no answer within UPSTREAM_TIMEOUT)
      └── CacheUnavailable        never shown to a client: the cache fails open
 
-`genai_api.http.handlers` turns any of them into `{"error": {...}}` in one place.
+    ConfigError (ValueError)     start-up only: a bad variable, models file or template
+     └── PromptFileError         a template file (genai_api.prompts)
+
+`genai_api.http.handlers` turns any `GatewayError` into `{"error": {...}}` in one place; the
+commands print a `ConfigError` as its lines and exit 2 (`genai_api.startup`).
 """
 
 from __future__ import annotations
@@ -117,3 +121,14 @@ class ProviderTimeout(ProviderError):
 
 class CacheUnavailable(GatewayError):
     """Raised by a store when its backend fails; the pipeline catches it and bypasses."""
+
+
+class ConfigError(ValueError):
+    """Configuration the gateway cannot start with: one line per problem, naming what to fix.
+
+    A `ValueError`, never an HTTP answer: it stops start-up, before anything is served.
+    """
+
+    def __init__(self, *problems: str) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = problems

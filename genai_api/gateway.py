@@ -89,10 +89,7 @@ class Gateway:
                 else None
             ),
         )
-        if provider.name == "mock":
-            log.warning("provider: mock (offline, deterministic answers) - no OPENAI_API_KEY set")
-        else:
-            log.info("provider: openai at %s", settings.openai_base_url or "api.openai.com")
+        _log_provider(settings, provider.name)
         log.info(
             "cache: %s, namespace %r, scope %s",
             store.name,
@@ -103,7 +100,11 @@ class Gateway:
         if await store.ping():
             await store.warm()
         else:
-            log.warning("cache backend %s is not answering; requests will bypass it", store.name)
+            log.warning(
+                "cache backend %s is not answering (%s); requests will bypass it",
+                store.name,
+                store.last_failure or "no reason given",
+            )
         accounting.start()
         return cls(
             settings=settings,
@@ -127,6 +128,21 @@ class Gateway:
         await self.provider.aclose()
         await self.store.close()
         self.metrics.close()
+
+
+def _log_provider(settings: Settings, name: str) -> None:
+    """Which provider answers, and why: the operator may not have meant it (CONTRACT §1)."""
+    if name == "mock":
+        why = "chosen by PROVIDER" if settings.provider == "mock" else "no OPENAI_API_KEY set"
+        log.warning("provider: mock (offline, deterministic answers) - %s", why)
+        return
+    log.info("provider: openai at %s", settings.openai_base_url or "api.openai.com")
+    if not settings.openai_api_key:
+        # Not refused: an OpenAI-compatible server (vLLM, Ollama) may want no key at all.
+        log.warning(
+            "provider: openai chosen by PROVIDER, but no OPENAI_API_KEY is set: requests go "
+            "upstream with a placeholder key, which only a server that needs none accepts"
+        )
 
 
 def _stats_backend(settings: Settings, store: CacheStore) -> StatsBackend:

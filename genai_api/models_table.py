@@ -1,8 +1,9 @@
 """Which models the gateway knows: TTL, prices per 1M tokens and tokenizer per model.
 
 A built-in table of common OpenAI models ships with the package; `MODELS_FILE` (TOML or
-YAML) overrides and extends it, and may close the list (`closed = true`), after which
-unknown models are answered with 404 instead of being passed through.
+YAML, read and checked by `genai_api.models_file`) overrides and extends it, and may close
+the list (`closed = true`), after which unknown models are answered with 404 instead of
+being passed through.
 
 Example models file (TOML)::
 
@@ -16,16 +17,14 @@ Example models file (TOML)::
 
 from __future__ import annotations
 
-import tomllib
 from dataclasses import dataclass, replace
 from decimal import Decimal
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from genai_api.errors import NotFound
+from genai_api.models_file import read_models_file
 
 MILLION = Decimal(1_000_000)
 
@@ -105,18 +104,12 @@ class ModelTable:
         models = {m.name: m for m in BUILTIN_MODELS}
         if path is None:
             return cls(models)
-        data = _read_file(path)
-        closed = bool(data.get("closed", False))
-        if data.get("builtin", True) is False:
+        file = read_models_file(path)  # checked: any problem raises ConfigError
+        if not file.builtin:
             models = {}
-        entries = data.get("models") or {}
-        if not isinstance(entries, dict):
-            raise ValueError(f"{path}: 'models' must be a table of model name -> settings")
-        for name, spec in entries.items():
-            if not isinstance(spec, dict):
-                raise ValueError(f"{path}: model {name!r} must be a table")
-            models[str(name)] = _merge(models.get(str(name), ModelInfo(str(name))), spec, path)
-        return cls(models, closed=closed)
+        for name, changes in file.models.items():
+            models[name] = replace(models.get(name, ModelInfo(name)), **changes)
+        return cls(models, closed=file.closed)
 
     def get(self, name: str) -> ModelInfo:
         """The model's info; an unknown model is 404 on a closed list, else defaults."""
@@ -133,33 +126,3 @@ class ModelTable:
 
     def __iter__(self) -> Any:
         return iter(self._models.values())
-
-
-def _read_file(path: Path) -> dict[str, Any]:
-    text = path.read_text(encoding="utf-8")
-    if path.suffix.lower() in {".yaml", ".yml"}:
-        data = yaml.safe_load(text) or {}
-    else:
-        data = tomllib.loads(text)
-    if not isinstance(data, dict):
-        raise ValueError(f"{path}: expected a mapping at the top level")
-    return data
-
-
-def _merge(base: ModelInfo, spec: dict[str, Any], path: Path) -> ModelInfo:
-    changes: dict[str, Any] = {}
-    try:
-        if "ttl" in spec:
-            changes["ttl"] = int(spec["ttl"])
-            if changes["ttl"] < 1:
-                raise ValueError("ttl must be >= 1")
-        for field in ("input_per_million", "output_per_million"):
-            if field in spec:
-                changes[field] = Decimal(str(spec[field]))
-        if "tokenizer" in spec:
-            changes["tokenizer"] = str(spec["tokenizer"])
-        if "owned_by" in spec:
-            changes["owned_by"] = str(spec["owned_by"])
-    except (ValueError, ArithmeticError) as exc:
-        raise ValueError(f"{path}: model {base.name!r}: {exc}") from exc
-    return replace(base, **changes)

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from genai_api.errors import InvalidRequest, NotFound
+from genai_api.errors import ConfigError, InvalidRequest, NotFound
 
 _IDENT = r"[A-Za-z_][A-Za-z0-9_]*"
 # Escapes first, so `{{x}}` is never read as `{x}` wrapped in braces.
@@ -41,7 +41,7 @@ _ROLES = frozenset({"system", "developer", "user", "assistant"})
 _RESERVED_PARAMETERS = frozenset({"messages", "model", "stream", "variables", "prompt"})
 
 
-class PromptFileError(ValueError):
+class PromptFileError(ConfigError):
     """A template file that cannot be used; raised at start-up, naming the file."""
 
     def __init__(self, path: Path, problem: str) -> None:

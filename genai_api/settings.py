@@ -1,16 +1,25 @@
 """Every setting of the gateway, read once from the environment and `.env` (CONTRACT §2).
 
 One class, built by whoever starts the app (`create_app(Settings())`), so tests build
-their own and nothing reads the environment at import time.
+their own and nothing reads the environment at import time. The commands build it through
+`genai_api.startup.load_config`, which turns a validation error into one line per variable.
 """
 
 from __future__ import annotations
 
+import logging
+import re
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from redis.asyncio.connection import parse_url
+
+from genai_api.logs import redact
+
+_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+_NAMESPACE = re.compile(r"[A-Za-z0-9_.\-]+")
 
 
 class Settings(BaseSettings):
@@ -24,9 +33,9 @@ class Settings(BaseSettings):
     cache_backend: Literal["memory", "redis"] = "memory"
     redis_url: SecretStr | None = None
     redis_host: str = "localhost"
-    redis_port: int = 6379
+    redis_port: int = Field(6379, ge=1, le=65535)
     redis_password: SecretStr | None = None
-    redis_db: int = 0
+    redis_db: int = Field(0, ge=0)
     redis_timeout: float = Field(0.2, gt=0, description="seconds per Redis operation")
     # Each process holds two pool connections for good (the lease wake-ups' and the L1's
     # subscriptions): fewer than 4 would leave commands waiting on an empty pool.
@@ -50,7 +59,7 @@ class Settings(BaseSettings):
     )
 
     # --- cache semantics
-    cache_namespace: str = Field("genai", min_length=1, pattern=r"^[A-Za-z0-9_.\-]+$")
+    cache_namespace: str = Field("genai", min_length=1)
     cache_default_ttl: int = Field(3600, ge=1)
     cache_max_ttl: int = Field(2_592_000, ge=1)
     cache_nondeterministic: bool = True
@@ -76,20 +85,52 @@ class Settings(BaseSettings):
     max_request_bytes: int = Field(8_388_608, ge=1024)
     prompts_dir: Path = Path("prompts")
     cache_warm_file: Path | None = None
-    log_level: str = "INFO"
+    log_level: str = "INFO"  # a standard level name, upper-cased when read
 
-    @field_validator("cache_backend", mode="before")
+    @field_validator(
+        "cache_backend", "cache_scope", "provider", "upstream_http_client", mode="before"
+    )
     @classmethod
-    def _local_means_memory(cls, value: object) -> object:
-        if isinstance(value, str) and value.strip().lower() == "local":
+    def _a_choice_in_any_case(cls, value: object, info: ValidationInfo) -> object:
+        # `Redis`, `MOCK` and `Shared` mean what they say, as they did for CACHE_BACKEND only.
+        if not isinstance(value, str):
+            return value
+        choice = value.strip().lower()
+        if info.field_name == "cache_backend" and choice == "local":
             return "memory"
-        return value.strip().lower() if isinstance(value, str) else value
+        if info.field_name == "provider" and not choice:
+            return None  # `PROVIDER=` as copied from .env.example: chosen by OPENAI_API_KEY
+        return choice
 
-    @field_validator("provider", mode="before")
+    @field_validator("log_level", mode="before")
     @classmethod
-    def _empty_provider_is_unset(cls, value: object) -> object:
-        if isinstance(value, str) and not value.strip():
-            return None
+    def _a_level_name(cls, value: object) -> object:
+        # Unchecked, `LOUD` failed later in logging's dictConfig with "Unable to configure
+        # root logger", naming neither the variable nor the value.
+        if isinstance(value, str) and value.strip().upper() in logging.getLevelNamesMapping():
+            return value.strip().upper()
+        raise ValueError(f"must be one of {', '.join(_LEVELS)}, in any case")
+
+    @field_validator("redis_url")
+    @classmethod
+    def _a_redis_url(cls, value: SecretStr | None) -> SecretStr | None:
+        # Checked here, not when the pool is built: in a worker's lifespan a bad URL was a
+        # traceback and "Application startup failed", once per worker.
+        url = value.get_secret_value() if value is not None else ""
+        if url:
+            try:
+                parse_url(url)
+            except ValueError as exc:  # its messages name the part, never the password
+                raise ValueError(redact(str(exc))) from None
+        return value
+
+    @field_validator("cache_namespace")
+    @classmethod
+    def _a_key_prefix(cls, value: str) -> str:
+        if value and not _NAMESPACE.fullmatch(value):
+            # ':' separates a storage key's parts and '*?[' are glob characters in the
+            # patterns DELETE /v1/cache scans with: either could reach another namespace.
+            raise ValueError("may hold only letters, digits, '_', '.' and '-'")
         return value
 
     @field_validator("models_file", "cache_warm_file", mode="before")

@@ -23,8 +23,10 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from genai_api.batch import BatchLine, LineError, WarmSummary, parse_line
+from genai_api.errors import ConfigError
 from genai_api.models_table import ModelTable
 from genai_api.settings import Settings
+from genai_api.startup import load_config, report
 
 log = logging.getLogger("genai_api.warm")
 
@@ -168,11 +170,14 @@ def warm_main(
     out, err = Console(), Console(stderr=True)
     path = Path(file)
     try:
+        settings = load_config()
+    except ConfigError as exc:
+        return report(exc)
+    try:
         total = count_lines(path)
     except OSError as exc:
         err.print(f"[red]cannot read {file}: {exc}[/red]")
         return 2
-    settings = Settings()
     if not url and settings.cache_backend == "memory":
         err.print(
             "[yellow]CACHE_BACKEND=memory: entries warmed in-process vanish when this command "

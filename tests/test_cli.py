@@ -10,6 +10,24 @@ from pathlib import Path
 import pytest
 
 from genai_api.cli import MULTIPROC_ENV, build_parser, prometheus_multiproc_dir
+from genai_api.settings import Settings
+from tests.redis_server import free_port
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _run(cwd: Path, *argv: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """`genai-api ARGV` in `cwd` (no .env there) with only `env` configured."""
+    base = {k: v for k, v in os.environ.items() if k.lower() not in Settings.model_fields}
+    base["PYTHONPATH"] = str(ROOT)  # this checkout's package, whatever the venv installed
+    return subprocess.run(
+        [sys.executable, "-m", "genai_api", *argv],
+        cwd=cwd,
+        env={**base, **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 def test_help_lists_every_command() -> None:
@@ -53,3 +71,58 @@ def test_one_worker_or_an_operator_dir_is_left_alone(
     with prometheus_multiproc_dir(4) as path:
         assert path == str(tmp_path)
     assert tmp_path.is_dir()
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_serve_with_bad_variables_prints_a_line_each_and_exits_2(
+    tmp_path: Path, workers: str
+) -> None:
+    port = str(free_port())
+    done = _run(
+        tmp_path, "serve", "--port", port, "--workers", workers, CACHE_BACKEND="foo", REDIS_PORT="x"
+    )
+    assert done.returncode == 2
+    assert done.stderr.splitlines() == [
+        "genai-api: CACHE_BACKEND: must be 'memory' or 'redis' (got 'foo')",
+        "genai-api: REDIS_PORT: must be a whole number (got 'x')",
+    ]  # once, from the parent: no traceback, no worker started
+    assert done.stdout == ""
+
+
+def test_serve_never_prints_a_bad_redis_url_password(tmp_path: Path) -> None:
+    port = str(free_port())
+    done = _run(
+        tmp_path, "serve", "--port", port, CACHE_BACKEND="redis", REDIS_URL="http://:hunter2@r"
+    )
+    assert done.returncode == 2
+    assert done.stderr.startswith("genai-api: REDIS_URL: ")
+    assert "hunter2" not in done.stderr
+
+
+def test_serve_with_a_missing_models_file_exits_2_before_any_worker_starts(
+    tmp_path: Path,
+) -> None:
+    port = str(free_port())
+    done = _run(tmp_path, "serve", "--port", port, "--workers", "2", MODELS_FILE="absent.toml")
+    assert done.returncode == 2
+    assert done.stderr == (
+        "genai-api: MODELS_FILE absent.toml: cannot be read: No such file or directory\n"
+    )  # not a traceback and "Application startup failed" from each worker
+
+
+def test_serve_refuses_a_models_file_with_bad_values_naming_file_model_and_field(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "models.toml").write_text(
+        'closed = "false"\n[models."gpt-4o-mini"]\ninput_per_million = "-5"\nttll = 60\n'
+    )
+    port = str(free_port())
+    done = _run(tmp_path, "serve", "--port", port, MODELS_FILE="models.toml")
+    assert done.returncode == 2
+    assert done.stderr.splitlines() == [
+        "genai-api: MODELS_FILE models.toml: closed: must be true or false, unquoted (got 'false')",
+        "genai-api: MODELS_FILE models.toml: model 'gpt-4o-mini': input_per_million: must be a "
+        "number >= 0, in USD per 1M tokens, e.g. \"0.15\" (got '-5')",
+        "genai-api: MODELS_FILE models.toml: model 'gpt-4o-mini': unknown key 'ttll' "
+        "(did you mean 'ttl'?)",
+    ]

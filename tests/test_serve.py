@@ -18,6 +18,8 @@ from tests.conftest import CHAT
 from tests.redis_server import free_port
 from tests.test_bounded_protocol import answer, trickle
 
+ROOT = Path(__file__).resolve().parent.parent
+
 
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen[str]]]:
@@ -27,6 +29,7 @@ def server(tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen[str]]]:
         for k, v in os.environ.items()
         if k not in ("OPENAI_API_KEY", "PROVIDER", "CACHE_BACKEND", "REDIS_URL")
     }
+    env["PYTHONPATH"] = str(ROOT)  # this checkout's package, not whichever the venv installed
     proc = subprocess.Popen(
         [sys.executable, "-m", "genai_api", "serve", "--port", str(port)],
         cwd=tmp_path,

@@ -56,3 +56,32 @@ def test_a_pool_too_small_for_the_subscriptions_is_refused(monkeypatch: pytest.M
         Settings(_env_file=None)  # type: ignore[call-arg]
     monkeypatch.setenv("REDIS_MAX_CONNECTIONS", "4")
     assert Settings(_env_file=None).redis_max_connections == 4  # type: ignore[call-arg]
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "field", "expected"),
+    [
+        ("CACHE_BACKEND", "Redis", "cache_backend", "redis"),
+        ("CACHE_BACKEND", "LOCAL", "cache_backend", "memory"),
+        ("PROVIDER", "Mock", "provider", "mock"),
+        ("PROVIDER", " OpenAI ", "provider", "openai"),
+        ("CACHE_SCOPE", "SHARED", "cache_scope", "shared"),
+        ("UPSTREAM_HTTP_CLIENT", "HTTPX", "upstream_http_client", "httpx"),
+    ],
+)
+def test_choices_are_read_in_any_case(
+    monkeypatch: pytest.MonkeyPatch, variable: str, value: str, field: str, expected: str
+) -> None:
+    monkeypatch.setenv(variable, value)
+    assert getattr(Settings(_env_file=None), field) == expected  # type: ignore[call-arg]
+
+
+def test_an_empty_provider_is_chosen_by_the_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PROVIDER", "")
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-x")
+    assert Settings(_env_file=None).resolved_provider == "openai"  # type: ignore[call-arg]
+
+
+def test_log_level_is_a_level_name_in_any_case(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LOG_LEVEL", " debug")
+    assert Settings(_env_file=None).log_level == "DEBUG"  # type: ignore[call-arg]

@@ -274,6 +274,27 @@ def test_missing_file_exits_2(tmp_path: Path) -> None:
     assert warm_main(str(tmp_path / "absent.jsonl")) == 2
 
 
+def test_a_bad_variable_is_one_line_and_exit_2_before_anything_runs(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)  # no stray .env
+    monkeypatch.setenv("CACHE_DEFAULT_TTL", "-1")
+    assert warm_main(str(_write(tmp_path, GOOD))) == 2
+    captured = capsys.readouterr()
+    assert captured.err == "genai-api: CACHE_DEFAULT_TTL: must be at least 1 (got '-1')\n"
+    assert captured.out == ""
+
+
+def test_a_broken_models_file_is_one_line_and_exit_2_before_anything_runs(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)  # no stray .env
+    (tmp_path / "models.toml").write_text("[models\n")
+    monkeypatch.setenv("MODELS_FILE", "models.toml")
+    assert warm_main(str(_write(tmp_path, GOOD))) == 2
+    assert capsys.readouterr().err.startswith("genai-api: MODELS_FILE models.toml: not valid TOML")
+
+
 async def test_cache_warm_file_warms_in_the_background_at_start_up(
     upstream: respx.MockRouter, tmp_path: Path
 ) -> None:

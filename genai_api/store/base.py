@@ -29,6 +29,11 @@ class CacheStore(Protocol):
 
     async def ping(self) -> bool: ...
 
+    @property
+    def last_failure(self) -> str | None:
+        """Why the last `ping` failed, as the backend said it (None after a success)."""
+        ...
+
     async def warm(self) -> None:
         """Open connections ahead of traffic (start-up, after a successful ping)."""
         ...

@@ -101,6 +101,10 @@ class NearStore:
     def breaker(self) -> CircuitBreaker:
         return self.redis.breaker
 
+    @property
+    def last_failure(self) -> str | None:
+        return self.redis.last_failure
+
     async def guarded(self, op: Callable[[], Awaitable[T]], *, entries: int = 1) -> T:
         return await self.redis.guarded(op, entries=entries)
 

@@ -26,8 +26,8 @@ from aiocache import RedisCache
 from redis.asyncio.connection import parse_url
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
+from redis.exceptions import AuthenticationError, NoScriptError, RedisError
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import NoScriptError, RedisError
 
 from genai_api.errors import CacheUnavailable
 from genai_api.store import budget
@@ -58,6 +58,16 @@ def redis_options(
         opts.setdefault("db", 0)
         return opts
     return {"host": host, "port": port, "password": password, "db": db}
+
+
+def _why(exc: BaseException, waited: float) -> str:
+    """A failed ping as Redis or the socket put it (its messages carry no password)."""
+    if isinstance(exc, TimeoutError):
+        return f"no answer within {waited:g} s"
+    reason = f"{type(exc).__name__}: {exc}"
+    if isinstance(exc, AuthenticationError):
+        reason += " - check REDIS_PASSWORD, or the password in REDIS_URL"
+    return reason
 
 
 class RedisStore:
@@ -102,6 +112,7 @@ class RedisStore:
         self.timeout = timeout
         self.max_connections = max_connections
         self._probe: asyncio.Task[bool] | None = None
+        self.last_failure: str | None = None  # why the last ping failed, for the start-up log
 
     async def _call(
         self, op: Callable[[], Awaitable[T]], *, entries: int = 1, bounded: bool = True
@@ -218,11 +229,13 @@ class RedisStore:
             # The probe usually opens a connection: one REDIS_TIMEOUT to connect, one to answer.
             async with asyncio.timeout(2 * self.timeout):
                 ok = bool(await self.client.ping())
-        except _FAILURES:
+        except _FAILURES as exc:
             self.breaker.trip()
+            self.last_failure = _why(exc, 2 * self.timeout)
             return False
         if ok:
             self.breaker.reset()
+            self.last_failure = None
         return ok
 
     async def warm(self) -> None:

@@ -1,0 +1,113 @@
+"""The start-up check: a bad variable is one line naming it and its value, secrets never shown."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from genai_api.errors import ConfigError
+from genai_api.settings import Settings
+from genai_api.startup import load_config
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    for name in Settings.model_fields:
+        monkeypatch.delenv(name.upper(), raising=False)
+    monkeypatch.chdir(tmp_path)  # no stray .env
+
+
+def _problems(monkeypatch: pytest.MonkeyPatch, **env: str) -> tuple[str, ...]:
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(ConfigError) as caught:
+        load_config()
+    return caught.value.problems
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "line"),
+    [
+        ("CACHE_BACKEND", "foo", "CACHE_BACKEND: must be 'memory' or 'redis' (got 'foo')"),
+        ("REDIS_PORT", "abc", "REDIS_PORT: must be a whole number (got 'abc')"),
+        ("REDIS_PORT", "70000", "REDIS_PORT: must be at most 65535 (got '70000')"),
+        ("CACHE_DEFAULT_TTL", "-1", "CACHE_DEFAULT_TTL: must be at least 1 (got '-1')"),
+        ("MAX_REQUEST_BYTES", "10", "MAX_REQUEST_BYTES: must be at least 1024 (got '10')"),
+        ("UPSTREAM_TIMEOUT", "0", "UPSTREAM_TIMEOUT: must be more than 0 (got '0')"),
+        ("LEASE_SECONDS", "31", "LEASE_SECONDS: must be at most 30 (got '31')"),
+        (
+            "LOG_LEVEL",
+            "LOUD",
+            "LOG_LEVEL: must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL, in any case "
+            "(got 'LOUD')",
+        ),
+        ("CACHE_NONDETERMINISTIC", "maybe", "CACHE_NONDETERMINISTIC: must be true or false"),
+        (
+            "CACHE_NAMESPACE",
+            "a:b",
+            "CACHE_NAMESPACE: may hold only letters, digits, '_', '.' and '-' (got 'a:b')",
+        ),
+    ],
+)
+def test_a_bad_variable_is_one_line_naming_it_and_its_value(
+    monkeypatch: pytest.MonkeyPatch, variable: str, value: str, line: str
+) -> None:
+    (problem,) = _problems(monkeypatch, **{variable: value})
+    assert problem.startswith(line)
+
+
+def test_every_bad_variable_is_reported_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    problems = _problems(monkeypatch, CACHE_BACKEND="foo", REDIS_PORT="abc")
+    assert [p.split(":")[0] for p in problems] == ["CACHE_BACKEND", "REDIS_PORT"]
+
+
+def test_a_bad_variable_in_dotenv_is_named_the_same(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    (tmp_path / ".env").write_text("UPSTREAM_TIMEOUT=soon\n")
+    with pytest.raises(ConfigError) as caught:
+        load_config()
+    assert caught.value.problems == ("UPSTREAM_TIMEOUT: must be a number (got 'soon')",)
+
+
+@pytest.mark.parametrize(
+    ("url", "problem"),
+    [
+        ("http://user:hunter2@redis:6379/0", "schemes (redis://, rediss://, unix://)"),
+        ("redis://:hunter2@redis:port/0", "Port could not be cast to integer"),
+    ],
+)
+def test_a_bad_redis_url_is_refused_without_its_password(
+    monkeypatch: pytest.MonkeyPatch, url: str, problem: str
+) -> None:
+    (line,) = _problems(monkeypatch, REDIS_URL=url)
+    assert line.startswith("REDIS_URL: ") and problem in line
+    assert "hunter2" not in line
+
+
+def test_an_empty_redis_url_is_accepted(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("REDIS_URL", "")  # as copied from .env.example: the parts are used
+    assert load_config().redis_port == 6379
+
+
+def test_a_models_file_problem_is_named_by_its_variable(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    (problem,) = _problems(monkeypatch, MODELS_FILE=str(tmp_path / "absent.toml"))
+    assert problem == f"MODELS_FILE {tmp_path / 'absent.toml'}: cannot be read: " + (
+        "No such file or directory"
+    )
+
+
+def test_a_broken_prompt_template_is_named_by_its_variable(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    (tmp_path / "bad.toml").write_text("name =\n")
+    (problem,) = _problems(monkeypatch, PROMPTS_DIR=str(tmp_path))
+    assert problem.startswith(f"PROMPTS_DIR prompt template {tmp_path / 'bad.toml'}: ")
+
+
+def test_a_long_bad_value_is_cut_short(monkeypatch: pytest.MonkeyPatch) -> None:
+    (problem,) = _problems(monkeypatch, REDIS_PORT="x" * 200)
+    assert problem == f"REDIS_PORT: must be a whole number (got '{'x' * 39}...)"
