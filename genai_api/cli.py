@@ -93,10 +93,10 @@ def prometheus_multiproc_dir(workers: int) -> Iterator[str | None]:
 
 
 def _stats(args: argparse.Namespace) -> int:
-    from genai_api.settings import Settings
+    from genai_api.startup import load_settings
     from genai_api.stats_cli import bearer, print_stats
 
-    settings = Settings()  # the server's configuration: the environment and `.env`
+    settings = load_settings()  # the server's configuration: the environment and `.env`
     admin = settings.admin_api_key.get_secret_value() if settings.admin_api_key else None
     return print_stats(args.url, bearer(admin, settings.client_keys))
 
@@ -107,6 +107,24 @@ def _warm(args: argparse.Namespace) -> int:
     return warm_main(args.file, url=args.url, concurrency=args.concurrency, api_key=args.api_key)
 
 
+def _positive(text: str) -> int:
+    """An integer of at least 1 (uvicorn quietly runs `--workers 0` as one worker)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
+def _port(text: str) -> int:
+    value = _positive(text)
+    if value > 65535:
+        raise argparse.ArgumentTypeError(f"must be a port number (1-65535), not {value}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="genai-api", description=DESCRIPTION, formatter_class=argparse.RawTextHelpFormatter
@@ -115,10 +133,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     serve = sub.add_parser("serve", help="run the API server (uvicorn)")
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
-    serve.add_argument("--port", type=int, default=8000, help="port to bind (default 8000)")
+    serve.add_argument("--port", type=_port, default=8000, help="port to bind (default 8000)")
     serve.add_argument(
         "--workers",
-        type=int,
+        type=_positive,
         default=1,
         help="worker processes; with CACHE_BACKEND=redis they share one cache (default 1)",
     )
@@ -136,7 +154,9 @@ def build_parser() -> argparse.ArgumentParser:
     warm.add_argument(
         "--url", help="send the lines to a running server instead, e.g. http://127.0.0.1:8000"
     )
-    warm.add_argument("--concurrency", type=int, default=8, help="requests in flight (default 8)")
+    warm.add_argument(
+        "--concurrency", type=_positive, default=8, help="requests in flight (default 8)"
+    )
     warm.add_argument(
         "--api-key",
         help="client key to send (with CACHE_SCOPE=tenant, entries belong to that key); "

@@ -45,6 +45,25 @@ def test_serve_arguments() -> None:
     assert (args.host, args.port, args.workers) == ("0.0.0.0", 9000, 3)
 
 
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["serve", "--workers", "0"],
+        ["serve", "--workers", "-2"],
+        ["serve", "--port", "0"],
+        ["serve", "--port", "70000"],
+        ["warm", "f.jsonl", "--concurrency", "0"],
+    ],
+)
+def test_counts_below_one_and_impossible_ports_are_usage_errors(
+    argv: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        build_parser().parse_args(argv)
+    assert exited.value.code == 2
+    assert "must be" in capsys.readouterr().err
+
+
 def test_unknown_command_exits_with_usage() -> None:
     with pytest.raises(SystemExit):
         build_parser().parse_args(["frobnicate"])
