@@ -124,6 +124,15 @@ class Settings(BaseSettings):
                 raise ValueError(redact(str(exc))) from None
         return value
 
+    @field_validator("gateway_api_keys")
+    @classmethod
+    def _keys_when_set(cls, value: SecretStr | None) -> SecretStr | None:
+        # `GATEWAY_API_KEYS= , ` meant keys and would have opened the gateway to anyone.
+        raw = value.get_secret_value() if value is not None else ""
+        if raw.strip() and not any(k.strip() for k in raw.split(",")):
+            raise ValueError("holds commas but no key; leave it empty for an open gateway")
+        return value
+
     @field_validator("cache_namespace")
     @classmethod
     def _a_key_prefix(cls, value: str) -> str:

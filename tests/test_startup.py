@@ -86,6 +86,21 @@ def test_a_bad_redis_url_is_refused_without_its_password(
     assert "hunter2" not in line
 
 
+def test_gateway_keys_of_commas_only_are_refused_not_an_open_gateway(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    (line,) = _problems(monkeypatch, GATEWAY_API_KEYS=" , ,")
+    assert line.startswith("GATEWAY_API_KEYS: holds commas but no key")
+
+
+@pytest.mark.parametrize(("raw", "keys"), [("", ()), (" key-a , ,key-b ", ("key-a", "key-b"))])
+def test_gateway_keys_empty_or_with_stray_commas_are_read(
+    monkeypatch: pytest.MonkeyPatch, raw: str, keys: tuple[str, ...]
+) -> None:
+    monkeypatch.setenv("GATEWAY_API_KEYS", raw)
+    assert load_config().client_keys == keys
+
+
 def test_an_empty_redis_url_is_accepted(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("REDIS_URL", "")  # as copied from .env.example: the parts are used
     assert load_config().redis_port == 6379
