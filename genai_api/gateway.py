@@ -96,7 +96,10 @@ class Gateway:
             settings.cache_namespace,
             settings.cache_scope,
         )
-        log.info("prompts: %d template(s) from %s", len(prompts), settings.prompts_dir)
+        if settings.prompts_dir.is_dir():
+            log.info("prompts: %d template(s) from %s", len(prompts), settings.prompts_dir)
+        else:  # a typo in PROMPTS_DIR, or serving from another directory than the templates'
+            log.warning("prompts: none - PROMPTS_DIR %s is not a directory", settings.prompts_dir)
         if await store.ping():
             await store.warm()
         else:

@@ -47,6 +47,20 @@ async def test_openai_with_a_key_starts_without_a_warning(
 
 
 @pytest.mark.parametrize("password", ["wrong-pass", None])
+async def test_a_prompts_dir_that_is_not_a_directory_is_a_warning(
+    caplog: pytest.LogCaptureFixture, tmp_path: Path
+) -> None:
+    warnings = await _start_up_log(caplog, prompts_dir=tmp_path / "promtps")
+    assert f"prompts: none - PROMPTS_DIR {tmp_path / 'promtps'} is not a directory" in warnings
+
+
+async def test_a_prompts_dir_that_exists_is_no_warning(
+    caplog: pytest.LogCaptureFixture, tmp_path: Path
+) -> None:
+    warnings = await _start_up_log(caplog, prompts_dir=tmp_path)
+    assert not any(w.startswith("prompts:") for w in warnings)
+
+
 async def test_a_redis_refusing_the_password_is_reported_with_its_own_reason(
     caplog: pytest.LogCaptureFixture, tmp_path: Path, redis_binary: None, password: str | None
 ) -> None:
