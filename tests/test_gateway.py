@@ -46,7 +46,6 @@ async def test_openai_with_a_key_starts_without_a_warning(
     assert not [w for w in await _start_up_log(caplog) if w.startswith("provider")]
 
 
-@pytest.mark.parametrize("password", ["wrong-pass", None])
 async def test_a_prompts_dir_that_is_not_a_directory_is_a_warning(
     caplog: pytest.LogCaptureFixture, tmp_path: Path
 ) -> None:
@@ -61,6 +60,7 @@ async def test_a_prompts_dir_that_exists_is_no_warning(
     assert not any(w.startswith("prompts:") for w in warnings)
 
 
+@pytest.mark.parametrize("password", ["wrong-pass", None])
 async def test_a_redis_refusing_the_password_is_reported_with_its_own_reason(
     caplog: pytest.LogCaptureFixture, tmp_path: Path, redis_binary: None, password: str | None
 ) -> None:
