@@ -252,13 +252,23 @@ def validate(model: type[BaseModel], body: dict[str, Any]) -> None:
     try:
         model.model_validate(body)
     except ValidationError as exc:
-        first = exc.errors(include_url=False)[0]
+        errors = exc.errors(include_url=False)
+        first = errors[0]
         missing = first["type"] == "missing"
-        param = ".".join(str(p) for p in _body_path(first["loc"], body, missing=missing)) or None
+        path = _body_path(first["loc"], body, missing=missing)
+        param = ".".join(str(p) for p in path) or None
         if missing:
             message = f"Missing required parameter: '{param}'."
         else:
-            message = f"Invalid value for '{param}': {first['msg']}."
+            # A parameter of several types (`tool_choice`: a string or an object) fails once
+            # per type, all at the same place: say each ("should be a valid string, or a
+            # valid dictionary"), not only the first.
+            reasons = [
+                e["msg"] for e in errors if _body_path(e["loc"], body, missing=False) == path
+            ]
+            head, *rest = dict.fromkeys(reasons)
+            said = ", or ".join([head, *(r.removeprefix("Input should be ") for r in rest)])
+            message = f"Invalid value for '{param}': {said}."
         raise InvalidRequest(message, param=param, code="invalid_value") from None
 
 

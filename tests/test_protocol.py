@@ -95,6 +95,23 @@ async def test_a_wrongly_typed_parameter_is_400_naming_it_and_stores_nothing(
     assert stored == []
 
 
+@pytest.mark.parametrize(
+    ("ep", "fields", "reason"),
+    [
+        (CHAT, {"tool_choice": 5}, "'tool_choice': Input should be a valid string, or a valid"),
+        (COMPLETIONS, {"prompt": 5}, "'prompt': Input should be a valid string, or a valid list"),
+    ],
+    ids=["tool_choice", "prompt"],
+)
+async def test_a_parameter_of_several_types_is_refused_naming_each_type(
+    upstream: respx.MockRouter, ep: Endpoint, fields: dict[str, Any], reason: str
+) -> None:
+    ep.mock(upstream)
+    async with running(make_settings()) as gw:
+        answer = await gw.http.post(ep.path, json={**ep.body, **fields})
+    assert reason in assert_envelope(answer, 400)["message"]
+
+
 GOOD = [
     (
         CHAT,
