@@ -3,13 +3,19 @@
 Validation only: the body sent upstream is the client's own JSON (minus gateway fields),
 so parameters these models do not name still reach the provider (`extra="allow"`).
 Strict mode, because OpenAI rejects `"2"` where it wants `2`, and so do we.
+
+Every standard parameter of OpenAI's API reference has its type here: a lax upstream (or
+the mock) answers `"tools": "nope"`, and that answer would be stored. The types are only
+as narrow as the reference's: objects are `dict[str, Any]` inside, and names from a list
+that grows (`reasoning_effort`, `service_tier`, ...) are `str`, not literals.
 """
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic_core import PydanticCustomError
 
 from genai_api.errors import InvalidRequest
 
@@ -21,6 +27,13 @@ MAX_MESSAGES = 10_000
 MAX_EMBEDDING_INPUTS = 8192
 # Token ids of a model whose tokenizer we do not know: no vocabulary comes near 2**31.
 MAX_TOKEN_ID = 2**31 - 1
+_Object = dict[str, Any]  # a JSON object, its content the provider's to judge
+
+
+class StreamOptions(BaseModel):
+    model_config = ConfigDict(extra="allow", strict=True)
+
+    include_usage: bool | None = None
 
 
 class _Params(BaseModel):
@@ -36,7 +49,8 @@ class _Params(BaseModel):
     seed: int | None = Field(None, ge=-(2**63), le=2**63 - 1)
     stop: str | list[str] | None = None
     stream: bool | None = None
-    stream_options: dict[str, Any] | None = None
+    stream_options: StreamOptions | None = None
+    logit_bias: dict[str, float] | None = None  # token id -> bias
     user: str | None = None
     cache: dict[str, Any] | None = None
 
@@ -47,6 +61,11 @@ class ChatMessage(BaseModel):
     role: Literal["system", "developer", "user", "assistant", "tool", "function"]
     content: str | list[dict[str, Any]] | None = None
     name: str | None = None
+    tool_calls: list[_Object] | None = None
+    tool_call_id: str | None = None
+    function_call: _Object | None = None
+    refusal: str | None = None
+    audio: _Object | None = None
 
 
 class ChatCompletionRequest(_Params):
@@ -54,12 +73,44 @@ class ChatCompletionRequest(_Params):
     max_completion_tokens: int | None = Field(None, ge=1, le=10_000_000)
     metadata: dict[str, str] | None = None
     store: bool | None = None
+    tools: list[_Object] | None = None
+    tool_choice: str | _Object | None = None
+    parallel_tool_calls: bool | None = None
+    functions: list[_Object] | None = None  # deprecated for `tools`, still served
+    function_call: str | _Object | None = None
+    response_format: _Object | None = None
+    logprobs: bool | None = None
+    top_logprobs: int | None = Field(None, ge=0, le=20)
+    reasoning_effort: str | None = None
+    verbosity: str | None = None
+    modalities: list[str] | None = None
+    audio: _Object | None = None
+    prediction: _Object | None = None
+    web_search_options: _Object | None = None
+    service_tier: str | None = None
+    prompt_cache_key: str | None = None
+    safety_identifier: str | None = None
 
 
 class CompletionRequest(_Params):
-    prompt: str | list[str] | list[int] | list[list[int]]
+    prompt: (
+        str
+        | Annotated[list[str], Field(min_length=1)]
+        | Annotated[list[int], Field(min_length=1)]
+        | Annotated[list[list[int]], Field(min_length=1)]
+    )
+    suffix: str | None = None
     echo: bool | None = None
+    logprobs: int | None = Field(None, ge=0, le=5)
     best_of: int | None = Field(None, ge=1, le=20)
+
+    @field_validator("prompt", mode="before")
+    @classmethod
+    def _not_empty(cls, value: Any) -> Any:
+        # Said here, or the error would be the first of the union's: "should be a string".
+        if isinstance(value, list) and not value:
+            raise PydanticCustomError("too_short", "must not be an empty array")
+        return value
 
 
 class EmbeddingRequest(BaseModel):
@@ -74,6 +125,8 @@ class EmbeddingRequest(BaseModel):
 
 
 _ROLES = frozenset(ChatMessage.model_fields["role"].annotation.__args__)  # type: ignore[union-attr]
+# Typed message fields the shortcut does not check (`tool_calls`...): given, to pydantic.
+_MESSAGE_OTHER_TYPED = frozenset(ChatMessage.model_fields) - {"role", "content", "name"}
 _NUMBERS: dict[str, tuple[type, float, float]] = {  # field: (int or float, low, high)
     "temperature": (float, 0, 2),
     "top_p": (float, 0, 1),
@@ -106,6 +159,7 @@ def plainly_valid(schema: type[BaseModel], body: dict[str, Any]) -> bool:
                 or message["role"] not in _ROLES
                 or type(message.get("content", "")) not in (str, type(None))
                 or type(message.get("name", "")) is not str
+                or (not _MESSAGE_OTHER_TYPED.isdisjoint(message) and _given(message))
             ):
                 return False
     elif schema is not CompletionRequest or type(body.get("prompt")) is not str:
@@ -127,6 +181,15 @@ def plainly_valid(schema: type[BaseModel], body: dict[str, Any]) -> bool:
         and type(body.get("user", "")) is str
         and type(body.get("cache", {})) is dict
     )
+
+
+def _given(message: dict[str, Any]) -> bool:
+    """Whether a message gives one of `_MESSAGE_OTHER_TYPED` (a `null`, as SDK dumps of an
+    answer's message carry, is valid for each)."""
+    for name, value in message.items():
+        if value is not None and name in _MESSAGE_OTHER_TYPED:
+            return True
+    return False
 
 
 def _bad_input(message: str) -> InvalidRequest:
@@ -189,13 +252,23 @@ def validate(model: type[BaseModel], body: dict[str, Any]) -> None:
     try:
         model.model_validate(body)
     except ValidationError as exc:
-        first = exc.errors(include_url=False)[0]
+        errors = exc.errors(include_url=False)
+        first = errors[0]
         missing = first["type"] == "missing"
-        param = ".".join(str(p) for p in _body_path(first["loc"], body, missing=missing)) or None
+        path = _body_path(first["loc"], body, missing=missing)
+        param = ".".join(str(p) for p in path) or None
         if missing:
             message = f"Missing required parameter: '{param}'."
         else:
-            message = f"Invalid value for '{param}': {first['msg']}."
+            # A parameter of several types (`tool_choice`: a string or an object) fails once
+            # per type, all at the same place: say each ("should be a valid string, or a
+            # valid dictionary"), not only the first.
+            reasons = [
+                e["msg"] for e in errors if _body_path(e["loc"], body, missing=False) == path
+            ]
+            head, *rest = dict.fromkeys(reasons)
+            said = ", or ".join([head, *(r.removeprefix("Input should be ") for r in rest)])
+            message = f"Invalid value for '{param}': {said}."
         raise InvalidRequest(message, param=param, code="invalid_value") from None
 
 

@@ -12,7 +12,13 @@ import pytest
 import respx
 from hypothesis import strategies as st
 
-from genai_api.protocol import ChatCompletionRequest, CompletionRequest, plainly_valid, validate
+from genai_api.protocol import (
+    ChatCompletionRequest,
+    ChatMessage,
+    CompletionRequest,
+    plainly_valid,
+    validate,
+)
 from tests.conftest import CHAT, chat_response, make_settings, running
 
 
@@ -177,19 +183,29 @@ async def test_a_wrong_method_is_405_in_envelope_naming_the_allowed_ones(
     assert answer.headers["allow"] == allowed
 
 
-MESSAGE_VALUES = st.one_of(
-    st.fixed_dictionaries(
-        {"role": st.sampled_from(["user", "system", "tool", "robot", "", 1, None, [], {}])},
-        optional={
-            "content": st.one_of(
-                st.none(), st.text(max_size=3), st.integers(), st.lists(st.none(), max_size=1)
-            ),
-            "name": st.one_of(st.none(), st.text(max_size=2), st.integers()),
-        },
-    ),
-    st.none(),
-    st.text(max_size=2),
+# The value of a message field besides role, content and name: null (always valid), or not.
+MESSAGE_FIELD_VALUES = st.one_of(
+    st.none(), st.text(max_size=2), st.integers(), st.lists(st.sampled_from([{}, 1]), max_size=2)
 )
+MESSAGE = st.fixed_dictionaries(
+    {
+        "role": st.one_of(
+            st.sampled_from(["user", "system", "tool"]),
+            st.sampled_from(["robot", "", 1, None, [], {}]),
+        )
+    },
+    optional={
+        "content": st.one_of(
+            st.none(), st.text(max_size=3), st.integers(), st.lists(st.none(), max_size=1)
+        ),
+        "name": st.one_of(st.none(), st.text(max_size=2), st.integers()),
+        **{
+            name: MESSAGE_FIELD_VALUES
+            for name in sorted(set(ChatMessage.model_fields) - {"role", "content", "name"})
+        },
+    },
+)
+MESSAGE_VALUES = st.one_of(MESSAGE, st.none(), st.text(max_size=2))
 CHAT_FIELD_VALUES = st.one_of(
     st.none(),
     st.booleans(),
@@ -219,25 +235,57 @@ CHAT_FIELDS = (
 )
 
 
+def _base(schema: type[ChatCompletionRequest] | type[CompletionRequest]) -> dict[str, Any]:
+    if schema is ChatCompletionRequest:
+        return {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}
+    return {"model": "gpt-4o-mini", "prompt": "hi"}
+
+
 @hypothesis.settings(
     max_examples=600, suppress_health_check=[hypothesis.HealthCheck.too_slow], deadline=None
 )
 @hypothesis.given(
     st.sampled_from([ChatCompletionRequest, CompletionRequest]),
+    st.one_of(st.none(), st.lists(MESSAGE, min_size=1, max_size=3)),
     st.dictionaries(st.sampled_from(CHAT_FIELDS), CHAT_FIELD_VALUES),
 )
 def test_the_validation_shortcut_accepts_only_what_the_schema_accepts(
-    schema: type[ChatCompletionRequest] | type[CompletionRequest], fields: dict[str, Any]
+    schema: type[ChatCompletionRequest] | type[CompletionRequest],
+    messages: list[Any] | None,
+    fields: dict[str, Any],
 ) -> None:
     # `complete` skips the strict schema when `plainly_valid` says it would pass: it must never
     # let through a body the schema rejects (whose error message the client would then miss).
-    base: dict[str, Any] = {"model": "gpt-4o-mini"}
-    base["messages" if schema is ChatCompletionRequest else "prompt"] = (
-        [{"role": "user", "content": "hi"}] if schema is ChatCompletionRequest else "hi"
-    )
-    body = {**base, **fields}
+    body = _base(schema)
+    if messages is not None and schema is ChatCompletionRequest:
+        body["messages"] = messages
+    body.update(fields)
     if plainly_valid(schema, body):
         validate(schema, body)
+
+
+# Values of every JSON type, and of the commonest wrong shapes inside objects and arrays.
+ANY_VALUES = [None, True, 0, 5, 21, -1, 2.5, "", "x", [], ["x"], [1], [{}], {}, {"a": "x"}]
+ANY_VALUES += [{"include_usage": "x"}, {"include_usage": True}, {"50256": -100}]
+
+
+@pytest.mark.parametrize("schema", [ChatCompletionRequest, CompletionRequest])
+def test_the_validation_shortcut_passes_each_typed_field_only_when_the_schema_would(
+    schema: type[ChatCompletionRequest] | type[CompletionRequest],
+) -> None:
+    # One field at a time, every field either schema types, so a field added to a schema is
+    # covered here from the start (the hypothesis test above draws from a fixed few).
+    typed = set(ChatCompletionRequest.model_fields) | set(CompletionRequest.model_fields)
+    for name in sorted(typed):
+        for value in ANY_VALUES:
+            body = {**_base(schema), name: value}
+            if plainly_valid(schema, body):
+                validate(schema, body)
+    for name in sorted(ChatMessage.model_fields) if schema is ChatCompletionRequest else ():
+        for value in ANY_VALUES:
+            body = {**_base(schema), "messages": [{"role": "tool", name: value}]}
+            if plainly_valid(schema, body):
+                validate(schema, body)
 
 
 def test_the_validation_shortcut_takes_the_common_requests() -> None:
@@ -250,6 +298,9 @@ def test_the_validation_shortcut_takes_the_common_requests() -> None:
         "user": "u1",
     }
     assert plainly_valid(ChatCompletionRequest, chat)
+    # An answer's message sent back as the SDK dumps it: its unused typed fields are null.
+    answer = {"role": "assistant", "content": "Hello", "refusal": None, "tool_calls": None}
+    assert plainly_valid(ChatCompletionRequest, {**chat, "messages": [*chat["messages"], answer]})
     assert plainly_valid(CompletionRequest, {"model": "m", "prompt": "Hi", "temperature": 0.7})
     assert not plainly_valid(CompletionRequest, chat)  # no prompt: the schema must word it
     assert not plainly_valid(ChatCompletionRequest, {"model": "m", "prompt": "Hi"})
