@@ -80,7 +80,9 @@ class ChatCompletionRequest(_Params):
     function_call: str | _Object | None = None
     response_format: _Object | None = None
     logprobs: bool | None = None
-    top_logprobs: int | None = Field(None, ge=0, le=20)
+    # Types are ours to check, ranges the provider's: OpenAI takes up to 20 (5 for completions'
+    # `logprobs`), vLLM and others their own, larger limits.
+    top_logprobs: int | None = Field(None, ge=0)
     reasoning_effort: str | None = None
     verbosity: str | None = None
     modalities: list[str] | None = None
@@ -101,7 +103,7 @@ class CompletionRequest(_Params):
     )
     suffix: str | None = None
     echo: bool | None = None
-    logprobs: int | None = Field(None, ge=0, le=5)
+    logprobs: int | None = Field(None, ge=0)  # a count here (a flag in chat)
     best_of: int | None = Field(None, ge=1, le=20)
 
     @field_validator("prompt", mode="before")

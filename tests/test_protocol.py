@@ -43,7 +43,7 @@ BAD = [
     (CHAT, {"logprobs": "yes"}, "logprobs"),
     (CHAT, {"logprobs": 1}, "logprobs"),
     (CHAT, {"top_logprobs": "x"}, "top_logprobs"),
-    (CHAT, {"top_logprobs": 21}, "top_logprobs"),
+    (CHAT, {"top_logprobs": -1}, "top_logprobs"),
     (CHAT, {"reasoning_effort": 7}, "reasoning_effort"),
     (CHAT, {"verbosity": True}, "verbosity"),
     (CHAT, {"service_tier": 1}, "service_tier"),
@@ -71,7 +71,7 @@ BAD = [
     (COMPLETIONS, {"suffix": 1}, "suffix"),
     (COMPLETIONS, {"echo": "yes"}, "echo"),
     (COMPLETIONS, {"logprobs": True}, "logprobs"),
-    (COMPLETIONS, {"logprobs": 6}, "logprobs"),
+    (COMPLETIONS, {"logprobs": -1}, "logprobs"),
     (COMPLETIONS, {"logit_bias": {"50256": None}}, "logit_bias.50256"),
 ]
 
@@ -185,6 +185,7 @@ GOOD = [
         },
     ),
     (COMPLETIONS, {"prompt": [15496, 11], "logprobs": 0}),
+    (COMPLETIONS, {"prompt": "Once", "logprobs": 10}),  # past OpenAI's 5, within vLLM's 20
     (COMPLETIONS, {"prompt": [[15496], [11, 995]], "suffix": None, "logprobs": None}),
 ]
 
