@@ -94,12 +94,15 @@ class ChatCompletionRequest(_Params):
     safety_identifier: str | None = None
 
 
+_TokenId = Annotated[int, Field(ge=0, le=MAX_TOKEN_ID)]
+
+
 class CompletionRequest(_Params):
     prompt: (
         str
         | Annotated[list[str], Field(min_length=1)]
-        | Annotated[list[int], Field(min_length=1)]
-        | Annotated[list[list[int]], Field(min_length=1)]
+        | Annotated[list[_TokenId], Field(min_length=1)]
+        | Annotated[list[Annotated[list[_TokenId], Field(min_length=1)]], Field(min_length=1)]
     )
     suffix: str | None = None
     echo: bool | None = None
