@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from genai_api.errors import ConfigError, InvalidRequest, NotFound
+from genai_api.protocol import ChatCompletionRequest, validate
 
 _IDENT = r"[A-Za-z_][A-Za-z0-9_]*"
 # Escapes first, so `{{x}}` is never read as `{x}` wrapped in braces.
@@ -39,6 +40,7 @@ _TOKEN = re.compile(rf"\$\$\{{({_IDENT})\}}|\{{\{{({_IDENT})\}}\}}|\$?\{{({_IDEN
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$")
 _ROLES = frozenset({"system", "developer", "user", "assistant"})
 _RESERVED_PARAMETERS = frozenset({"messages", "model", "stream", "variables", "prompt"})
+_PROBE = {"role": "user", "content": "-"}  # stands in for the messages when checking defaults
 
 
 class PromptFileError(ConfigError):
@@ -177,6 +179,10 @@ def parse_template(path: Path, data: Mapping[str, Any]) -> PromptTemplate:
         raise PromptFileError(path, "'parameters' must be a table")
     if reserved := sorted(_RESERVED_PARAMETERS & set(parameters)):
         raise PromptFileError(path, f"'parameters' may not set {', '.join(reserved)}")
+    try:  # a bad default is the file's mistake: found here, not blamed on every request
+        validate(ChatCompletionRequest, {**parameters, "model": "m", "messages": [_PROBE]})
+    except InvalidRequest as exc:
+        raise PromptFileError(path, f"'parameters': {exc.message}") from None
     raw_messages = data.get("messages")
     if not isinstance(raw_messages, list) or not raw_messages:
         raise PromptFileError(path, "'messages' must be a non-empty array of tables")

@@ -121,6 +121,8 @@ def test_numbers_are_written_as_text() -> None:
         (GREET.replace("temperature = 0", 'messages = "x"'), "may not set messages"),
         (GREET.replace('name = "greet"', 'name = "../etc"'), "name '../etc'"),
         ('surprise = "x"\n' + GREET, "unknown field(s): surprise"),
+        (GREET.replace("temperature = 0", 'temperature = "hot"'), "'parameters': Invalid"),
+        (GREET.replace("temperature = 0", "tools = 5"), "for 'tools'"),
     ],
 )
 def test_bad_template_file_is_refused_naming_it(tmp_path: Path, text: str, problem: str) -> None:
