@@ -14,12 +14,14 @@ router = APIRouter()
 
 
 @router.get("/healthz", tags=["health"])
+@router.head("/healthz", include_in_schema=False)  # uptime monitors and some balancers
 async def healthz() -> Response:
     """The process is alive (no dependency is consulted)."""
     return json_response({"status": "ok"})
 
 
 @router.get("/readyz", tags=["health"])
+@router.head("/readyz", include_in_schema=False)
 async def readyz(gateway: GatewayDep) -> Response:
     """200 when the cache backend answers now, else 503 (the API still serves, uncached)."""
     if await gateway.store.ping():
