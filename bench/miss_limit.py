@@ -25,15 +25,11 @@ import hashlib
 import itertools
 from typing import Any, Literal
 
-import aiohttp
-import httpx
-import orjson
 import redis.asyncio as aioredis
 from starlette.types import Receive, Scope, Send
 
 from bench.serving import lifespan, read_body, send_bytes, serve
-from genai_api.providers.aiohttp_client import GatewayAioHttpClient
-from genai_api.providers.openai import OpenAIProvider
+from bench.upstream_calls import AiohttpCall, SdkCall
 
 LEASE_MS = 30_000
 TTL_MS = 3_600_000
@@ -63,36 +59,20 @@ class MissLimit:
         provider: Provider = "aiohttp",
         namespace: str = "miss-limit",
     ) -> None:
-        self.upstream = upstream.rstrip("/")
+        self.call = SdkCall(upstream) if provider == "sdk" else AiohttpCall(upstream)
         self.redis_url = redis_url
-        self.provider_kind = provider
         self.namespace = namespace
         self.redis: aioredis.Redis | None = None
-        self.session: aiohttp.ClientSession | None = None
-        self.provider: OpenAIProvider | None = None
         self._tokens = itertools.count()
 
     async def _start(self) -> None:
         self.redis = aioredis.Redis.from_url(self.redis_url, max_connections=256)
         self._claim = self.redis.register_script(_CLAIM)
         self._fill = self.redis.register_script(_FILL)
-        if self.provider_kind == "sdk":
-            limits = httpx.Limits(max_connections=128, max_keepalive_connections=64)
-            self.provider = OpenAIProvider(
-                api_key="sk-bench",
-                base_url=self.upstream + "/v1",
-                timeout=30.0,
-                max_retries=0,
-                http_client=GatewayAioHttpClient(limits=limits),
-            )
-        else:
-            self.session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=128))
+        await self.call.start()
 
     async def _stop(self) -> None:
-        if self.provider is not None:
-            await self.provider.aclose()
-        if self.session is not None:
-            await self.session.close()
+        await self.call.stop()
         if self.redis is not None:
             await self.redis.aclose()
 
@@ -114,24 +94,12 @@ class MissLimit:
             await asyncio.sleep(0.005)
         stored = b""
         try:
-            status, payload = await self._call(scope["path"], body)
+            status, payload = await self.call(scope["path"], body)
             if status == 200:
                 stored = payload
         finally:
             await self._fill(keys=keys, args=[stored, TTL_MS, token])
         await send_bytes(send, status, payload, (b"x-cache", b"MISS"))
-
-    async def _call(self, path: str, body: bytes) -> tuple[int, bytes]:
-        if self.provider is not None:
-            answer = await self.provider.create(path.removeprefix("/v1"), orjson.loads(body))
-            return 200, orjson.dumps(answer)
-        assert self.session is not None
-        async with self.session.post(
-            self.upstream + path,
-            data=body,
-            headers={"content-type": "application/json", "authorization": "Bearer bench"},
-        ) as upstream:
-            return upstream.status, await upstream.read()
 
 
 def main() -> None:

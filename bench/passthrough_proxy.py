@@ -10,43 +10,22 @@ from __future__ import annotations
 
 import argparse
 
-import aiohttp
 from starlette.types import Receive, Scope, Send
 
-from bench.serving import lifespan, read_body, serve
+from bench.serving import lifespan, read_body, send_bytes, serve
+from bench.upstream_calls import AiohttpCall
 
 
 class PassthroughProxy:
     def __init__(self, upstream: str) -> None:
-        self.upstream = upstream.rstrip("/")
-        self.session: aiohttp.ClientSession | None = None
-
-    async def _start(self) -> None:
-        self.session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=128))
-
-    async def _stop(self) -> None:
-        if self.session is not None:
-            await self.session.close()
+        self.call = AiohttpCall(upstream)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
-            await lifespan(receive, send, self._start, self._stop)
+            await lifespan(receive, send, self.call.start, self.call.stop)
             return
-        assert self.session is not None
-        body = await read_body(receive)
-        async with self.session.post(
-            self.upstream + scope["path"],
-            data=body,
-            headers={"content-type": "application/json", "authorization": "Bearer bench"},
-        ) as upstream:
-            payload = await upstream.read()
-            status = upstream.status
-        headers = [
-            (b"content-type", b"application/json"),
-            (b"content-length", str(len(payload)).encode()),
-        ]
-        await send({"type": "http.response.start", "status": status, "headers": headers})
-        await send({"type": "http.response.body", "body": payload})
+        status, payload = await self.call(scope["path"], await read_body(receive))
+        await send_bytes(send, status, payload)
 
 
 def main() -> None:

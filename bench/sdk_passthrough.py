@@ -13,43 +13,22 @@ from __future__ import annotations
 import argparse
 
 import httpx
-import orjson
 from starlette.types import Receive, Scope, Send
 
 from bench.serving import lifespan, read_body, send_bytes, serve
-from genai_api.providers.aiohttp_client import GatewayAioHttpClient
-from genai_api.providers.openai import OpenAIProvider
+from bench.upstream_calls import SdkCall
 
 
 class SdkPassthrough:
     def __init__(self, upstream: str, http_client: httpx.AsyncClient | None = None) -> None:
-        self.upstream = upstream.rstrip("/") + "/v1"
-        self.http_client = http_client  # the gateway's aiohttp client unless given (tests)
-        self.provider: OpenAIProvider | None = None
-
-    async def _start(self) -> None:
-        limits = httpx.Limits(max_connections=128, max_keepalive_connections=64)
-        self.provider = OpenAIProvider(
-            api_key="sk-bench",
-            base_url=self.upstream,
-            timeout=30.0,
-            max_retries=0,
-            http_client=self.http_client or GatewayAioHttpClient(limits=limits),
-        )
-
-    async def _stop(self) -> None:
-        if self.provider is not None:
-            await self.provider.aclose()
+        self.call = SdkCall(upstream, http_client)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
-            await lifespan(receive, send, self._start, self._stop)
+            await lifespan(receive, send, self.call.start, self.call.stop)
             return
-        assert self.provider is not None
-        body = await read_body(receive)
-        path = scope["path"].removeprefix("/v1")
-        answer = await self.provider.create(path, orjson.loads(body))
-        await send_bytes(send, 200, orjson.dumps(answer))
+        status, payload = await self.call(scope["path"], await read_body(receive))
+        await send_bytes(send, status, payload)
 
 
 def main() -> None:

@@ -20,6 +20,7 @@ from fastapi import FastAPI
 
 from genai_api.app import create_app
 from genai_api.settings import Settings
+from tests.processes import Service, fake_upstream
 from tests.redis_server import RedisServer, external_redis_url, require_redis
 
 UPSTREAM = "http://upstream.test/v1"
@@ -65,6 +66,16 @@ def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture
+def live_upstream(tmp_path: Path) -> Iterator[Service]:
+    """The fake OpenAI upstream as a live server of its own (counts calls: `provider_calls`)."""
+    service = fake_upstream(tmp_path, latency_ms=0)
+    try:
+        yield service
+    finally:
+        service.stop()
 
 
 @pytest.fixture
