@@ -94,11 +94,12 @@ def prometheus_multiproc_dir(workers: int) -> Iterator[str | None]:
 
 def _stats(args: argparse.Namespace) -> int:
     from genai_api.startup import load_settings
-    from genai_api.stats_cli import bearer, print_stats
+    from genai_api.stats_cli import print_stats
 
     settings = load_settings()  # the server's configuration: the environment and `.env`
     admin = settings.admin_api_key.get_secret_value() if settings.admin_api_key else None
-    return print_stats(args.url, bearer(admin, settings.client_keys))
+    # Without an admin key the server takes any client key for its admin endpoints.
+    return print_stats(args.url, admin or settings.command_key)
 
 
 def _warm(args: argparse.Namespace) -> int:

@@ -164,3 +164,9 @@ class Settings(BaseSettings):
             return ()
         raw = self.gateway_api_keys.get_secret_value()
         return tuple(k.strip() for k in raw.split(",") if k.strip())
+
+    @property
+    def command_key(self) -> str | None:
+        """The client key the gateway's own commands send (`warm`'s default, `stats` without
+        an admin key): the first of `GATEWAY_API_KEYS`; none on an open gateway."""
+        return self.client_keys[0] if self.client_keys else None

@@ -70,12 +70,6 @@ def stats_table(stats: dict[str, Any]) -> Table:
     return table
 
 
-def bearer(admin_key: str | None, client_keys: tuple[str, ...]) -> str | None:
-    """The key to read the stats with: the admin key, else (the server then takes any client
-    key for its admin endpoints) the first client key, else none (an open gateway)."""
-    return admin_key or (client_keys[0] if client_keys else None)
-
-
 def print_whole(console: Console, table: Table) -> None:
     """Print `table` at its natural width: piped output (80 columns) or a narrow terminal
     would otherwise shorten model names and costs to `gpt-…` and `$0.0…`."""

@@ -103,11 +103,6 @@ async def warm_lines(
     return summary
 
 
-def _warm_key(settings: Settings, api_key: str | None) -> str | None:
-    """Whose entries to fill: the given key, else the first client key when keys are required."""
-    return api_key or (settings.client_keys[0] if settings.client_keys else None)
-
-
 async def warm_app(app: Any, path: Path, **kwargs: Any) -> WarmSummary:
     """Warm through a started app (its lifespan running) over an ASGI transport."""
     transport = httpx.ASGITransport(app=app)
@@ -150,7 +145,7 @@ def start_background_warm(app: Any, settings: Settings) -> asyncio.Task[WarmSumm
 
     async def run() -> WarmSummary | None:
         try:
-            summary = await warm_app(app, path, api_key=_warm_key(settings, None), on_line=on_line)
+            summary = await warm_app(app, path, api_key=settings.command_key, on_line=on_line)
         except OSError as exc:
             log.error("warm-up: cannot read %s: %s", path, exc)
             return None
@@ -203,7 +198,7 @@ def warm_main(
 
     kwargs: dict[str, Any] = {
         "concurrency": concurrency,
-        "api_key": _warm_key(settings, api_key),
+        "api_key": api_key or settings.command_key,  # whose entries to fill
         "on_line": on_line,
     }
     with progress:

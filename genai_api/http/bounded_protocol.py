@@ -24,6 +24,8 @@ import asyncio
 import orjson
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from genai_api.errors import InvalidRequest
+
 MAX_HEAD_BYTES = 64 * 1024
 READ_SECONDS = 30.0
 LINGER_SECONDS = 2.0
@@ -113,10 +115,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
 
 
 def _response(status: int, message: str) -> bytes:
-    body = orjson.dumps(
-        {"error": {"message": message, "type": "invalid_request_error", "param": None,
-                   "code": None}}
-    )  # fmt: skip
+    body = orjson.dumps(InvalidRequest(message).envelope())
     return (
         b"HTTP/1.1 %d %s\r\ncontent-type: application/json\r\ncontent-length: %d\r\n"
         b"connection: close\r\n\r\n%s" % (status, _REASONS[status], len(body), body)
