@@ -12,7 +12,7 @@ COPY genai_api ./genai_api
 # The tokenizer rank files are package data (genai_api/data/tiktoken): installing the
 # package bakes them in. Loading the encodings here proves it, with no network.
 RUN /opt/venv/bin/pip install . \
-    && /opt/venv/bin/python -c "from genai_api.tokenizer import TokenCounter; TokenCounter.load()"
+    && /opt/venv/bin/python -c "from genai_api.savings.tokenizer import TokenCounter; TokenCounter.load()"
 
 FROM python:3.11-slim
 ENV PATH=/opt/venv/bin:$PATH \

@@ -15,8 +15,8 @@ import time
 import timeit
 import uuid
 
-from genai_api.accounting import Accounting, CacheStatus
-from genai_api.models_table import ModelTable
+from genai_api.models.table import ModelTable
+from genai_api.savings.accounting import Accounting, CacheStatus
 
 
 def bench_record(n: int = 200_000) -> float:
@@ -37,7 +37,7 @@ async def bench_flush(url: str, flushes: int = 200) -> float:
     """Milliseconds per flush of a typical batch (3 models, one minute) to Redis."""
     import redis.asyncio as aioredis
 
-    from genai_api.stats_redis import RedisStats
+    from genai_api.savings.redis import RedisStats
 
     client = aioredis.from_url(url)
     namespace = f"bench{uuid.uuid4().hex[:8]}"

@@ -10,14 +10,11 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import TYPE_CHECKING
 
-from genai_api.accounting import Accounting, CacheStatus
+from genai_api.call import Call
 from genai_api.entry import Entry
-from genai_api.money import to_pico
-
-if TYPE_CHECKING:
-    from genai_api.pipeline import Call
+from genai_api.savings.accounting import Accounting, CacheStatus
+from genai_api.savings.money import to_pico
 
 Flight = asyncio.Task[tuple[Entry, CacheStatus]]
 

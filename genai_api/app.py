@@ -27,6 +27,7 @@ from genai_api.routes import (
     prompts,
 )
 from genai_api.settings import Settings
+from genai_api.warming.runner import start_background_warm
 
 
 def create_app(
@@ -47,8 +48,6 @@ def create_app(
             app.drop_hot_routes()  # every request goes through FastAPI's tracing
         app.state.warm_task = None
         if settings.cache_warm_file:
-            from genai_api.warm import start_background_warm  # rich etc. only when warming
-
             app.state.warm_task = start_background_warm(app, settings)
         try:
             yield

@@ -93,8 +93,8 @@ def prometheus_multiproc_dir(workers: int) -> Iterator[str | None]:
 
 
 def _stats(args: argparse.Namespace) -> int:
+    from genai_api.commands.stats import print_stats
     from genai_api.startup import load_settings
-    from genai_api.stats_cli import print_stats
 
     settings = load_settings()  # the server's configuration: the environment and `.env`
     admin = settings.admin_api_key.get_secret_value() if settings.admin_api_key else None
@@ -103,7 +103,7 @@ def _stats(args: argparse.Namespace) -> int:
 
 
 def _warm(args: argparse.Namespace) -> int:
-    from genai_api.warm import warm_main
+    from genai_api.commands.warm import warm_main
 
     return warm_main(args.file, url=args.url, concurrency=args.concurrency, api_key=args.api_key)
 

@@ -11,21 +11,21 @@ from dataclasses import dataclass
 
 import httpx
 
-from genai_api.accounting import Accounting
 from genai_api.http.auth import Authenticator
 from genai_api.leases import build_leases
 from genai_api.metrics import Metrics
-from genai_api.models_table import ModelTable
+from genai_api.models.table import ModelTable
 from genai_api.pipeline import Pipeline
 from genai_api.prompts import PromptLibrary
 from genai_api.providers import Provider, build_provider
 from genai_api.providers.metered import MeteredProvider
+from genai_api.savings.accounting import Accounting
+from genai_api.savings.backends import MemoryStats, StatsBackend
+from genai_api.savings.redis import RedisStats
+from genai_api.savings.tokenizer import TokenCounter
 from genai_api.settings import Settings
-from genai_api.stats_backends import MemoryStats, StatsBackend
-from genai_api.stats_redis import RedisStats
 from genai_api.store import CacheStore, build_store
 from genai_api.store.near import NearStore
-from genai_api.tokenizer import TokenCounter
 
 log = logging.getLogger("genai_api")
 

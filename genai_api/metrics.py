@@ -28,8 +28,8 @@ from prometheus_client import (
     values,
 )
 
-from genai_api.accounting import SAVED, CacheStatus
-from genai_api.models_table import bounded_label
+from genai_api.models.table import bounded_label
+from genai_api.savings.accounting import SAVED, CacheStatus
 
 LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 40.0, 80.0, 160.0)
 _PATH_ENDPOINTS = {

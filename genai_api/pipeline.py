@@ -17,30 +17,30 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
-from genai_api.accounting import Accounting, CacheStatus
 from genai_api.answers import Answers, Outcome, joined
-from genai_api.coalesce import Coalescer
+from genai_api.call import Call, is_nondeterministic
 from genai_api.controls import CacheControls
-from genai_api.embedding_batch import EmbeddingBatch, EmbeddingOutcome, EmbeddingRunner, prepare
-from genai_api.embedding_upstream import Item
+from genai_api.embeddings.runner import EmbeddingBatch, EmbeddingOutcome, EmbeddingRunner, prepare
+from genai_api.embeddings.upstream import Item
 from genai_api.entry import Entry, decode_shared
 from genai_api.errors import CacheUnavailable, GatewayError, ProviderError, ProviderTimeout
-from genai_api.fanout import Feed
+from genai_api.flights.coalesce import Coalescer
+from genai_api.flights.fanout import Feed
+from genai_api.flights.relay import Relay, Streamed, replay
+from genai_api.flights.shared_reads import SharedReads
 from genai_api.keys import request_key, storage_key
 from genai_api.leases import Claim, Leases, LocalLeases
-from genai_api.models_table import ModelInfo
+from genai_api.models.table import ModelInfo
 from genai_api.providers.base import Provider
-from genai_api.relay import Relay, Streamed, replay
-from genai_api.shared_reads import SharedReads
+from genai_api.savings.accounting import Accounting, CacheStatus
+from genai_api.savings.tokenizer import TokenCounter
+from genai_api.savings.usage import fill_usage
 from genai_api.store import budget
 from genai_api.store.base import CacheStore
 from genai_api.streams import assemble, synthesize, upstream_body, wants_usage
-from genai_api.tokenizer import TokenCounter
-from genai_api.usage import fill_usage
 
 if TYPE_CHECKING:
     from tiktoken import Encoding
@@ -50,30 +50,10 @@ log = logging.getLogger("genai_api.pipeline")
 JITTER = 0.10
 
 
-@dataclass(slots=True)
-class Call:
-    """One request as the pipeline sees it."""
-
-    endpoint: str  # public name, for logs and metrics: "chat.completions", "completions"
-    path: str  # upstream path
-    model: ModelInfo
-    body: dict[str, Any]  # exactly what is sent upstream
-    controls: CacheControls
-    key: str  # the X-Cache-Key
-    skey: str  # where the entry lives in the store
-    cacheable: bool
-
-
 _KINDS = {
     "chat.completions": ("chat", "/chat/completions"),
     "completions": ("cmpl", "/completions"),
 }
-
-
-def is_nondeterministic(body: dict[str, Any]) -> bool:
-    """`temperature` > 0 (the provider default is 1) with no `seed`."""
-    temperature = body.get("temperature", 1)
-    return body.get("seed") is None and isinstance(temperature, int | float) and temperature > 0
 
 
 class Pipeline:
@@ -109,7 +89,13 @@ class Pipeline:
         self.in_flight = 0
         self.reads = SharedReads(store)  # lookups under way, shared
         self.answers = Answers(accounting)  # outcomes and their counting
-        self.embeddings = EmbeddingRunner(self)
+        self.embeddings = EmbeddingRunner(
+            store=store,
+            leases=self.leases,
+            upstream=self.upstream,
+            ttl=self.ttl,
+            accounting=accounting,
+        )
 
     def prepare(
         self,
@@ -145,7 +131,7 @@ class Pipeline:
         controls: CacheControls,
         encoding: Encoding | None,
     ) -> EmbeddingBatch:
-        """An embeddings request: a key per input (see `genai_api.embedding_batch`)."""
+        """An embeddings request: a key per input (see `genai_api.embeddings.runner`)."""
         return prepare(
             self.namespace,
             body,

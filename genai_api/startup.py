@@ -19,7 +19,7 @@ from pydantic import SecretStr, ValidationError
 from pydantic_core import ErrorDetails
 
 from genai_api.errors import ConfigError
-from genai_api.models_table import ModelTable
+from genai_api.models.table import ModelTable
 from genai_api.prompts import PromptLibrary
 from genai_api.settings import Settings
 

@@ -15,7 +15,7 @@ import httpx
 import numpy as np
 import tiktoken
 
-from genai_api.tokenizer import configure_offline_tiktoken
+from genai_api.savings.tokenizer import configure_offline_tiktoken
 
 MODEL = "text-embedding-3-small"  # cl100k_base, $0.02 per 1M tokens
 PRICE = Decimal("0.02") / 1_000_000

@@ -255,9 +255,9 @@ async def test_models_outside_the_table_count_under_other(upstream: respx.MockRo
 async def test_a_stats_backend_that_hangs_does_not_stop_the_flushes(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from genai_api import accounting as accounting_module
-    from genai_api.accounting import Accounting, CacheStatus
-    from genai_api.stats_backends import MemoryStats
+    from genai_api.savings import accounting as accounting_module
+    from genai_api.savings.accounting import Accounting, CacheStatus
+    from genai_api.savings.backends import MemoryStats
 
     class Hanging(MemoryStats):
         hang = True

@@ -13,9 +13,9 @@ from contextlib import asynccontextmanager
 
 import pytest
 
-from genai_api.accounting import CacheStatus
 from genai_api.errors import CacheUnavailable
 from genai_api.leases.batch import BatchLeases, Fetched
+from genai_api.savings.accounting import CacheStatus
 from tests.conftest import wait_until
 from tests.redis_server import free_port
 from tests.test_leases import node

@@ -13,9 +13,10 @@ import httpx
 import pytest
 import respx
 
+from genai_api.call import Call
 from genai_api.controls import parse_controls
 from genai_api.errors import CacheUnavailable
-from genai_api.pipeline import Call, Pipeline
+from genai_api.pipeline import Pipeline
 from tests.conftest import CHAT, chat_response, make_settings, running
 
 

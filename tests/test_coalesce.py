@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from genai_api.coalesce import Coalescer
+from genai_api.flights.coalesce import Coalescer
 
 
 async def test_concurrent_callers_share_one_flight() -> None:

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 
 import pytest
 
-from genai_api.coalesce_many import ManyCoalescer
+from genai_api.flights.coalesce_many import ManyCoalescer
 
 
 class Fetcher:

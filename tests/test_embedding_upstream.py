@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from genai_api.embedding_upstream import CHUNK_INPUTS, CHUNK_TOKENS, apportion, chunks
+from genai_api.embeddings.upstream import CHUNK_INPUTS, CHUNK_TOKENS, apportion, chunks
 
 
 def test_shares_equal_our_counts_when_the_provider_agrees() -> None:

@@ -21,8 +21,8 @@ import redis.asyncio as aioredis
 import respx
 
 from genai_api.controls import DEFAULT_CONTROLS
+from genai_api.embeddings.vectors import VectorEntry
 from genai_api.settings import Settings
-from genai_api.vectors import VectorEntry
 from tests.conftest import make_settings, running
 from tests.embeddings_provider import (
     MODEL,

@@ -7,7 +7,7 @@ import asyncio
 import pytest
 
 from genai_api.errors import ProviderError
-from genai_api.fanout import Feed
+from genai_api.flights.fanout import Feed
 
 
 async def test_followers_get_every_chunk_live_and_late_ones_from_the_start() -> None:

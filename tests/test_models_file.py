@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from genai_api.errors import ConfigError
-from genai_api.models_file import read_models_file
-from genai_api.models_table import ModelTable
-from genai_api.tokenizer import DEFAULT_ENCODINGS, TokenCounter
+from genai_api.models.file import read_models_file
+from genai_api.models.table import ModelTable
+from genai_api.savings.tokenizer import DEFAULT_ENCODINGS, TokenCounter
 
 
 def _file(tmp_path: Path, text: str, name: str = "models.toml") -> Path:

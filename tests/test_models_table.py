@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from genai_api.errors import NotFound
-from genai_api.models_table import ModelTable
+from genai_api.models.table import ModelTable
 
 
 def test_builtin_table_has_chat_and_embedding_models() -> None:

@@ -6,8 +6,8 @@ from decimal import Decimal
 
 import pytest
 
-from genai_api.models_table import BUILTIN_MODELS
-from genai_api.money import to_pico, usd
+from genai_api.models.table import BUILTIN_MODELS
+from genai_api.savings.money import to_pico, usd
 
 
 @pytest.mark.parametrize(

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from genai_api.accounting import Accounting, CacheStatus
-from genai_api.stats_backends import MINUTE, MemoryStats
+from genai_api.savings.accounting import Accounting, CacheStatus
+from genai_api.savings.backends import MINUTE, MemoryStats
 
 T0 = 1_800_000_000.0  # a minute and an hour boundary
 

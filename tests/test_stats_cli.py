@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from genai_api.stats_cli import show_stats
+from genai_api.commands.stats import show_stats
 from tests.conftest import CHAT, make_settings, running
 from tests.processes import ROOT, gateway
 

@@ -10,10 +10,10 @@ from decimal import Decimal
 import pytest
 import redis.asyncio as aioredis
 
-from genai_api.accounting import Accounting, CacheStatus
 from genai_api.metrics import Metrics
-from genai_api.stats_backends import HOUR, MINUTE, Batch, Interval, Totals
-from genai_api.stats_redis import RedisStats
+from genai_api.savings.accounting import Accounting, CacheStatus
+from genai_api.savings.backends import HOUR, MINUTE, Batch, Interval, Totals
+from genai_api.savings.redis import RedisStats
 from tests.redis_server import RedisServer
 from tests.test_stats_backends import T0, Clock
 

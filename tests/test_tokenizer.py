@@ -1,4 +1,4 @@
-"""Tests for genai_api.tokenizer: offline tiktoken data and token counting.
+"""Tests for genai_api.savings.tokenizer: offline tiktoken data and token counting.
 
 Every test runs with networking disabled, so any attempt by tiktoken to
 download a rank file fails loudly instead of silently succeeding.
@@ -21,7 +21,7 @@ import tiktoken
 import tiktoken.load
 from tiktoken_ext import openai_public
 
-from genai_api.tokenizer import (
+from genai_api.savings.tokenizer import (
     FALLBACK_ENCODING,
     PACKAGED_DATA_DIR,
     PACKAGED_FILES,

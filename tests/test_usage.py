@@ -12,10 +12,10 @@ import pytest
 import respx
 
 from genai_api.entry import Entry
-from genai_api.models_table import ModelInfo
+from genai_api.models.table import ModelInfo
 from genai_api.providers.mock import MockProvider
-from genai_api.tokenizer import THREAD_OFFLOAD_THRESHOLD, TokenCounter
-from genai_api.usage import count_usage, fill_usage
+from genai_api.savings.tokenizer import THREAD_OFFLOAD_THRESHOLD, TokenCounter
+from genai_api.savings.usage import count_usage, fill_usage
 from tests.conftest import CHAT, chat_response, completion_response, make_settings, running
 from tests.streaming_client import HELLO, collect, landed, sse_route, streaming
 

@@ -8,7 +8,13 @@ import struct
 import numpy as np
 import pytest
 
-from genai_api.vectors import VectorEntry, as_array, as_base64, decode_many, from_provider
+from genai_api.embeddings.vectors import (
+    VectorEntry,
+    as_array,
+    as_base64,
+    decode_many,
+    from_provider,
+)
 
 # A 4-dim entry of format E1, as earlier versions stored it: magic, dims, tokens, stored_at,
 # packed, deflated length, then the vector.

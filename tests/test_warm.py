@@ -15,11 +15,11 @@ import httpx
 import pytest
 import respx
 
-from genai_api.batch import LineError, WarmSummary, parse_line
 from genai_api.cli import build_parser
-from genai_api.models_table import ModelTable
+from genai_api.commands.warm import warm_main
+from genai_api.models.table import ModelTable
 from genai_api.settings import Settings
-from genai_api.warm import warm_main
+from genai_api.warming.batch_file import LineError, WarmSummary, parse_line
 from tests.conftest import chat_response, make_settings, running
 from tests.live_server import live_server as serve_live
 

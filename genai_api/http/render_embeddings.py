@@ -12,8 +12,8 @@ from typing import Any
 import orjson
 from starlette.responses import Response
 
-from genai_api.embedding_batch import EmbeddingOutcome
-from genai_api.vectors import as_array, as_base64
+from genai_api.embeddings.runner import EmbeddingOutcome
+from genai_api.embeddings.vectors import as_array, as_base64
 
 
 def embedding_headers(outcome: EmbeddingOutcome) -> dict[str, str]:

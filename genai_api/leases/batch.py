@@ -1,6 +1,6 @@
 """Fleet-wide coalescing for embedding batches: many keys leased in one Redis round trip.
 
-An embeddings flight (`genai_api.embedding_batch`) needs many inputs at once; a `SET NX`
+An embeddings flight (`genai_api.embeddings.runner`) needs many inputs at once; a `SET NX`
 lease per input would cost a round trip each. `BatchLeases.fill` takes a flight's keys
 (storage keys the request found missing) through the single-key protocol (`leases/redis.py`)
 in batches:
@@ -35,11 +35,11 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
-from genai_api.accounting import CacheStatus
 from genai_api.errors import CacheUnavailable
 from genai_api.leases.base import Leases
 from genai_api.leases.notify import Watch
 from genai_api.leases.redis import RedisLeases
+from genai_api.savings.accounting import CacheStatus
 
 log = logging.getLogger("genai_api.leases")
 

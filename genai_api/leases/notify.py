@@ -25,7 +25,7 @@ from collections.abc import Iterable, Iterator
 
 import redis.asyncio as aioredis
 
-from genai_api.subscription import Subscription
+from genai_api.store.subscription import Subscription
 
 log = logging.getLogger("genai_api.leases")
 

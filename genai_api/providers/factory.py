@@ -9,8 +9,8 @@ from genai_api.providers.aiohttp_client import GatewayAioHttpClient
 from genai_api.providers.base import Provider
 from genai_api.providers.mock import MockProvider
 from genai_api.providers.openai import OpenAIProvider
+from genai_api.savings.tokenizer import TokenCounter
 from genai_api.settings import Settings
-from genai_api.tokenizer import TokenCounter
 
 
 def build_provider(

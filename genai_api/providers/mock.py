@@ -18,8 +18,8 @@ from typing import Any
 import numpy as np
 import orjson
 
-from genai_api.tokenizer import TokenCounter
-from genai_api.usage import count_usage
+from genai_api.savings.tokenizer import TokenCounter
+from genai_api.savings.usage import count_usage
 
 
 def _approx_tokens(text: str) -> int:

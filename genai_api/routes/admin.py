@@ -13,7 +13,7 @@ from genai_api.errors import CacheUnavailable, GatewayError, InvalidRequest
 from genai_api.http.deps import AdminDep, GatewayDep
 from genai_api.http.responses import json_response
 from genai_api.keys import segment
-from genai_api.stats_backends import INTERVALS
+from genai_api.savings.backends import INTERVALS
 
 router = APIRouter()
 

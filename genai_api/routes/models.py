@@ -8,7 +8,7 @@ from starlette.responses import Response
 from genai_api.errors import NotFound
 from genai_api.http.deps import GatewayDep, TenantDep
 from genai_api.http.responses import json_response
-from genai_api.models_table import ModelInfo
+from genai_api.models.table import ModelInfo
 
 router = APIRouter()
 

@@ -42,7 +42,7 @@ from genai_api.store.base import CacheStore
 from genai_api.store.breaker import CircuitBreaker
 from genai_api.store.near_cache import NearCache
 from genai_api.store.redis import RedisStore
-from genai_api.subscription import Subscription
+from genai_api.store.subscription import Subscription
 
 log = logging.getLogger("genai_api.store")
 

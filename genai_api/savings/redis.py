@@ -24,7 +24,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
-from genai_api.stats_backends import FIELDS, INTERVALS, Batch, Interval, Totals
+from genai_api.savings.backends import FIELDS, INTERVALS, Batch, Interval, Totals
 
 WRITER_TTL = 86_400
 

@@ -16,8 +16,8 @@ from collections.abc import Iterator
 from typing import Any
 
 from genai_api.entry import Entry
-from genai_api.models_table import ModelInfo
-from genai_api.tokenizer import THREAD_OFFLOAD_THRESHOLD, TokenCounter
+from genai_api.models.table import ModelInfo
+from genai_api.savings.tokenizer import THREAD_OFFLOAD_THRESHOLD, TokenCounter
 
 
 def has_usage(usage: Any) -> bool:

@@ -23,22 +23,21 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 import tiktoken
 
-from genai_api.accounting import CacheStatus
-from genai_api.coalesce_many import ManyCoalescer
 from genai_api.controls import CacheControls
-from genai_api.embedding_upstream import Item, fetch_vectors
+from genai_api.embeddings.upstream import Item, Upstream, fetch_vectors
+from genai_api.embeddings.vectors import VectorEntry, decode_many
 from genai_api.errors import CacheUnavailable
+from genai_api.flights.coalesce_many import ManyCoalescer
 from genai_api.keys import embedding_keys, request_key, storage_key
+from genai_api.leases import Leases
 from genai_api.leases.batch import Fetched, batch_leases
-from genai_api.models_table import ModelInfo
-from genai_api.vectors import VectorEntry, decode_many
-
-if TYPE_CHECKING:
-    from genai_api.pipeline import Pipeline
+from genai_api.models.table import ModelInfo
+from genai_api.savings.accounting import Accounting, CacheStatus
+from genai_api.store.base import CacheStore
 
 log = logging.getLogger("genai_api.pipeline")
 
@@ -116,13 +115,29 @@ def prepare(
     )
 
 
-class EmbeddingRunner:
-    """Runs batches for one `Pipeline`, sharing its store, provider slots, TTLs and counters."""
+Ttl = Callable[[ModelInfo, CacheControls], float]
+"""The TTL an entry of `model` is stored with under `controls` (`Pipeline.ttl`)."""
 
-    def __init__(self, pipeline: Pipeline) -> None:
-        self.pipeline = pipeline
+
+class EmbeddingRunner:
+    """Runs batches for the pipeline, sharing its store, leases, provider slots, TTLs and
+    counters (handed in, so this module needs nothing from the pipeline that owns it)."""
+
+    def __init__(
+        self,
+        *,
+        store: CacheStore,
+        leases: Leases,
+        upstream: Upstream,
+        ttl: Ttl,
+        accounting: Accounting,
+    ) -> None:
+        self.store = store
+        self.upstream = upstream
+        self.ttl = ttl
+        self.accounting = accounting
         self.flights: ManyCoalescer[Found] = ManyCoalescer()
-        self.leases = batch_leases(pipeline.leases)  # None: coalescing within this process
+        self.leases = batch_leases(leases)  # None: coalescing within this process
 
     async def run(self, batch: EmbeddingBatch) -> EmbeddingOutcome:
         first: dict[str, int] = {}  # storage key -> first position
@@ -161,7 +176,7 @@ class EmbeddingRunner:
 
     async def _lookup(self, batch: EmbeddingBatch, skeys: list[str]) -> dict[str, Found]:
         """One MGET for every distinct input; entries too old for `max-age` are misses."""
-        raws = await self.pipeline.store.get_many(skeys)
+        raws = await self.store.get_many(skeys)
         usable = await self._usable(batch, skeys, raws)
         hit = CacheStatus.HIT
         return {skey: (entry, hit) for skey, entry in usable.items()}
@@ -215,7 +230,7 @@ class EmbeddingRunner:
         fetched = await self._fetch(batch, first, [k for k in skeys if k not in result])
         if fetched.entries and status is CacheStatus.MISS:
             try:
-                await self.pipeline.store.set_many(fetched.entries)
+                await self.store.set_many(fetched.entries)
             except CacheUnavailable as exc:
                 self._cache_failed(batch, exc)
                 status = CacheStatus.BYPASS
@@ -229,7 +244,7 @@ class EmbeddingRunner:
     ) -> Fetched[VectorEntry]:
         """Fresh entries for `skeys` from upstream (chunked), encoded for storing if allowed."""
         entries, error = await fetch_vectors(
-            self.pipeline.upstream,
+            self.upstream,
             batch.body,
             [batch.items[first[k]] for k in skeys],
             batch.encoding,
@@ -237,7 +252,7 @@ class EmbeddingRunner:
         fetched = {k: e for k, e in zip(skeys, entries, strict=True) if e is not None}
         if not batch.controls.write or not fetched:
             return Fetched(fetched, error=error)
-        ttl = self.pipeline.ttl
+        ttl = self.ttl
 
         def encode() -> list[tuple[str, bytes, float]]:
             return [(k, e.encode(), ttl(batch.model, batch.controls)) for k, e in fetched.items()]
@@ -271,7 +286,7 @@ class EmbeddingRunner:
             (s for s in (CacheStatus.BYPASS, CacheStatus.MISS, CacheStatus.COALESCED) if counts[s]),
             CacheStatus.HIT,
         )
-        accounting, model = self.pipeline.accounting, batch.model
+        accounting, model = self.accounting, batch.model
         for status, n in counts.items():
             if n:
                 cost = model.cost(tokens[status], 0)
@@ -295,7 +310,7 @@ class EmbeddingRunner:
 
     def _cache_failed(self, batch: EmbeddingBatch, exc: CacheUnavailable) -> None:
         log.warning("cache unavailable, bypassing: %s", exc.message)
-        self.pipeline.accounting.record_error(batch.model.name)
+        self.accounting.record_error(batch.model.name)
 
     async def aclose(self) -> None:
         await self.flights.aclose()

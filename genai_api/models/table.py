@@ -1,7 +1,7 @@
 """Which models the gateway knows: TTL, prices per 1M tokens and tokenizer per model.
 
 A built-in table of common OpenAI models ships with the package; `MODELS_FILE` (TOML or
-YAML, read and checked by `genai_api.models_file`) overrides and extends it, and may close
+YAML, read and checked by `genai_api.models.file`) overrides and extends it, and may close
 the list (`closed = true`), after which unknown models are answered with 404 instead of
 being passed through.
 
@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from genai_api.errors import NotFound
-from genai_api.models_file import read_models_file
+from genai_api.models.file import read_models_file
 
 MILLION = Decimal(1_000_000)
 

@@ -24,7 +24,7 @@ from typing import Any
 import yaml
 
 from genai_api.errors import ConfigError
-from genai_api.tokenizer import DEFAULT_ENCODINGS
+from genai_api.savings.tokenizer import DEFAULT_ENCODINGS
 
 
 @dataclass(frozen=True, slots=True)

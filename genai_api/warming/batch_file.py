@@ -16,7 +16,7 @@ import httpx
 import orjson
 
 from genai_api.errors import NotFound
-from genai_api.models_table import ModelTable
+from genai_api.models.table import ModelTable
 
 _URL = re.compile(
     r"^/v1/(chat/completions|completions|embeddings|prompts/[A-Za-z0-9][A-Za-z0-9_.\-]*/completions)$"

@@ -49,7 +49,7 @@ logger = logging.getLogger(__name__)
 CACHE_ENV_VAR: Final = "TIKTOKEN_CACHE_DIR"
 
 #: Folder holding the packaged rank files (installed as package data).
-PACKAGED_DATA_DIR: Final[Path] = Path(__file__).resolve().parent / "data" / "tiktoken"
+PACKAGED_DATA_DIR: Final[Path] = Path(__file__).resolve().parent.parent / "data" / "tiktoken"
 
 #: Encodings loaded by :meth:`TokenCounter.load` when none are given.
 DEFAULT_ENCODINGS: Final[tuple[str, ...]] = ("cl100k_base", "o200k_base")

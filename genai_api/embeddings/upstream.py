@@ -15,8 +15,8 @@ from typing import Any
 
 from tiktoken import Encoding
 
+from genai_api.embeddings.vectors import VectorEntry, from_provider
 from genai_api.errors import ProviderError
-from genai_api.vectors import VectorEntry, from_provider
 
 Item = str | list[int]
 Upstream = Callable[[str, dict[str, Any]], Awaitable[dict[str, Any]]]

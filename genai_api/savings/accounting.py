@@ -27,9 +27,9 @@ from typing import Any, Protocol
 from redis.exceptions import RedisError
 
 from genai_api.errors import CacheUnavailable
-from genai_api.models_table import bounded_label
-from genai_api.money import to_pico, usd
-from genai_api.stats_backends import INTERVALS, Batch, MemoryStats, StatsBackend
+from genai_api.models.table import bounded_label
+from genai_api.savings.backends import INTERVALS, Batch, MemoryStats, StatsBackend
+from genai_api.savings.money import to_pico, usd
 
 log = logging.getLogger("genai_api.accounting")
 

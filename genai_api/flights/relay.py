@@ -17,9 +17,9 @@ from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from genai_api.accounting import CacheStatus
-from genai_api.coalesce import Coalescer
-from genai_api.fanout import Feed
+from genai_api.flights.coalesce import Coalescer
+from genai_api.flights.fanout import Feed
+from genai_api.savings.accounting import CacheStatus
 from genai_api.streams import for_client
 
 if TYPE_CHECKING:

@@ -2,7 +2,7 @@
 
 Every counter is an integer (`money` explains why cost is in pico-dollars), so backends
 only ever add integers: exact in memory, atomic across replicas in Redis (`HINCRBY`).
-The recorder (`genai_api.accounting`) batches increments in memory and hands a `Batch`
+The recorder (`genai_api.savings.accounting`) batches increments in memory and hands a `Batch`
 to `apply` every half second; `read` and `read_series` serve `/v1/cache/stats`.
 
 `MemoryStats` is here; `RedisStats` (shared by every replica) is in `stats_redis`.
