@@ -77,11 +77,12 @@ async def sync(fn: Callable[[], Any]) -> None:
 
 async def stage_table(gw: Any, limit: LimitApp) -> list[Stage]:
     """The hit path's stages, each callable on its own with the inputs of a base64 hit."""
+    from genai_api.apis.embeddings import EmbeddingRequest, embedding_inputs
+    from genai_api.apis.schema import validate
     from genai_api.controls import parse_controls
     from genai_api.embeddings.vectors import decode_many
     from genai_api.http.body import read_json
     from genai_api.http.render_embeddings import render_embeddings
-    from genai_api.protocol import EmbeddingRequest, embedding_inputs, validate
     from genai_api.routes.embeddings import _encoding
 
     body = BODIES["base64"]

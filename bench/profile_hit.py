@@ -87,12 +87,14 @@ async def per_call(
 async def measure(app: Any, n: int, profile: bool) -> None:
     import os
 
+    from genai_api.apis import CHAT
+    from genai_api.apis.chat import ChatCompletionRequest
+    from genai_api.apis.schema import validate
     from genai_api.controls import parse_controls
     from genai_api.entry import Entry
     from genai_api.http.body import read_json
     from genai_api.http.render import render
     from genai_api.keys import request_key
-    from genai_api.protocol import ChatCompletionRequest, validate
     from genai_api.routes.completions import complete
 
     async with app.router.lifespan_context(app):
@@ -106,7 +108,7 @@ async def measure(app: Any, n: int, profile: bool) -> None:
         tenant = gw.auth.client(Request(scope()))
         controls = parse_controls({}, None, max_ttl=gw.settings.cache_max_ttl)
         prepared = gw.pipeline.prepare(
-            "chat.completions", dict(body), model=model, tenant=tenant, controls=controls
+            CHAT, dict(body), model=model, tenant=tenant, controls=controls
         )
         raw = await gw.store.get(prepared.skey)
         entry = Entry.decode(raw)
@@ -124,9 +126,7 @@ async def measure(app: Any, n: int, profile: bool) -> None:
 
             request = Request(scope(), receive)
             request.scope["app"] = app
-            response = await complete(
-                request, gw, tenant, "chat.completions", ChatCompletionRequest
-            )
+            response = await complete(request, gw, tenant, CHAT)
             sent: list[Message] = []
 
             async def send(message: Message) -> None:
@@ -159,7 +159,7 @@ async def measure(app: Any, n: int, profile: bool) -> None:
             m = gw.models.get(data["model"])
             c = parse_controls(request.headers, data.pop("cache", None), max_ttl=1)
             await gw.pipeline.run(
-                gw.pipeline.prepare("chat.completions", data, model=m, tenant=tenant, controls=c)
+                gw.pipeline.prepare(CHAT, data, model=m, tenant=tenant, controls=c)
             )
 
         async def read_only() -> None:
@@ -190,7 +190,7 @@ async def measure(app: Any, n: int, profile: bool) -> None:
                 "pipeline.prepare (key + storage key)",
                 lambda: sync(
                     lambda: gw.pipeline.prepare(
-                        "chat.completions", body, model=model, tenant=tenant, controls=controls
+                        CHAT, body, model=model, tenant=tenant, controls=controls
                     )
                 ),
             ),

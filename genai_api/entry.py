@@ -30,15 +30,16 @@ class Entry:
 
     @classmethod
     def fresh(
-        cls, response: dict[str, Any], *, model: str, chunks: list[dict[str, Any]] | None = None
+        cls,
+        response: dict[str, Any],
+        *,
+        model: str,
+        usage: dict[str, Any] | None = None,
+        chunks: list[dict[str, Any]] | None = None,
     ) -> Entry:
-        usage = response.get("usage")
+        """A new answer; `usage` in the entry's shape (`Api.usage`, or counted by us)."""
         return cls(
-            response=response,
-            stored_at=time.time(),
-            model=model,
-            usage=usage if isinstance(usage, dict) else None,
-            chunks=chunks,
+            response=response, stored_at=time.time(), model=model, usage=usage, chunks=chunks
         )
 
     def encode(self) -> bytes:

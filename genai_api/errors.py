@@ -9,7 +9,8 @@
      ├── PermissionDenied        403 permission_denied
      ├── ProviderError           the provider's own status, body relayed
      │    ├── ProviderUnreachable 502 (connection failed)
-     │    └── ProviderTimeout    504 (no answer within UPSTREAM_TIMEOUT)
+     │    ├── ProviderTimeout    504 (no answer within UPSTREAM_TIMEOUT)
+     │    └── IncompleteStream   502 (a stream that ended before it finished)
      └── CacheUnavailable        never shown to a client: the cache fails open
 
     ConfigError (ValueError)     start-up only: a bad variable, models file or template
@@ -117,6 +118,14 @@ class ProviderUnreachable(ProviderError):
 class ProviderTimeout(ProviderError):
     def __init__(self, message: str = "The upstream provider did not answer in time.") -> None:
         super().__init__(message, status_code=504, body={"code": "upstream_timeout"})
+
+
+class IncompleteStream(ProviderError):
+    """The provider's stream ended without finishing (a choice unfinished, no end marker,
+    a cut connection): never stored."""
+
+    def __init__(self, message: str = "The upstream stream ended before it finished.") -> None:
+        super().__init__(message, status_code=502, body={"code": "upstream_stream_incomplete"})
 
 
 class CacheUnavailable(GatewayError):

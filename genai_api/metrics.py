@@ -28,17 +28,16 @@ from prometheus_client import (
     values,
 )
 
+from genai_api.apis import GENERATING
 from genai_api.models.table import bounded_label
 from genai_api.savings.accounting import SAVED, CacheStatus
 
 LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 40.0, 80.0, 160.0)
+# Each generating API and embeddings, at its path with and without `/v1`.
 _PATH_ENDPOINTS = {
-    "/v1/chat/completions": "chat.completions",
-    "/chat/completions": "chat.completions",
-    "/v1/completions": "completions",
-    "/completions": "completions",
-    "/v1/embeddings": "embeddings",
-    "/embeddings": "embeddings",
+    prefix + path: name
+    for path, name in [*((api.path, api.name) for api in GENERATING), ("/embeddings", "embeddings")]
+    for prefix in ("/v1", "")
 }
 _CACHE_RESULTS = {"HIT": "hit", "MISS": "miss", "COALESCED": "coalesced", "BYPASS": "bypass"}
 

@@ -21,7 +21,8 @@ from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from genai_api.answers import Answers, Outcome, joined
-from genai_api.call import Call, is_nondeterministic
+from genai_api.apis.base import Api
+from genai_api.call import Call
 from genai_api.controls import CacheControls
 from genai_api.embeddings.runner import EmbeddingBatch, EmbeddingOutcome, EmbeddingRunner, prepare
 from genai_api.embeddings.upstream import Item
@@ -37,10 +38,9 @@ from genai_api.models.table import ModelInfo
 from genai_api.providers.base import Provider
 from genai_api.savings.accounting import Accounting, CacheStatus
 from genai_api.savings.tokenizer import TokenCounter
-from genai_api.savings.usage import fill_usage
+from genai_api.savings.usage import estimate_usage
 from genai_api.store import budget
 from genai_api.store.base import CacheStore
-from genai_api.streams import assemble, synthesize, upstream_body, wants_usage
 
 if TYPE_CHECKING:
     from tiktoken import Encoding
@@ -48,12 +48,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("genai_api.pipeline")
 
 JITTER = 0.10
-
-
-_KINDS = {
-    "chat.completions": ("chat", "/chat/completions"),
-    "completions": ("cmpl", "/completions"),
-}
 
 
 class Pipeline:
@@ -99,7 +93,7 @@ class Pipeline:
 
     def prepare(
         self,
-        endpoint: str,
+        api: Api,
         body: dict[str, Any],
         *,
         model: ModelInfo,
@@ -107,17 +101,18 @@ class Pipeline:
         controls: CacheControls,
         prompt: str | None = None,
     ) -> Call:
-        kind, path = _KINDS[endpoint]
-        key = request_key(endpoint, body, tenant=tenant)
-        cacheable = self.cache_nondeterministic or not is_nondeterministic(body)
+        """The call for a checked `body` of `api`: its keys, and whether it may be cached."""
+        key = request_key(api.name, api.key_body(body), tenant=tenant)
+        cacheable = not api.bypass(body) and (
+            self.cache_nondeterministic or not api.nondeterministic(body)
+        )
         return Call(
-            endpoint=endpoint,
-            path=path,
+            api=api,
             model=model,
             body=body,
             controls=controls,
             key=key,
-            skey=storage_key(self.namespace, kind, tenant, model.name, key, prompt),
+            skey=storage_key(self.namespace, api.kind, tenant, model.name, key, prompt),
             cacheable=cacheable,
         )
 
@@ -256,14 +251,15 @@ class Pipeline:
         if status is CacheStatus.MISS and feed.bypassed:
             status = CacheStatus.BYPASS
         task.add_done_callback(partial(self._account_flight, call, status))
-        chunks = self.relay.follow(feed, task, wants_usage(call.body))
-        return Streamed(status, call.key, chunks)
+        chunks = self.relay.follow(feed, task, call.api.client_view(call.body))
+        return Streamed(call.api, status, call.key, chunks)
 
     def _replay(self, call: Call, status: CacheStatus, entry: Entry) -> Streamed:
         """A finished entry as a stream: its own chunks, or a synthetic stream."""
         outcome = self.answers.answer(call, status, entry)
-        chunks = entry.chunks if entry.chunks is not None else synthesize(entry.response)
-        return Streamed(status, call.key, replay(chunks, wants_usage(call.body)), outcome)
+        chunks = entry.chunks if entry.chunks is not None else call.api.synthesize(entry.response)
+        view = call.api.client_view(call.body)
+        return Streamed(call.api, status, call.key, replay(chunks, view), outcome)
 
     def _account_flight(
         self, call: Call, status: CacheStatus, task: asyncio.Task[tuple[Entry, CacheStatus]]
@@ -341,11 +337,14 @@ class Pipeline:
         try:
             async with self._upstream:
                 self.in_flight += 1
-                chunks = self.provider.stream(call.path, upstream_body(call.body))
+                api = call.api
+                chunks = self.provider.stream(api.path, api.stream_body(call.body))
                 try:
                     async with asyncio.timeout(self.upstream_timeout):
                         async for chunk in chunks:
                             feed.append(chunk)
+                            if api.finished(chunk):
+                                break
                 except TimeoutError as exc:
                     raise ProviderTimeout() from exc
                 finally:
@@ -353,7 +352,7 @@ class Pipeline:
                     aclose = getattr(chunks, "aclose", None)
                     if aclose is not None:
                         await aclose()
-            response = assemble(feed.chunks)
+            response = call.api.assemble(feed.chunks)
         except GatewayError as exc:
             feed.close(exc)
             raise
@@ -364,17 +363,17 @@ class Pipeline:
         return await self._entry(call, response, feed.chunks)
 
     async def _provider_call(self, call: Call) -> Entry:
-        response = await self.upstream(call.path, call.body)
+        response = await self.upstream(call.api.path, call.body)
         return await self._entry(call, response)
 
     async def _entry(
         self, call: Call, response: dict[str, Any], chunks: list[dict[str, Any]] | None = None
     ) -> Entry:
         """The entry of a fresh answer, with usage counted by us if the provider sent none."""
-        entry = Entry.fresh(response, model=call.model.name, chunks=chunks)
-        if self.tokens is not None:
-            await fill_usage(entry, self.tokens, call.model, call.path, call.body)
-        return entry
+        usage = call.api.usage(response)
+        if usage is None and self.tokens is not None:
+            usage = await estimate_usage(call.api, self.tokens, call.model, call.body, response)
+        return Entry.fresh(response, model=call.model.name, usage=usage, chunks=chunks)
 
     async def upstream(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
         """One provider call, within `UPSTREAM_CONCURRENCY` and `UPSTREAM_TIMEOUT`."""

@@ -31,8 +31,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from genai_api.apis.chat import ChatCompletionRequest
+from genai_api.apis.schema import validate
 from genai_api.errors import ConfigError, InvalidRequest, NotFound
-from genai_api.protocol import ChatCompletionRequest, validate
 
 _IDENT = r"[A-Za-z_][A-Za-z0-9_]*"
 # Escapes first, so `{{x}}` is never read as `{x}` wrapped in braces.

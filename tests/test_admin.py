@@ -19,6 +19,7 @@ import pytest
 import redis.asyncio as aioredis
 import respx
 
+from genai_api.apis import CHAT as CHAT_API
 from genai_api.controls import DEFAULT_CONTROLS
 from tests.conftest import CHAT, Running, make_settings, running
 from tests.endpoints import ENDPOINTS, assert_envelope, stored_keys
@@ -265,7 +266,7 @@ async def filled(upstream: respx.MockRouter, big_redis: str) -> AsyncIterator[Fi
             for model in ("gpt-4o-mini", "gpt-4o"):
                 for prompt in (None, "greeting"):
                     call = pipeline.prepare(
-                        "chat.completions",
+                        CHAT_API,
                         {**CHAT, "model": model},
                         model=gw.gateway.models.get(model),
                         tenant=auth.tenant_id(who),

@@ -12,14 +12,17 @@ import pytest
 import respx
 from hypothesis import strategies as st
 
-from genai_api.protocol import (
-    ChatCompletionRequest,
-    ChatMessage,
-    CompletionRequest,
-    plainly_valid,
-    validate,
-)
+from genai_api.apis import chat, completions
+from genai_api.apis.chat import ChatCompletionRequest, ChatMessage
+from genai_api.apis.completions import CompletionRequest
+from genai_api.apis.schema import validate
 from tests.conftest import CHAT, chat_response, make_settings, running
+
+
+def plainly_valid(schema: type[Any], body: dict[str, Any]) -> bool:
+    """The shortcut of the API whose schema is `schema`."""
+    api = chat if schema is ChatCompletionRequest else completions
+    return api.plainly_valid(body)
 
 
 def _assert_envelope(answer: httpx.Response, status: int) -> dict[str, Any]:

@@ -13,6 +13,7 @@ import httpx
 import pytest
 import respx
 
+from genai_api.apis import CHAT as CHAT_API
 from genai_api.call import Call
 from genai_api.controls import parse_controls
 from genai_api.errors import CacheUnavailable
@@ -52,9 +53,7 @@ def call_of(gw: Any) -> Call:
     pipeline: Pipeline = gw.gateway.pipeline
     model = gw.gateway.models.get(CHAT["model"])
     controls = parse_controls({}, None, max_ttl=3600)
-    return pipeline.prepare(
-        "chat.completions", dict(CHAT), model=model, tenant="t", controls=controls
-    )
+    return pipeline.prepare(CHAT_API, dict(CHAT), model=model, tenant="t", controls=controls)
 
 
 async def test_a_burst_of_identical_misses_reads_the_store_once(

@@ -10,7 +10,8 @@ import respx
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from genai_api.protocol import EmbeddingRequest, validate
+from genai_api.apis.embeddings import EmbeddingRequest
+from genai_api.apis.schema import validate
 from genai_api.routes.embeddings import _plainly_valid
 from tests.conftest import make_settings, running
 from tests.embeddings_provider import (

@@ -18,8 +18,8 @@ import orjson
 import pytest
 import respx
 
+from genai_api.apis.schema import MAX_MESSAGES, MAX_N
 from genai_api.http.json_limits import MAX_ARRAY_ITEMS, MAX_DEPTH
-from genai_api.protocol import MAX_MESSAGES, MAX_N
 from tests import processes
 from tests.conftest import Running, make_settings, running
 from tests.endpoints import (

@@ -11,11 +11,14 @@ import httpx
 import pytest
 import respx
 
+from genai_api.apis import CHAT as CHAT_API
+from genai_api.apis import COMPLETIONS
+from genai_api.apis import embeddings as embeddings_api
 from genai_api.entry import Entry
 from genai_api.models.table import ModelInfo
 from genai_api.providers.mock import MockProvider
 from genai_api.savings.tokenizer import THREAD_OFFLOAD_THRESHOLD, TokenCounter
-from genai_api.savings.usage import count_usage, fill_usage
+from genai_api.savings.usage import estimate_usage
 from tests.conftest import CHAT, chat_response, completion_response, make_settings, running
 from tests.streaming_client import HELLO, collect, landed, sse_route, streaming
 
@@ -83,7 +86,7 @@ def test_tool_calls_count_as_completion_tokens(counter: TokenCounter) -> None:
             }
         ],
     }
-    usage = count_usage(counter, "gpt-4o", None, "/chat/completions", CHAT, response)
+    usage = CHAT_API.count(counter, "gpt-4o", None, CHAT, response)
     assert usage == {
         "prompt_tokens": 9,
         "completion_tokens": 2 + 6,
@@ -93,29 +96,32 @@ def test_tool_calls_count_as_completion_tokens(counter: TokenCounter) -> None:
 
 
 def test_every_choice_of_n_is_counted(counter: TokenCounter) -> None:
-    usage = count_usage(
-        counter, "gpt-4o", None, "/chat/completions", CHAT, chat_response("Hello there!", n=3)
-    )
+    usage = CHAT_API.count(counter, "gpt-4o", None, CHAT, chat_response("Hello there!", n=3))
     assert usage["completion_tokens"] == 9
 
 
-def test_unshipped_tokenizer_falls_back_by_model_name(counter: TokenCounter) -> None:
-    usage = count_usage(
-        counter, "llama-3-70b", "llama3", "/completions", {"prompt": "hello world"}, {}
-    )
+async def test_unshipped_tokenizer_falls_back_by_model_name(counter: TokenCounter) -> None:
+    model = ModelInfo("llama-3-70b", tokenizer="llama3")
+    usage = await estimate_usage(COMPLETIONS, counter, model, {"prompt": "hello world"}, {})
     assert usage["prompt_tokens"] == 2  # cl100k_base, the documented fallback
 
 
 def test_embedding_input_counts_prompt_tokens_only(counter: TokenCounter) -> None:
     body = {"input": ["hello world", "hello"]}
-    usage = count_usage(counter, "text-embedding-3-small", None, "/embeddings", body, {})
+    usage = embeddings_api.count(counter, "text-embedding-3-small", None, body)
     assert usage == {"prompt_tokens": 3, "total_tokens": 3, "estimated": True}
 
 
-async def test_provider_usage_is_kept_as_sent(counter: TokenCounter) -> None:
-    entry = Entry.fresh(chat_response(prompt=1000, completion=1), model="gpt-4o-mini")
-    await fill_usage(entry, counter, ModelInfo("gpt-4o-mini"), "/chat/completions", CHAT)
-    assert entry.tokens() == (1000, 1)
+def test_provider_usage_is_kept_as_sent() -> None:
+    response = chat_response(prompt=1000, completion=1)
+    usage = CHAT_API.usage(response)
+    assert usage == response["usage"]
+    assert Entry.fresh(response, model="gpt-4o-mini", usage=usage).tokens() == (1000, 1)
+
+
+def test_a_usage_without_prompt_tokens_is_none() -> None:
+    assert CHAT_API.usage({**chat_response(), "usage": {"total_tokens": 5}}) is None
+    assert CHAT_API.usage({**chat_response(), "usage": None}) is None
 
 
 class ThreadSpy(TokenCounter):
@@ -136,13 +142,11 @@ async def test_only_large_inputs_are_counted_off_the_event_loop(
 ) -> None:
     spy = ThreadSpy(counter)
     body = {"prompt": "a" * size}
-    entry = Entry.fresh(completion_response(), model="gpt-3.5-turbo-instruct")
-    entry.usage = None
-    await fill_usage(entry, spy, ModelInfo("gpt-3.5-turbo-instruct"), "/completions", body)
+    model = ModelInfo("gpt-3.5-turbo-instruct")
+    usage = await estimate_usage(COMPLETIONS, spy, model, body, completion_response())
     offloaded = spy.threads != {threading.get_ident()}
     assert offloaded == (size > THREAD_OFFLOAD_THRESHOLD)
-    assert entry.usage is not None
-    assert entry.usage["prompt_tokens"] == counter.count_text("a" * size, "gpt-3.5-turbo")
+    assert usage["prompt_tokens"] == counter.count_text("a" * size, "gpt-3.5-turbo")
 
 
 async def test_mock_provider_reports_tiktoken_usage(counter: TokenCounter) -> None:
@@ -156,7 +160,7 @@ async def test_mock_provider_reports_tiktoken_usage(counter: TokenCounter) -> No
 
 
 def test_cost_of_counted_usage_is_exact(counter: TokenCounter) -> None:
-    usage = count_usage(counter, "gpt-4o-mini", None, "/chat/completions", CHAT, chat_response())
+    usage = CHAT_API.count(counter, "gpt-4o-mini", None, CHAT, chat_response())
     model = ModelInfo("gpt-4o-mini", None, Decimal("0.15"), Decimal("0.60"))
     assert model.cost(usage["prompt_tokens"], usage["completion_tokens"]) == Decimal("0.00000315")
 

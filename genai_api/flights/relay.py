@@ -17,10 +17,10 @@ from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from genai_api.apis.base import Api, View
 from genai_api.flights.coalesce import Coalescer
 from genai_api.flights.fanout import Feed
 from genai_api.savings.accounting import CacheStatus
-from genai_api.streams import for_client
 
 if TYPE_CHECKING:
     from genai_api.answers import Outcome
@@ -31,8 +31,10 @@ Chunks = AsyncGenerator[dict[str, Any], None]
 
 @dataclass(slots=True)
 class Streamed:
-    """A streamed answer: its cache status, known before the first byte, and its chunks."""
+    """A streamed answer: its API (how it is framed), its cache status, known before the first
+    byte, and its chunks."""
 
+    api: Api
     status: CacheStatus
     key: str
     chunks: Chunks  # as the client gets them; raises a GatewayError if the stream fails
@@ -78,13 +80,13 @@ class Relay:
         if not task.cancelled():
             task.exception()  # retrieved: its follower saw the error through the feed
 
-    async def follow(self, feed: Feed, task: asyncio.Task[Any], include_usage: bool) -> Chunks:
-        """The feed's chunks as this client gets them, live; leaving is counted however it
-        happens (end, error, or the client going away)."""
+    async def follow(self, feed: Feed, task: asyncio.Task[Any], view: View) -> Chunks:
+        """The feed's chunks as this client gets them (`view`), live; leaving is counted
+        however it happens (end, error, or the client going away)."""
         finished = False
         try:
             async for chunk in feed.follow():
-                out = for_client(chunk, include_usage)
+                out = view(chunk)
                 if out is not None:
                     yield out
             finished = True
@@ -102,9 +104,9 @@ class Relay:
             self.coalescer.cancel(feed.flight)
 
 
-async def replay(chunks: list[dict[str, Any]], include_usage: bool) -> Chunks:
-    """Stored (or synthesized) chunks as this client gets them."""
+async def replay(chunks: list[dict[str, Any]], view: View) -> Chunks:
+    """Stored (or synthesized) chunks as this client gets them (`view`)."""
     for chunk in chunks:
-        out = for_client(chunk, include_usage)
+        out = view(chunk)
         if out is not None:
             yield out

@@ -46,21 +46,23 @@ def stream_headers(streamed: Streamed) -> dict[str, str]:
 
 
 def render_stream(streamed: Streamed) -> Response:
-    """SSE: one event per chunk, `data: [DONE]` at the end; a failure after the first byte
-    becomes an error event in OpenAI's envelope, and the stream closes without `[DONE]`."""
+    """SSE framed by the stream's API: one event per chunk, its end marker (`data: [DONE]`)
+    last; a failure after the first byte becomes the API's error event, and the stream
+    closes without the end marker."""
     return StreamingResponse(
         _events(streamed), media_type=sse.MEDIA_TYPE, headers=stream_headers(streamed)
     )
 
 
 async def _events(streamed: Streamed) -> AsyncIterator[bytes]:
-    chunks = streamed.chunks
+    api, chunks = streamed.api, streamed.chunks
     try:
         async for chunk in chunks:
-            yield sse.encode(chunk)
+            yield api.sse_event(chunk)
     except GatewayError as exc:
-        yield sse.encode(exc.envelope())
+        yield api.sse_error(exc)
         return
     finally:
         await chunks.aclose()
-    yield sse.DONE
+    if api.sse_end:
+        yield api.sse_end

@@ -9,14 +9,11 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
+from genai_api.apis import BY_PATH
 from genai_api.metrics import Metrics
 from genai_api.providers.base import Provider
 
-_ENDPOINTS = {
-    "/chat/completions": "chat.completions",
-    "/completions": "completions",
-    "/embeddings": "embeddings",
-}
+_ENDPOINTS = {path: api.name for path, api in BY_PATH.items()} | {"/embeddings": "embeddings"}
 
 
 class MeteredProvider:

@@ -18,8 +18,9 @@ from typing import Any
 import numpy as np
 import orjson
 
+from genai_api.apis import BY_PATH
+from genai_api.apis import embeddings as embeddings_api
 from genai_api.savings.tokenizer import TokenCounter
-from genai_api.savings.usage import count_usage
 
 
 def _approx_tokens(text: str) -> int:
@@ -46,7 +47,11 @@ class MockProvider:
         """Replace the rough usage with tiktoken's count, as a real provider would report."""
         if self.tokens is not None:
             model = str(body.get("model", "mock"))
-            usage = count_usage(self.tokens, model, None, path, body, answer)
+            api = BY_PATH.get(path)
+            if api is None:
+                usage = embeddings_api.count(self.tokens, model, None, body)
+            else:
+                usage = api.count(self.tokens, model, None, body, answer)
             usage.pop("estimated")
             answer["usage"] = usage
 

@@ -16,9 +16,14 @@ import openai
 import orjson
 
 from genai_api import sse
-from genai_api.errors import ProviderError, ProviderTimeout, ProviderUnreachable
+from genai_api.apis import BY_PATH
+from genai_api.errors import (
+    IncompleteStream,
+    ProviderError,
+    ProviderTimeout,
+    ProviderUnreachable,
+)
 from genai_api.providers.sdk_client import GatewayOpenAI
-from genai_api.streams import IncompleteStream, synthesize
 
 
 def _status_error(exc: openai.APIStatusError) -> ProviderError:
@@ -100,7 +105,8 @@ class OpenAIProvider:
         try:
             if response.headers.get("content-type", "").startswith("application/json"):
                 # A server that ignores `stream: true` answers whole: stream it ourselves.
-                for chunk in synthesize(_chunk((await response.aread()).decode())):
+                whole = _chunk((await response.aread()).decode())
+                for chunk in BY_PATH[path].synthesize(whole):
                     yield chunk
                 return
             async for data in sse.data_events(response.aiter_bytes()):

@@ -1,21 +1,21 @@
-"""`POST /v1/chat/completions` and `POST /v1/completions` (and their un-prefixed aliases)."""
+"""The generating endpoints: `POST /v1/chat/completions` and `POST /v1/completions` (and
+their un-prefixed aliases), each one `complete` call with its `Api`."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from fastapi import APIRouter
-from pydantic import BaseModel
 from starlette.requests import Request
 from starlette.responses import Response
 
+from genai_api.apis import CHAT, COMPLETIONS, Api
 from genai_api.controls import parse_controls
 from genai_api.gateway import Gateway
 from genai_api.http.body import read_json
 from genai_api.http.deps import GatewayDep, TenantDep
 from genai_api.http.openapi import json_body
 from genai_api.http.render import render, render_stream
-from genai_api.protocol import ChatCompletionRequest, CompletionRequest, plainly_valid, validate
 
 router = APIRouter()
 
@@ -24,24 +24,22 @@ async def complete(
     request: Request,
     gateway: Gateway,
     tenant: str,
-    endpoint: str,
-    schema: type[BaseModel],
+    api: Api,
     body: dict[str, Any] | None = None,
     prompt: str | None = None,
 ) -> Response:
-    """Shared by chat, completions and prompt templates: validate, run the pipeline, render
-    (as SSE when the body says `stream: true`)."""
+    """Shared by every generating API and prompt templates: validate, run the pipeline,
+    render (as SSE when the body says `stream: true`)."""
     if body is None:
         body = await read_json(request)
-    if not plainly_valid(schema, body):
-        validate(schema, body)  # names the offending parameter
+    api.check(body)  # names the offending parameter
     model = gateway.models.get(body["model"])
     request.state.model = model.name
     controls = parse_controls(
         request.headers, body.pop("cache", None), max_ttl=gateway.settings.cache_max_ttl
     )
     call = gateway.pipeline.prepare(
-        endpoint, body, model=model, tenant=tenant, controls=controls, prompt=prompt
+        api, body, model=model, tenant=tenant, controls=controls, prompt=prompt
     )
     if body.get("stream") is True:
         return render_stream(await gateway.pipeline.run_stream(call))
@@ -51,16 +49,16 @@ async def complete(
 @router.post(
     "/v1/chat/completions",
     tags=["completions"],
-    openapi_extra=json_body(ChatCompletionRequest),
+    openapi_extra=json_body(CHAT.schema),
 )
 @router.post("/chat/completions", include_in_schema=False)
 async def chat_completions(request: Request, gateway: GatewayDep, tenant: TenantDep) -> Response:
     """OpenAI chat completion, answered from the cache when an identical request was seen."""
-    return await complete(request, gateway, tenant, "chat.completions", ChatCompletionRequest)
+    return await complete(request, gateway, tenant, CHAT)
 
 
-@router.post("/v1/completions", tags=["completions"], openapi_extra=json_body(CompletionRequest))
+@router.post("/v1/completions", tags=["completions"], openapi_extra=json_body(COMPLETIONS.schema))
 @router.post("/completions", include_in_schema=False)
 async def completions(request: Request, gateway: GatewayDep, tenant: TenantDep) -> Response:
     """OpenAI legacy text completion, cached the same way."""
-    return await complete(request, gateway, tenant, "completions", CompletionRequest)
+    return await complete(request, gateway, tenant, COMPLETIONS)

@@ -10,6 +10,8 @@ from fastapi import APIRouter
 from starlette.requests import Request
 from starlette.responses import Response
 
+from genai_api.apis.embeddings import EmbeddingRequest, embedding_inputs
+from genai_api.apis.schema import validate
 from genai_api.controls import parse_controls
 from genai_api.embeddings.runner import OFFLOAD_VECTORS
 from genai_api.gateway import Gateway
@@ -18,7 +20,6 @@ from genai_api.http.deps import GatewayDep, TenantDep
 from genai_api.http.openapi import json_body
 from genai_api.http.render_embeddings import render_embeddings
 from genai_api.models.table import ModelInfo
-from genai_api.protocol import EmbeddingRequest, embedding_inputs, validate
 from genai_api.savings.tokenizer import EncodingNotLoadedError
 
 router = APIRouter()

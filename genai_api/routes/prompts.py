@@ -12,11 +12,11 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.requests import Request
 from starlette.responses import Response
 
+from genai_api.apis import CHAT
 from genai_api.http.body import read_json
 from genai_api.http.deps import GatewayDep, TenantDep
 from genai_api.http.openapi import json_body
 from genai_api.http.responses import json_response
-from genai_api.protocol import ChatCompletionRequest
 from genai_api.routes.completions import complete
 
 router = APIRouter()
@@ -61,8 +61,7 @@ async def prompt_completion(
         request,
         gateway,
         tenant,
-        "chat.completions",
-        ChatCompletionRequest,
+        CHAT,
         body=body,
         prompt=template.name,
     )

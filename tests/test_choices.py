@@ -1,4 +1,5 @@
-"""Chunks ⇄ whole completions: everything a stream carries survives both directions."""
+"""Chat and completion chunks ⇄ whole completions (`apis.choices`): everything a stream
+carries survives both directions."""
 
 from __future__ import annotations
 
@@ -7,14 +8,14 @@ from typing import Any
 
 import pytest
 
-from genai_api.streams import (
-    IncompleteStream,
+from genai_api.apis.choices import (
     assemble,
     for_client,
     synthesize,
     upstream_body,
     wants_usage,
 )
+from genai_api.errors import IncompleteStream
 
 META = {"id": "c1", "created": 5, "model": "m", "system_fingerprint": "fp"}
 USAGE = {"prompt_tokens": 3, "completion_tokens": 4, "total_tokens": 7}

@@ -1,4 +1,6 @@
-"""Stream chunks ⇄ whole completions, so one stored entry answers both kinds of request.
+"""Chat and completions streams: chunks ⇄ whole completions, so one stored entry answers
+both kinds of request. Both APIs stream the same way (`choices` of deltas or text, usage in
+a last chunk, `data: [DONE]`), so `apis.chat` and `apis.completions` share this module.
 
 `assemble(chunks)` builds the `chat.completion` / `text_completion` object a non-streamed
 request would have got: text joined, `tool_calls` merged by index with their argument
@@ -17,20 +19,19 @@ well-formed stream (a content chunk and a finish chunk per choice, then the usag
 from __future__ import annotations
 
 import copy
+from collections.abc import Iterator
+from functools import partial
 from typing import Any
 
-from genai_api.errors import ProviderError
+import orjson
+
+from genai_api.apis.base import Event, View, sampled
+from genai_api.errors import GatewayError, IncompleteStream
+from genai_api.keys import canonical_body
 
 # Keys whose value is an identity, not a fragment: the last one seen wins.
 _SET_KEYS = frozenset({"index", "id", "type", "role"})
 _CHUNK_META = ("id", "created", "model", "system_fingerprint", "service_tier")
-
-
-class IncompleteStream(ProviderError):
-    """The provider's stream ended without finishing every choice."""
-
-    def __init__(self, message: str = "The upstream stream ended before it finished.") -> None:
-        super().__init__(message, status_code=502, body={"code": "upstream_stream_incomplete"})
 
 
 def upstream_body(body: dict[str, Any]) -> dict[str, Any]:
@@ -196,3 +197,73 @@ def synthesize(response: dict[str, Any]) -> list[dict[str, Any]]:
     if response.get("usage") is not None:
         chunks.append({**base, "choices": [], "usage": response["usage"]})
     return chunks
+
+
+def has_usage(usage: Any) -> bool:
+    """A provider usage we can price: at least an integer `prompt_tokens`."""
+    return isinstance(usage, dict) and isinstance(usage.get("prompt_tokens"), int)
+
+
+def answer_texts(response: dict[str, Any]) -> Iterator[str]:
+    """Every piece of generated text: message content, reasoning, refusals, tool calls,
+    completion text (what `count` prices as completion tokens)."""
+    for choice in response.get("choices") or ():
+        if not isinstance(choice, dict):
+            continue
+        if isinstance(choice.get("text"), str):
+            yield choice["text"]
+        message = choice.get("message")
+        if not isinstance(message, dict):
+            continue
+        for name in ("content", "reasoning_content", "refusal"):
+            if isinstance(message.get(name), str):
+                yield message[name]
+        for call in message.get("tool_calls") or ():
+            function = call.get("function") if isinstance(call, dict) else None
+            if isinstance(function, dict):
+                for name in ("name", "arguments"):
+                    if isinstance(function.get(name), str):
+                        yield function[name]
+
+
+class ChoicesApi:
+    """What chat and completions share: `choices` answers, chunk streams ending
+    `data: [DONE]`, and usage in OpenAI's `prompt_tokens`/`completion_tokens` shape. The
+    subclasses add their schema, key and prompt counting."""
+
+    sse_end = b"data: [DONE]\n\n"
+
+    def key_body(self, body: dict[str, Any]) -> dict[str, Any]:
+        return canonical_body(body)
+
+    def bypass(self, body: dict[str, Any]) -> bool:
+        return False
+
+    def nondeterministic(self, body: dict[str, Any]) -> bool:
+        return sampled(body)
+
+    def stream_body(self, body: dict[str, Any]) -> dict[str, Any]:
+        return upstream_body(body)
+
+    def finished(self, event: Event) -> bool:
+        return False  # the provider's `data: [DONE]` ends these streams
+
+    def assemble(self, events: list[Event]) -> dict[str, Any]:
+        return assemble(events)
+
+    def synthesize(self, response: dict[str, Any]) -> list[Event]:
+        return synthesize(response)
+
+    def client_view(self, body: dict[str, Any]) -> View:
+        return partial(for_client, include_usage=wants_usage(body))
+
+    def usage(self, response: dict[str, Any]) -> dict[str, Any] | None:
+        usage = response.get("usage")
+        return usage if has_usage(usage) else None
+
+    def sse_event(self, event: Event) -> bytes:
+        return b"data: " + orjson.dumps(event) + b"\n\n"
+
+    def sse_error(self, error: GatewayError) -> bytes:
+        # `data: {"error": ...}`, as OpenAI sends it: the openai SDK raises `APIError`.
+        return self.sse_event(error.envelope())
