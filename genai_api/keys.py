@@ -64,11 +64,16 @@ def digest(payload: dict[str, Any]) -> str:
 
 
 def request_key(endpoint: str, body: dict[str, Any], *, tenant: str) -> str:
-    """The cache key of a chat or completion request (the `X-Cache-Key` header value).
+    """The cache key of a request (the `X-Cache-Key` header value).
 
     The tenant is hashed in, so a key seen by one client says nothing about another's.
     """
-    return digest({"v": KEY_VERSION, "e": endpoint, "t": tenant, "b": canonical_body(body)})
+    return canonical_key(endpoint, canonical_body(body), tenant=tenant)
+
+
+def canonical_key(endpoint: str, canonical: dict[str, Any], *, tenant: str) -> str:
+    """`request_key` of a body already reduced to what changes the output (`Api.key_body`)."""
+    return digest({"v": KEY_VERSION, "e": endpoint, "t": tenant, "b": canonical})
 
 
 def embedding_keys(

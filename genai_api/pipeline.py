@@ -32,7 +32,7 @@ from genai_api.flights.coalesce import Coalescer
 from genai_api.flights.fanout import Feed
 from genai_api.flights.relay import Relay, Streamed, replay
 from genai_api.flights.shared_reads import SharedReads
-from genai_api.keys import request_key, storage_key
+from genai_api.keys import canonical_key, storage_key
 from genai_api.leases import Claim, Leases, LocalLeases
 from genai_api.models.table import ModelInfo
 from genai_api.providers.base import Provider
@@ -102,7 +102,7 @@ class Pipeline:
         prompt: str | None = None,
     ) -> Call:
         """The call for a checked `body` of `api`: its keys, and whether it may be cached."""
-        key = request_key(api.name, api.key_body(body), tenant=tenant)
+        key = canonical_key(api.name, api.key_body(body), tenant=tenant)
         cacheable = not api.bypass(body) and (
             self.cache_nondeterministic or not api.nondeterministic(body)
         )
