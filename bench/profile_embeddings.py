@@ -93,12 +93,12 @@ async def stage_table(gw: Any, limit: LimitApp) -> list[Stage]:
     controls = parse_controls({}, None, max_ttl=gw.settings.cache_max_ttl)
     items = embedding_inputs(data["input"], max_token=None)
 
-    def prepare() -> Any:
-        return gw.pipeline.prepare_embeddings(
+    async def prepare() -> Any:
+        return await gw.pipeline.prepare_embeddings(
             dict(data), items, model=model, tenant=tenant, controls=controls, encoding=encoding
         )
 
-    batch = prepare()
+    batch = await prepare()
     raws = await gw.store.get_many(batch.skeys)
     outcome = await gw.pipeline.run_embeddings(batch)
     runner = gw.pipeline.embeddings
@@ -118,7 +118,7 @@ async def stage_table(gw: Any, limit: LimitApp) -> list[Stage]:
         ("Request + read_json", read),
         ("embedding_inputs", lambda: sync(lambda: embedding_inputs(data["input"], max_token=None))),
         ("pydantic validate", lambda: sync(lambda: validate(EmbeddingRequest, data))),
-        ("prepare_embeddings (64 keys)", lambda: sync(prepare)),
+        ("prepare_embeddings (64 keys)", prepare),
         ("store.get_many (MGET 64)", lambda: gw.store.get_many(batch.skeys)),
         ("limit's MGET of the same keys", lambda: limit.redis.mget(batch.skeys)),
         ("decode_many (64 entries)", lambda: sync(lambda: decode_many(raws))),

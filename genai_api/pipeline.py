@@ -76,6 +76,10 @@ class Pipeline:
         self.cache_nondeterministic = cache_nondeterministic
         self.upstream_timeout = upstream_timeout
         self.tokens = tokens  # counts usage the provider did not send
+        # The tokenizers the models table can name, by name: a model's is known exactly.
+        self._exact: dict[str | None, Encoding] = (
+            {name: tokens.get_encoding(name) for name in tokens.encodings} if tokens else {}
+        )
         self.coalescer: Coalescer[tuple[Entry, CacheStatus]] = Coalescer()
         self.relay = Relay(self.coalescer, finish_on_disconnect=stream_finish_on_disconnect)
         self.leases: Leases = leases or LocalLeases(store)
@@ -102,7 +106,8 @@ class Pipeline:
         prompt: str | None = None,
     ) -> Call:
         """The call for a checked `body` of `api`: its keys, and whether it may be cached."""
-        key = canonical_key(api.name, api.key_body(body), tenant=tenant)
+        encoding = self._exact.get(model.tokenizer)
+        key = canonical_key(api.name, api.key_body(body, encoding), tenant=tenant)
         cacheable = not api.bypass(body) and (
             self.cache_nondeterministic or not api.nondeterministic(body)
         )
@@ -116,7 +121,7 @@ class Pipeline:
             cacheable=cacheable,
         )
 
-    def prepare_embeddings(
+    async def prepare_embeddings(
         self,
         body: dict[str, Any],
         items: list[Item],
@@ -127,7 +132,7 @@ class Pipeline:
         encoding: Encoding | None,
     ) -> EmbeddingBatch:
         """An embeddings request: a key per input (see `genai_api.embeddings.runner`)."""
-        return prepare(
+        return await prepare(
             self.namespace,
             body,
             items,

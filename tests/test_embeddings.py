@@ -382,7 +382,7 @@ async def test_max_age_turns_older_entries_into_misses(
     async with running(backend()) as gw:
         await embed(gw, ["old", "new"])
         # Age the stored "old" entry by 100 s, as if it had been written then.
-        batch = gw.gateway.pipeline.prepare_embeddings(
+        batch = await gw.gateway.pipeline.prepare_embeddings(
             {"model": MODEL, "input": ["old"]},
             ["old"],
             model=gw.gateway.models.get(MODEL),

@@ -28,6 +28,8 @@ from pydantic import BaseModel
 from genai_api.errors import GatewayError
 
 if TYPE_CHECKING:
+    from tiktoken import Encoding
+
     from genai_api.savings.tokenizer import TokenCounter
 
 Event = dict[str, Any]
@@ -52,8 +54,10 @@ class Api(Protocol):
         """Raise `InvalidRequest` naming the first bad parameter; cheap for plain bodies."""
         ...
 
-    def key_body(self, body: dict[str, Any]) -> dict[str, Any]:
-        """The body reduced to what changes the output (CONTRACT §4)."""
+    def key_body(self, body: dict[str, Any], encoding: Encoding | None) -> dict[str, Any]:
+        """The body reduced to what changes the output (CONTRACT §4). `encoding`: the
+        model's tokenizer when the models table names it (known exactly), so token ids that
+        are exactly some text's encoding can be keyed as that text (`apis.token_text`)."""
         ...
 
     def bypass(self, body: dict[str, Any]) -> bool:

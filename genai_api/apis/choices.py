@@ -24,6 +24,7 @@ from functools import partial
 from typing import Any
 
 import orjson
+from tiktoken import Encoding
 
 from genai_api.apis.base import Event, View, sampled
 from genai_api.errors import GatewayError, IncompleteStream
@@ -233,7 +234,8 @@ class ChoicesApi:
 
     sse_end = b"data: [DONE]\n\n"
 
-    key_body = staticmethod(canonical_body)
+    def key_body(self, body: dict[str, Any], encoding: Encoding | None) -> dict[str, Any]:
+        return canonical_body(body)
 
     def bypass(self, body: dict[str, Any]) -> bool:
         return False

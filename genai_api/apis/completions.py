@@ -20,9 +20,13 @@ from genai_api.apis.schema import (
     TokenId,
     validate,
 )
+from genai_api.apis.token_text import text_of, texts_for_key
+from genai_api.keys import canonical_body
 from genai_api.savings.usage import count_items, estimated, prompt_items
 
 if TYPE_CHECKING:
+    from tiktoken import Encoding
+
     from genai_api.savings.tokenizer import TokenCounter
 
 
@@ -66,6 +70,8 @@ def plainly_valid(body: dict[str, Any]) -> bool:
 
 
 class CompletionsApi(ChoicesApi):
+    """A prompt of token ids that are exactly some text's tokens is keyed as that text."""
+
     name = "completions"
     kind = "cmpl"
     path = "/completions"
@@ -74,6 +80,19 @@ class CompletionsApi(ChoicesApi):
     def check(self, body: dict[str, Any]) -> None:
         if not plainly_valid(body):
             validate(CompletionRequest, body)
+
+    def key_body(self, body: dict[str, Any], encoding: Encoding | None) -> dict[str, Any]:
+        out = canonical_body(body)
+        prompt = out.get("prompt")
+        if encoding is None or not isinstance(prompt, list) or not prompt:
+            return out
+        if isinstance(prompt[0], int):  # one token array: one prompt
+            text = text_of(prompt, encoding)
+            if text is not None:
+                out["prompt"] = text
+        else:
+            out["prompt"] = texts_for_key(prompt, encoding)
+        return out
 
     def count(
         self,

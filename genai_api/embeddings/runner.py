@@ -27,6 +27,7 @@ from typing import Any, TypeVar
 
 import tiktoken
 
+from genai_api.apis.token_text import remembered, text_of
 from genai_api.controls import CacheControls
 from genai_api.embeddings.upstream import Item, Upstream, fetch_vectors
 from genai_api.embeddings.vectors import VectorEntry, decode_many
@@ -46,6 +47,7 @@ Found = tuple[VectorEntry, CacheStatus]
 
 _KEY_FIELDS = ("input", "encoding_format", "user", "cache")  # not part of an input's key
 OFFLOAD_VECTORS = 512  # (de)code or render vectors in a thread past this many
+OFFLOAD_TOKENS = 20_000  # token arrays checked against their text in a thread past this many
 
 
 @dataclass(slots=True)
@@ -79,7 +81,7 @@ class EmbeddingOutcome:
         return self.status in (CacheStatus.HIT, CacheStatus.COALESCED)
 
 
-def prepare(
+async def prepare(
     namespace: str,
     body: dict[str, Any],
     items: list[Item],
@@ -89,30 +91,62 @@ def prepare(
     controls: CacheControls,
     encoding: tiktoken.Encoding | None,
 ) -> EmbeddingBatch:
-    """Keys for the batch and each input; `encoding_format` changes neither."""
+    """Keys for the batch and each input; `encoding_format` changes neither. Token arrays
+    that are exactly the model's tokenizer's encoding of a text are keyed as that text
+    (`apis.token_text`), so ids and strings share entries."""
     dimensions = body.get("dimensions")
     extra = {k: v for k, v in body.items() if k not in (*_KEY_FIELDS, "model", "dimensions")}
     prefix = storage_key(namespace, "emb", tenant, model.name, "")  # the layout ends in the hash
-    keys = embedding_keys(model.name, items, dimensions=dimensions, tenant=tenant, extra=extra)
+
+    def key(inputs: list[Item]) -> list[str]:
+        return embedding_keys(model.name, inputs, dimensions=dimensions, tenant=tenant, extra=extra)
+
+    keys = key(items)
+    keyed: list[Item] = items
+    if encoding is not None and isinstance(items[0], list):
+        keyed = await _as_texts(items, keys, encoding)
+        texts = [pos for pos, item in enumerate(keyed) if isinstance(item, str)]
+        for pos, text_key in zip(texts, key([keyed[pos] for pos in texts]), strict=True):
+            keys[pos] = text_key
     skeys = [prefix + key for key in keys]
     upstream = {k: v for k, v in body.items() if k not in ("input", "cache")}
     upstream["encoding_format"] = "base64"  # exact float32 and a third of the bytes
     # A one-input request's X-Cache-Key is its entry's, so `DELETE /v1/cache {"key"}` removes
     # what it named; a batch's names the batch, whose entries are the inputs' own.
     if len(keys) == 1:
-        key = keys[0]
+        batch_key = keys[0]
     else:
         whole = {k: v for k, v in body.items() if k != "encoding_format"}
-        key = request_key("embeddings", whole, tenant=tenant)
+        whole["input"] = keyed
+        batch_key = request_key("embeddings", whole, tenant=tenant)
     return EmbeddingBatch(
         model=model,
         items=items,
         skeys=skeys,
         body=upstream,
         controls=controls,
-        key=key,
+        key=batch_key,
         encoding=encoding,
     )
+
+
+async def _as_texts(items: list[Item], keys: list[str], encoding: tiktoken.Encoding) -> list[Item]:
+    """`items` with every token array that is exactly some text replaced by the text; each
+    array's answer is remembered under its own key (free to look up on the next request),
+    and a large first-time batch is decoded and re-encoded off the event loop."""
+
+    def convert() -> list[Item]:
+        out: list[Item] = []
+        for item, key in zip(items, keys, strict=True):
+            text = text_of(item, encoding, (encoding.name, key)) if isinstance(item, list) else None
+            out.append(item if text is None else text)
+        return out
+
+    if sum(len(item) for item in items) > OFFLOAD_TOKENS and not all(
+        remembered((encoding.name, key)) for key in keys
+    ):
+        return await asyncio.to_thread(convert)
+    return convert()
 
 
 Ttl = Callable[[ModelInfo, CacheControls], float]

@@ -69,7 +69,7 @@ async def embed(
     controls = parse_controls(
         request.headers, body.pop("cache", None), max_ttl=gateway.settings.cache_max_ttl
     )
-    batch = gateway.pipeline.prepare_embeddings(
+    batch = await gateway.pipeline.prepare_embeddings(
         body, items, model=model, tenant=tenant, controls=controls, encoding=encoding
     )
     outcome = await gateway.pipeline.run_embeddings(batch)
