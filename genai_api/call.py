@@ -26,3 +26,5 @@ class Call:
     key: str  # the X-Cache-Key
     skey: str  # where the entry lives in the store
     cacheable: bool
+    requester: str | None = None  # who asks, when the key may hold several answers
+    seen: frozenset[int] | None = None  # answers already served to them: a regenerate

@@ -3,6 +3,10 @@
 `{"v": 1, "stored_at": <unix s>, "model": ..., "usage": {...}, "response": {...}}`
 The metadata travels with the response so a hit costs one GET, and the response is kept
 exactly as the provider sent it so a hit answers the same bytes a miss did.
+
+A nondeterministic request's key may hold several answers (`CACHE_VARIANTS`, see
+`genai_api.variants`): the first is the document itself, the others follow in `"more"`,
+each `{"stored_at", "usage", "response"[, "chunks"]}`, so a hit still reads one key.
 """
 
 from __future__ import annotations
@@ -27,6 +31,8 @@ class Entry:
     usage: dict[str, Any] | None = None
     chunks: list[dict[str, Any]] | None = None
     rendered: bytes | None = field(default=None, repr=False, compare=False)
+    more: list[Entry] | None = field(default=None, repr=False)  # the other stored answers
+    index: int = 0  # which answer of its stored entry this one is (0: the first)
 
     @classmethod
     def fresh(
@@ -52,7 +58,42 @@ class Entry:
         }
         if self.chunks is not None:
             doc["chunks"] = self.chunks
+        if self.more:
+            doc["more"] = [other._answer() for other in self.more]
         return orjson.dumps(doc)
+
+    def _answer(self) -> dict[str, Any]:
+        answer: dict[str, Any] = {
+            "stored_at": self.stored_at,
+            "usage": self.usage,
+            "response": self.response,
+        }
+        if self.chunks is not None:
+            answer["chunks"] = self.chunks
+        return answer
+
+    @property
+    def answers(self) -> int:
+        """How many answers the stored entry holds."""
+        return 1 + len(self.more or ())
+
+    def variant(self, index: int) -> Entry:
+        """The `index`-th answer of the stored entry (0: this one)."""
+        return self if index == 0 or not self.more else self.more[index - 1]
+
+    def with_answer(self, fresh: Entry) -> Entry:
+        """This stored entry with `fresh` as one more answer (its `index` set to its place)."""
+        answers = [self.variant(i) for i in range(self.answers)]
+        fresh.index = len(answers)
+        first = answers[0]
+        return Entry(
+            response=first.response,
+            stored_at=first.stored_at,
+            model=first.model,
+            usage=first.usage,
+            chunks=first.chunks,
+            more=[*answers[1:], fresh],
+        )
 
     @classmethod
     def decode(cls, raw: bytes) -> Entry | None:
@@ -66,13 +107,31 @@ class Entry:
         response = doc.get("response")
         if not isinstance(response, dict):
             return None
-        return cls(
+        model = str(doc.get("model") or "")
+        entry = cls(
             response=response,
             stored_at=float(doc.get("stored_at") or 0.0),
-            model=str(doc.get("model") or ""),
+            model=model,
             usage=doc.get("usage"),
             chunks=doc.get("chunks"),
         )
+        more = doc.get("more")
+        if isinstance(more, list):
+            usable = [
+                o for o in more if isinstance(o, dict) and isinstance(o.get("response"), dict)
+            ]
+            entry.more = [
+                cls(
+                    response=other["response"],
+                    stored_at=float(other.get("stored_at") or 0.0),
+                    model=model,
+                    usage=other.get("usage"),
+                    chunks=other.get("chunks"),
+                    index=position,
+                )
+                for position, other in enumerate(usable, start=1)
+            ]
+        return entry
 
     def body(self) -> bytes:
         """The response as JSON, serialised once per entry object (hits share one)."""

@@ -26,6 +26,7 @@ from genai_api.savings.tokenizer import TokenCounter
 from genai_api.settings import Settings
 from genai_api.store import CacheStore, build_store
 from genai_api.store.near import NearStore
+from genai_api.variants import Variants
 
 log = logging.getLogger("genai_api")
 
@@ -75,6 +76,13 @@ class Gateway:
             stream_finish_on_disconnect=settings.stream_finish_on_disconnect,
             leases=build_leases(settings, store),
             tokens=tokens,
+            variants=Variants(
+                store,
+                settings.cache_namespace,
+                most=settings.cache_variants,
+                window=settings.cache_regenerate_seconds,
+                shared=settings.cache_backend == "redis",
+            ),
         )
         pipeline.leases.start()
         if isinstance(store, NearStore):
@@ -127,6 +135,7 @@ class Gateway:
         await self.pipeline.relay.aclose()
         await self.pipeline.embeddings.aclose()  # its flights release leases as they stop
         await self.pipeline.leases.aclose()
+        await self.pipeline.variants.aclose()  # the last records, before the store closes
         await self.accounting.aclose()  # the last increments, before the store's pool closes
         await self.provider.aclose()
         await self.store.close()

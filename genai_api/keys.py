@@ -18,6 +18,11 @@ from urllib.parse import quote
 
 import orjson
 
+# Tenant segments that are not a client key's id: every client under CACHE_SCOPE=shared, and
+# a client with no bearer on an open gateway.
+SHARED_TENANT = "shared"
+ANONYMOUS = "anon"
+
 KEY_VERSION = 1
 # Embedding inputs: 2 since they hash a shared prefix and then the input (see `embedding_keys`).
 EMBEDDING_KEY_VERSION = 2

@@ -41,6 +41,7 @@ from genai_api.savings.tokenizer import TokenCounter
 from genai_api.savings.usage import estimate_usage
 from genai_api.store import budget
 from genai_api.store.base import CacheStore
+from genai_api.variants import Variants
 
 if TYPE_CHECKING:
     from tiktoken import Encoding
@@ -66,6 +67,7 @@ class Pipeline:
         stream_finish_on_disconnect: bool = True,
         leases: Leases | None = None,
         tokens: TokenCounter | None = None,
+        variants: Variants | None = None,
     ) -> None:
         self.store = store
         self.provider = provider
@@ -83,6 +85,8 @@ class Pipeline:
         self.coalescer: Coalescer[tuple[Entry, CacheStatus]] = Coalescer()
         self.relay = Relay(self.coalescer, finish_on_disconnect=stream_finish_on_disconnect)
         self.leases: Leases = leases or LocalLeases(store)
+        # Several answers per key of a sampled request, and regenerates (off without one).
+        self.variants = variants or Variants(store, namespace, most=1, window=0, shared=False)
         self._upstream = asyncio.Semaphore(upstream_concurrency)
         self.in_flight = 0
         self.reads = SharedReads(store)  # lookups under way, shared
@@ -104,13 +108,18 @@ class Pipeline:
         tenant: str,
         controls: CacheControls,
         prompt: str | None = None,
+        caller: str | None = None,
     ) -> Call:
-        """The call for a checked `body` of `api`: its keys, and whether it may be cached."""
+        """The call for a checked `body` of `api`: its keys, and whether it may be cached.
+        `caller`: who sent it, when that is not `tenant` (`Authenticator.identity`)."""
         encoding = self._exact.get(model.tokenizer)
         key = canonical_key(api.name, api.key_body(body, encoding), tenant=tenant)
         cacheable = not api.bypass(body) and (
             self.cache_nondeterministic or not api.nondeterministic(body)
         )
+        requester = None
+        if cacheable and self.variants.enabled and api.nondeterministic(body):
+            requester = self.variants.requester(caller or tenant, body)
         return Call(
             api=api,
             model=model,
@@ -119,6 +128,7 @@ class Pipeline:
             key=key,
             skey=storage_key(self.namespace, api.kind, tenant, model.name, key, prompt),
             cacheable=cacheable,
+            requester=requester,
         )
 
     async def prepare_embeddings(
@@ -152,9 +162,9 @@ class Pipeline:
         budget.begin()  # one Redis failure at most: then this request (and its flight) bypass
         if call.controls.bypass or not call.cacheable:
             return self.answers.answer(call, CacheStatus.BYPASS, await self._provider_call(call))
-        cached = await self._read(call)
+        cached = await self._lookup(call)
         if cached is not None:
-            return self.answers.answer(call, CacheStatus.HIT, cached)
+            return self._answer(call, CacheStatus.HIT, cached)
         task, started, feed = self._join(call, None)
         followers = None if started else self.answers.follow(call, task)
         try:
@@ -167,7 +177,8 @@ class Pipeline:
             if feed is not None:
                 self.relay.leave(feed, task, finished=task.done())
         if followers is None:
-            return self.answers.answer(call, status, entry)
+            return self._answer(call, status, entry)
+        self._served(call, entry)
         return self.answers.uncounted(call, joined(status), entry)  # counted as it landed
 
     async def run_stream(self, call: Call) -> Streamed:
@@ -180,7 +191,7 @@ class Pipeline:
             feed.followers += 1
             task = self.relay.spawn(self._bypass_stream(call, feed))
             return await self._relay(call, CacheStatus.BYPASS, task, feed)
-        cached = await self._read(call)
+        cached = await self._lookup(call)
         if cached is not None:
             return self._replay(call, CacheStatus.HIT, cached)
         task, started, live = self._join(call, Feed())
@@ -222,6 +233,8 @@ class Pipeline:
         # max-age request by one that judged what it found by another request's max-age.
         if not call.controls.read:
             flight = call.skey + "#fresh"
+        elif call.seen:  # a regenerate: a fresh answer, which other regenerates may share
+            flight = call.skey + "#regenerate"
         elif call.controls.max_age is not None:
             flight = f"{call.skey}#max-age={call.controls.max_age}"
         else:
@@ -261,7 +274,7 @@ class Pipeline:
 
     def _replay(self, call: Call, status: CacheStatus, entry: Entry) -> Streamed:
         """A finished entry as a stream: its own chunks, or a synthetic stream."""
-        outcome = self.answers.answer(call, status, entry)
+        outcome = self._answer(call, status, entry)
         chunks = entry.chunks if entry.chunks is not None else call.api.synthesize(entry.response)
         view = call.api.client_view(call.body)
         return Streamed(call.api, status, call.key, replay(chunks, view), outcome)
@@ -273,17 +286,50 @@ class Pipeline:
         if task.cancelled() or task.exception() is not None:
             return
         entry, landed = task.result()
-        self.answers.answer(call, landed if status is CacheStatus.MISS else status, entry)
+        self._answer(call, landed if status is CacheStatus.MISS else status, entry)
 
-    @staticmethod
-    def _usable(call: Call, raw: bytes) -> Entry | None:
-        """The stored entry, if this request may be answered with it."""
+    def _answer(self, call: Call, status: CacheStatus, entry: Entry) -> Outcome:
+        """The outcome of one answer, counted, and remembered as served to its requester."""
+        self._served(call, entry)
+        return self.answers.answer(call, status, entry)
+
+    def _served(self, call: Call, entry: Entry) -> None:
+        if call.requester is not None:
+            self.variants.record(call.requester, call.skey, entry.index)
+
+    async def _lookup(self, call: Call) -> Entry | None:
+        """`_read`, for a request whose key may hold several answers: a regenerate (its
+        requester was served one within the window) reads the stored answers itself and
+        gets one it has not seen, else None (a fresh one, from its own flight)."""
+        if call.requester is None:
+            return await self._read(call)
+        call.seen = await self.variants.seen(call.requester, call.skey)
+        if not call.seen:
+            return await self._read(call)
+        if not call.controls.read or call.skey + "#regenerate" in self.coalescer:
+            return None
+        try:
+            raw = await self.reads.get(call.skey)
+        except CacheUnavailable as exc:
+            self._cache_failed(call, exc.message)
+            return None
+        entry = None if raw is None else self._usable(call, raw)
+        if entry is None:
+            return None
+        unseen = Variants.unseen(entry.answers, call.seen)
+        return None if unseen is None else entry.variant(unseen)
+
+    def _usable(self, call: Call, raw: bytes) -> Entry | None:
+        """The stored entry, if this request may be answered with it (a plain hit on a key
+        holding several answers gets any of them)."""
         entry = decode_shared(raw)
         if entry is None:
             return None
         max_age = call.controls.max_age
         if max_age is not None and entry.age() > max_age:
             return None
+        if entry.more and call.requester is not None and not call.seen:
+            return entry.variant(self.variants.pick(entry.answers))
         return entry
 
     async def _fill(self, call: Call, feed: Feed | None = None) -> tuple[Entry, CacheStatus]:
@@ -298,6 +344,8 @@ class Pipeline:
         it; only a stream that completed normally is stored.
         """
         try:
+            if call.seen:
+                return await self._regenerate(call, feed)
             claim: Claim[Entry] = Claim()
             if call.controls.read:  # a no-cache request must not wait for someone's answer
                 claim = await self.leases.claim(call.skey, partial(self._usable, call))
@@ -329,6 +377,33 @@ class Pipeline:
         finally:
             if feed is not None:
                 feed.close()  # no-op after the stream's own close; ends a re-check hit
+
+    async def _regenerate(self, call: Call, feed: Feed | None) -> tuple[Entry, CacheStatus]:
+        """A fresh answer for a requester who was served every stored one: called without a
+        lease (it must not be answered by the answers it has seen), then added to the stored
+        entry while it holds fewer than `CACHE_VARIANTS` answers. Two processes adding at
+        once may lose one of the two (the last write wins); neither is ever served wrongly."""
+        if feed is None:
+            entry = await self._provider_call(call)
+        else:
+            entry = await self._stream_call(call, feed)
+        entry.index = -1  # not stored (yet)
+        if not call.controls.write:
+            return entry, CacheStatus.MISS
+        try:
+            raw = await self.store.get(call.skey)
+            stored = None if raw is None else decode_shared(raw)
+            if stored is not None and stored.answers >= self.variants.most:
+                return entry, CacheStatus.MISS  # the entry is full: served, not kept
+            whole = entry if stored is None else stored.with_answer(entry)
+            if stored is None:
+                entry.index = 0
+            await self.store.set(call.skey, whole.encode(), self.ttl_for(call))
+        except CacheUnavailable as exc:
+            self._cache_failed(call, exc.message)
+            entry.index = -1
+            return entry, CacheStatus.BYPASS
+        return entry, CacheStatus.MISS
 
     async def _bypass_stream(self, call: Call, feed: Feed) -> tuple[Entry, CacheStatus]:
         return await self._stream_call(call, feed), CacheStatus.BYPASS

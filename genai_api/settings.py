@@ -63,6 +63,12 @@ class Settings(BaseSettings):
     cache_default_ttl: int = Field(3600, ge=1)
     cache_max_ttl: int = Field(2_592_000, ge=1)
     cache_nondeterministic: bool = True
+    cache_variants: int = Field(
+        3, ge=1, le=16, description="most answers kept per key of a sampled request"
+    )
+    cache_regenerate_seconds: float = Field(
+        120.0, ge=0, description="a repeat from the same requester within this is a regenerate"
+    )
     cache_scope: Literal["tenant", "shared"] = "tenant"
     tenant_hash_secret: SecretStr | None = None
     models_file: Path | None = None

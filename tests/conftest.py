@@ -98,6 +98,10 @@ def make_settings(**overrides: Any) -> Settings:
         # then (correctly) bypasses: a test asserting HIT or MISS would fail for the machine's
         # sake. Tests of a slow or hung Redis set their own, short `redis_timeout`.
         "redis_timeout": 2.0,
+        # Tests of the caching machinery repeat one sampled request from one client, which
+        # within the window is a regenerate (a fresh answer); tests/test_variants.py tests
+        # regenerates with their own settings.
+        "cache_regenerate_seconds": 0,
     }
     values.update(overrides)
     return Settings(_env_file=None, **values)  # type: ignore[call-arg]

@@ -15,9 +15,8 @@ from functools import lru_cache
 from starlette.requests import Request
 
 from genai_api.errors import AuthenticationFailed, PermissionDenied
+from genai_api.keys import ANONYMOUS, SHARED_TENANT
 
-SHARED_TENANT = "shared"
-ANONYMOUS = "anon"
 _DEFAULT_SECRET = b"genai-api/tenant/v1"
 _TENANT_ID = re.compile(r"[0-9a-f]{24}")
 # Longer bearers are hashed each time instead of cached: on an open gateway anyone can send
@@ -92,6 +91,15 @@ class Authenticator:
             )
         if self.shared:
             return SHARED_TENANT
+        return self.tenant_id(token) if token else ANONYMOUS
+
+    def identity(self, request: Request, tenant: str) -> str:
+        """Who is calling, whatever the cache scope (`tenant` from `client`): with
+        `CACHE_SCOPE=shared` every client has the `shared` tenant, but two keys are still two
+        callers (a regenerate is one caller repeating itself: `genai_api.variants`)."""
+        if not self.shared:
+            return tenant
+        token = bearer_token(request)
         return self.tenant_id(token) if token else ANONYMOUS
 
     def admin(self, request: Request) -> None:

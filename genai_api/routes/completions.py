@@ -38,8 +38,9 @@ async def complete(
     controls = parse_controls(
         request.headers, body.pop("cache", None), max_ttl=gateway.settings.cache_max_ttl
     )
+    caller = gateway.auth.identity(request, tenant) if gateway.auth.shared else None
     call = gateway.pipeline.prepare(
-        api, body, model=model, tenant=tenant, controls=controls, prompt=prompt
+        api, body, caller=caller, model=model, tenant=tenant, controls=controls, prompt=prompt
     )
     if body.get("stream") is True:
         return render_stream(await gateway.pipeline.run_stream(call))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,16 @@ from genai_api.warming.batch_file import BatchLine, LineError, WarmSummary, pars
 log = logging.getLogger("genai_api.warm")
 
 OnLine = Callable[[int, str | None], None]  # (line number, failure or None)
+# The OpenAI `user` of warm-up lines that name none, one per line: nobody reads what warming
+# stores, so neither the client who sends the same request next nor a second warm-up (or a
+# repeated line) is repeating itself (a regenerate, `genai_api.variants`), whichever key
+# they use. `user` is not part of any key.
+WARM_USER = "genai-api-warm-"
+
+
+def warming(body: dict[str, Any]) -> dict[str, Any]:
+    """A line's body as the warm-up sends it."""
+    return body if "user" in body else {**body, "user": WARM_USER + secrets.token_hex(6)}
 
 
 def _read(path: Path) -> Iterator[tuple[int, bytes]]:
@@ -64,7 +75,7 @@ async def warm_lines(
 
     async def send(line: BatchLine) -> str | None:
         try:
-            response = await client.post(line.url, json=line.body, headers=headers)
+            response = await client.post(line.url, json=warming(line.body), headers=headers)
         except httpx.HTTPError as exc:
             return f"request failed: {exc!r}"
         if response.status_code != 200:
