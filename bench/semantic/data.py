@@ -7,7 +7,10 @@ its answer, `- kind:` near-misses that must not. Whole groups go to one split:
 - `dev` (even groups up to g70): held out at first, then looked at once, and the guard was
   extended after that look (units, question words, keep/discard), so it is no longer
   held out and is reported as development data;
-- `held` (g71 on): written after the guard was frozen and evaluated once; nothing was
+- `dev` also holds g71-g100: written as a fresh held-out split once the guard was frozen,
+  evaluated once (MiniLM + guard: 75 % precision where tune+dev said 100 %), then used to
+  fix three holes in the role check and two missing polar pairs, so development data too;
+- `held` (g101 on): written after that second freeze and evaluated once; nothing was
   changed after seeing its result. These are the figures to quote.
 """
 
@@ -57,8 +60,8 @@ def _split(group: str) -> str:
     number = int(group.lstrip("g"))
     if number > LAST_DEV:
         return "held"
-    return "dev" if number % 2 == 0 else "tune"
+    return "dev" if number % 2 == 0 or number > 70 else "tune"
 
 
-LAST_DEV = 70
+LAST_DEV = 100
 SPLITS = ("tune", "dev", "held")

@@ -32,7 +32,7 @@ import numpy as np
 
 from bench.semantic.data import Pair, load
 from bench.semantic.models import MODELS, check_minilm
-from genai_api.semantic.guard import RULES, differences, features
+from genai_api.semantic.guard import RULES, differences, features, same_words
 
 TARGET = 0.99
 GRID = [round(0.50 + 0.01 * i, 2) for i in range(50)]
@@ -44,6 +44,7 @@ class Scored:
     pair: Pair
     similarity: float
     reasons: tuple[str, ...]  # every guard rule that refuses this pair
+    words: bool  # the strict policy's check: the same content words
 
     @property
     def guard(self) -> str | None:
@@ -77,8 +78,8 @@ def score(pairs: list[Pair], embed_name: str) -> list[Scored]:
     out = []
     for p in pairs:
         similarity = float(np.dot(vectors[p.cached], vectors[p.asked]))
-        found = differences(features(p.cached), features(p.asked))
-        out.append(Scored(p, similarity, tuple(found)))
+        a, b = features(p.cached), features(p.asked)
+        out.append(Scored(p, similarity, tuple(differences(a, b)), same_words(a, b)))
     return out
 
 
@@ -92,13 +93,17 @@ def point(
     threshold: float,
     guarded: bool,
     without: str | None = None,
+    strict: bool = False,
 ) -> Point:
-    """Hits at `threshold`; `guarded`: the guard vetoes, less its rule `without`."""
+    """Hits at `threshold`; `guarded`: the guard vetoes, less its rule `without`;
+    `strict`: the prompts must also hold the same content words."""
     rows = [s for s in scored if s.pair.split in splits]
     hits = [
         s
         for s in rows
-        if s.similarity >= threshold and not (guarded and any(r != without for r in s.reasons))
+        if s.similarity >= threshold
+        and not (guarded and any(r != without for r in s.reasons))
+        and (s.words or not strict)
     ]
     return Point(
         hits=len(hits),
@@ -107,11 +112,11 @@ def point(
     )
 
 
-def default_threshold(scored: list[Scored]) -> float | None:
+def default_threshold(scored: list[Scored], strict: bool = False) -> float | None:
     """The lowest threshold from which guarded precision on tune+dev stays >= TARGET."""
     chosen = None
     for t in reversed(GRID):
-        if point(scored, SEEN, t, guarded=True).precision < TARGET:
+        if point(scored, SEEN, t, guarded=True, strict=strict).precision < TARGET:
             break
         chosen = t
     return chosen
@@ -128,14 +133,17 @@ def report(name: str, scored: list[Scored], markdown: bool) -> None:
     out(f"\n### {name}\n\n")
     out(
         f"held-out split: {base[True]} paraphrases, {base[False]} near-misses "
-        f"(base precision {base[True] / sum(base.values()):.1%})\n\n"
+        f"(base precision {base[True] / max(1, sum(base.values())):.1%})\n\n"
     )
-    head = "| threshold | cosine: tune+dev | cosine: held | + guard: tune+dev | + guard: held |"
-    out(head + "\n" + "|---" * 5 + "|\n" if markdown else head + "\n")
+    head = (
+        "| threshold | cosine: tune+dev | cosine: held | + guard: tune+dev | + guard: held "
+        "| strict: tune+dev | strict: held |"
+    )
+    out(head + "\n" + "|---" * 7 + "|\n" if markdown else head + "\n")
     for t in SHOWN:
         cells = [
-            point(scored, split, t, guarded).cell()
-            for guarded in (False, True)
+            point(scored, split, t, guarded, strict=strict).cell()
+            for guarded, strict in ((False, False), (True, False), (True, True))
             for split in (SEEN, HELD)
         ]
         out(f"| {t:.2f} | " + " | ".join(cells) + " |\n")
@@ -145,6 +153,16 @@ def report(name: str, scored: list[Scored], markdown: bool) -> None:
         f"- cosine alone, best held-out precision over every threshold: "
         f"{p_best.precision:.1%} at {t_best:.2f} (hit rate {p_best.hit_rate:.1%})\n"
     )
+    strict = default_threshold(scored, strict=True)
+    if strict is not None:
+        dev = point(scored, SEEN, strict, True, strict=True)
+        held_s = point(scored, HELD, strict, True, strict=True)
+        out(
+            f"- strict (guard + same content words), lowest threshold keeping tune+dev at "
+            f">= 99 %: {strict:.2f}; tune+dev {dev.precision:.1%} precision, "
+            f"{dev.hit_rate:.1%} hit rate; **held-out {held_s.precision:.1%} precision, "
+            f"{held_s.hit_rate:.1%} hit rate**\n"
+        )
     chosen = default_threshold(scored)
     if chosen is None:
         out("- no threshold reaches 99 % guarded precision on tune+dev\n")

@@ -99,16 +99,18 @@ def features(text: str) -> Features:
 
 
 def _possessives(words: list[str], text: str) -> tuple[str, ...]:
-    """ "Australia's capital" in the order of "the capital of Australia", so that the
-    order check does not take a possessive for a swap of roles."""
+    """ "Australia's capital" read as "capital of Australia", so that a possessive is the
+    same relation as its "of" paraphrase for the order and role checks."""
     owners = {_stem(m) for m in re.findall(r"([^\W_]+)'s\b", text)}
-    out = list(words)
+    out: list[str] = []
     i = 0
-    while i < len(out) - 1:
-        if out[i] in owners and out[i + 1] not in STOPWORDS:
-            out[i], out[i + 1] = out[i + 1], out[i]
+    while i < len(words):
+        if words[i] in owners and i + 1 < len(words) and words[i + 1] not in STOPWORDS:
+            out += [words[i + 1], "of", words[i]]
+            i += 2
+        else:
+            out.append(words[i])
             i += 1
-        i += 1
     return tuple(out)
 
 
@@ -134,32 +136,58 @@ def _language(words: tuple[str, ...]) -> str:
     return best if scores[best] >= 2 and scores[best] > english else "en"
 
 
-def _content(f: Features) -> list[str]:
-    """Content words in order, less those whose place is free: a context phrase ("in
-    Python", "with the AWS CLI") and either side of a coordination ("tabs or spaces")."""
-    out: list[str] = []
+def _roles(f: Features) -> tuple[list[str], dict[str, str]]:
+    """The content words outside context phrases, in order (relation words kept as
+    separators), and each content word's role: the relation word it is the object of
+    ("to", "from", "than", "of", ...), "context" inside a context phrase ("in Python",
+    "with the AWS CLI"), else "core". Either side of a coordination of two content words
+    ("tabs or spaces") is left out of the order: its place is free."""
     words = f.words
-    in_context = False
+    free = set()
+    for i, word in enumerate(words):
+        if word in COORDINATORS and 0 < i < len(words) - 1:
+            j = i + 1
+            while j < len(words) - 1 and words[j] in DETERMINERS:
+                j += 1
+            if words[i - 1] not in STOPWORDS and words[j] not in STOPWORDS:
+                free |= {i - 1, j}
+    order: list[str] = []
+    roles: dict[str, str] = {}
+    role = "core"
     for i, word in enumerate(words):
         if word in CONTEXT:
-            in_context = True
-            continue
-        if word in STOPWORDS:
-            in_context = in_context and word in DETERMINERS
-            if word in RELATIONS:
-                out.append(word)  # kept as a separator: see _swapped
-            continue
-        beside = {words[i - 1] if i else "", words[i + 1] if i + 1 < len(words) else ""}
-        if not in_context and not beside & COORDINATORS:
-            out.append(word)
-    return out
+            role = "context"
+        elif word in RELATIONS:
+            role = "to" if word == "into" else word
+            order.append(role)
+        elif word in STOPWORDS:
+            if word not in DETERMINERS:
+                role = "core"
+        else:
+            roles.setdefault(word, role)
+            if role != "context" and i not in free:
+                order.append(word)
+            if role != "context":
+                role = "core"
+    return order, roles
 
 
 def _swapped(a: Features, b: Features) -> bool:
-    """Two content words both prompts hold once each, in opposite orders, with a word or a
-    relation between them in `a` ("dog chase cat", "JSON to CSV"): adjacent words ("number
-    17" / "17 ... number") may trade places in a paraphrase."""
-    ca, cb = _content(a), _content(b)
+    """Roles changed: a shared word the object of two different relations ("to Sarah" /
+    "Sarah's report": of), two shared words that exchange roles ("from Chicago to Denver" /
+    "from Denver to Chicago"; "ounces in a pound" / "pounds in an ounce"), or two in
+    opposite orders with a word or a relation between them in `a` ("dog chase cat").
+    A word moving alone between a context phrase and the rest ("Python: ..." / "... in
+    Python"), or two adjacent words trading places ("number 17" / "17 ... number") is not
+    a change of roles."""
+    (ca, ra), (cb, rb) = _roles(a), _roles(b)
+    both = sorted(ra.keys() & rb.keys())
+    for i, x in enumerate(both):
+        if ra[x] != rb[x] and ra[x] in RELATIONS and rb[x] in RELATIONS:
+            return True
+        for y in both[i + 1 :]:
+            if ra[x] != ra[y] and ra[x] == rb[y] and ra[y] == rb[x]:
+                return True
     shared = [w for w in ca if w not in RELATIONS and ca.count(w) == 1 and cb.count(w) == 1]
     where_a = {w: ca.index(w) for w in shared}
     where_b = {w: cb.index(w) for w in shared}
@@ -190,9 +218,19 @@ def differences(a: Features, b: Features) -> list[str]:
     return found
 
 
-def compatible(a: Features, b: Features) -> str | None:
+def same_words(a: Features, b: Features) -> bool:
+    """The strict policy: both prompts hold the same content words (in any inflection
+    and, within the order rules, any order); only function words, punctuation, case and
+    context-phrase placement differ ("How do I install numpy with pip?" / "Install numpy
+    using pip")."""
+    return {w for w in a.words if w not in STOPWORDS} == {w for w in b.words if w not in STOPWORDS}
+
+
+def compatible(a: Features, b: Features, *, strict: bool = False) -> str | None:
     """None when nothing lexical tells the two prompts apart, else the first reason."""
     found = differences(a, b)
+    if strict and not found and not same_words(a, b):
+        return "words"
     return found[0] if found else None
 
 

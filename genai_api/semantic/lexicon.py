@@ -61,7 +61,7 @@ for _cls, _plus, _minus in (
     ("extreme", "max maximum largest highest most biggest", "min minimum smallest lowest least"),
     ("sort", "ascending asc increasing", "descending desc decreasing"),
     ("time", "before earlier prior", "after later"),
-    ("edit", "add adding insert append", "remove removing delete deleting drop"),
+    ("edit", "add adding insert append create creating", "remove removing delete deleting drop"),
     ("transfer", "upload uploading push", "download downloading pull"),
     (
         "code",
@@ -70,6 +70,7 @@ for _cls, _plus, _minus in (
     ),
     ("setup", "install installing", "uninstall uninstalling"),
     ("io", "import", "export"),
+    ("rw", "read reading load loading", "write writing"),
     ("view", "show display", "hide"),
     ("lock", "lock locked", "unlock unlocked"),
     ("open", "open opening", "close closing closed"),
