@@ -13,6 +13,7 @@ from typing import Any
 from genai_api.apis.base import Api
 from genai_api.controls import CacheControls
 from genai_api.models.table import ModelInfo
+from genai_api.semantic.layer import Pending
 
 
 @dataclass(slots=True)
@@ -28,3 +29,4 @@ class Call:
     cacheable: bool
     requester: str | None = None  # who asks, when the key may hold several answers
     seen: frozenset[int] | None = None  # answers already served to them: a regenerate
+    semantic: Pending | None = None  # an opted-in model's request that may match by meaning

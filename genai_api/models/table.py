@@ -23,8 +23,9 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from genai_api.errors import NotFound
+from genai_api.errors import ConfigError, NotFound
 from genai_api.models.file import read_models_file
+from genai_api.semantic.config import SemanticConfig
 
 MILLION = Decimal(1_000_000)
 
@@ -39,6 +40,7 @@ class ModelInfo:
     output_per_million: Decimal = Decimal(0)
     tokenizer: str | None = None
     owned_by: str = "openai"
+    semantic: SemanticConfig | None = None  # opted in to semantic hits (models file)
 
     def cost(self, prompt_tokens: int, completion_tokens: int) -> Decimal:
         """What the provider charges for this usage, in USD (exact decimal arithmetic)."""
@@ -109,7 +111,20 @@ class ModelTable:
             models = {}
         for name, changes in file.models.items():
             models[name] = replace(models.get(name, ModelInfo(name)), **changes)
+        missing = [
+            f"{path}: model {m.name!r}: semantic: embedding_model {m.semantic.embedding_model!r}"
+            " is not in the models table, which is closed"
+            for m in models.values()
+            if m.semantic is not None and file.closed and m.semantic.embedding_model not in models
+        ]
+        if missing:
+            raise ConfigError(*missing)
         return cls(models, closed=file.closed)
+
+    @property
+    def semantic(self) -> list[ModelInfo]:
+        """The models opted in to semantic hits."""
+        return [m for m in self._models.values() if m.semantic is not None]
 
     def get(self, name: str) -> ModelInfo:
         """The model's info; an unknown model is 404 on a closed list, else defaults."""

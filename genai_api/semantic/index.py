@@ -48,6 +48,11 @@ def tag(value: str) -> str:
     return hashlib.sha256(value.encode()).hexdigest()[:32]
 
 
+async def _command(client: Redis, *args: Any) -> Any:
+    """One raw command (redis-py leaves `execute_command` untyped)."""
+    return await client.execute_command(*args)  # type: ignore[no-untyped-call]
+
+
 class VectorIndex:
     """FT.* over one Redis connection pool; every method raises `RedisError` on failure
     (the caller fails open)."""
@@ -62,13 +67,19 @@ class VectorIndex:
         client = Redis.from_url(url, protocol=2, socket_timeout=timeout)
         return cls(client, namespace)
 
+    @classmethod
+    def connect(cls, options: dict[str, Any], namespace: str, *, timeout: float) -> VectorIndex:
+        """On a server given as connection options (`store.redis.redis_options`)."""
+        client = Redis(**options, protocol=2, socket_timeout=timeout)
+        return cls(client, namespace)
+
     def _name(self, dim: int) -> str:
         return f"{self.namespace}:s:{dim}"
 
     async def check(self) -> None:
         """Raise `SearchMissing` when the server has no query engine."""
         try:
-            await self.client.execute_command("FT._LIST")
+            await _command(self.client, "FT._LIST")
         except ResponseError as exc:
             raise SearchMissing(str(exc)) from exc
 
@@ -77,7 +88,8 @@ class VectorIndex:
             return
         name = self._name(dim)
         try:
-            await self.client.execute_command(
+            await _command(
+                self.client,
                 "FT.CREATE", name, "ON", "HASH", "PREFIX", "1", f"{name}:",
                 "SCHEMA", *(x for t in _TAGS for x in (t, "TAG")),
                 "v", "VECTOR", "HNSW", "6", "TYPE", "FLOAT32", "DIM", str(dim),
@@ -105,7 +117,7 @@ class VectorIndex:
         dim = len(vector)
         await self._ensure(dim)
         doc = f"{self._name(dim)}:{entry}"
-        fields: dict[str | bytes, Any] = {
+        fields: dict[str, bytes | str] = {
             "v": np.asarray(vector, dtype=np.float32).tobytes(),
             "scope": scope,
             "tenant": tag(tenant),
@@ -116,7 +128,7 @@ class VectorIndex:
             "text": text,
         }
         async with self.client.pipeline(transaction=True) as pipe:
-            pipe.hset(doc, mapping=fields)
+            pipe.hset(doc, mapping=fields)  # type: ignore[arg-type]
             pipe.pexpire(doc, max(1, int(ttl * 1000)))
             await pipe.execute()
 
@@ -124,7 +136,8 @@ class VectorIndex:
         """The `k` entries of `scope` nearest `vector`, most similar first."""
         dim = len(vector)
         await self._ensure(dim)
-        reply = await self.client.execute_command(
+        reply = await _command(
+                self.client,
             "FT.SEARCH", self._name(dim), f"(@scope:{{{scope}}})=>[KNN {k} @v $q AS d]",
             "PARAMS", "2", "q", np.asarray(vector, dtype=np.float32).tobytes(),
             "SORTBY", "d", "RETURN", "4", "d", "entry", "key", "text",
@@ -145,10 +158,6 @@ class VectorIndex:
             except (KeyError, ValueError, UnicodeDecodeError):
                 continue  # a hash that is not ours, or half-expired: not a candidate
         return found
-
-    async def forget(self, dim: int, entry: str) -> None:
-        """Drop the vector of an entry that is gone (evicted, deleted)."""
-        await self.client.delete(f"{self._name(dim)}:{entry}")
 
     async def delete(
         self,
@@ -174,7 +183,8 @@ class VectorIndex:
         deleted = 0
         for name in await self._indexes():
             while True:
-                reply = await self.client.execute_command(
+                reply = await _command(
+                self.client,
                     "FT.SEARCH", name, query, "NOCONTENT", "LIMIT", "0", str(_DELETE_BATCH),
                     "DIALECT", "2",
                 )  # fmt: skip
@@ -188,7 +198,7 @@ class VectorIndex:
 
     async def _indexes(self) -> list[str]:
         prefix = f"{self.namespace}:s:"
-        names = await self.client.execute_command("FT._LIST")
+        names = await _command(self.client, "FT._LIST")
         out = []
         for raw in names or ():
             name = raw.decode() if isinstance(raw, bytes) else str(raw)
