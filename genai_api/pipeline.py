@@ -313,15 +313,31 @@ class Pipeline:
 
     async def _by_meaning(self, call: Call) -> Match | None:
         """An exact miss of an opted-in model's request: its answer by meaning, if any
-        (`genai_api.semantic`). Not for a no-cache request, nor a regenerate."""
+        (`genai_api.semantic`). Not for a no-cache request, nor a regenerate.
+
+        When the leases' claim reads the entry (Redis), `_lookup` only looked at the L1: the
+        store is read here first, so the exact lookup always runs before the semantic one
+        (one more round trip, for these models' L1 misses only)."""
         if self.semantic is None or call.semantic is None:
             return None
         if not call.controls.read or call.seen:
             return None
+        if self.leases.claim_reads and call.skey not in self.coalescer:
+            try:
+                raw = await self.reads.get(call.skey)
+            except CacheUnavailable as exc:
+                self._cache_failed(call, exc.message)
+                return None  # the cache is down: no semantic hit either
+            entry = None if raw is None else self._usable(call, raw)
+            if entry is not None:
+                return Match(entry, None)
         return await self.semantic.lookup(call.semantic, partial(self._usable, call))
 
     def _matched(self, call: Call, match: Match) -> Outcome:
-        """A SEMANTIC-HIT: counted under its own name, keyed by the entry that answered."""
+        """A SEMANTIC-HIT: counted under its own name, keyed by the entry that answered
+        (or a plain HIT, when the exact read of `_by_meaning` found the entry)."""
+        if match.candidate is None:
+            return self._answer(call, CacheStatus.HIT, match.entry)
         outcome = self._answer(call, CacheStatus.SEMANTIC_HIT, match.entry)
         outcome.key = match.candidate.key
         outcome.similarity = match.candidate.similarity

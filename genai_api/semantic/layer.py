@@ -53,7 +53,7 @@ class Pending:
 @dataclass(frozen=True, slots=True)
 class Match:
     entry: Entry
-    candidate: Candidate
+    candidate: Candidate | None  # None: the exact entry itself (read before the search)
 
 
 class SemanticCache:
