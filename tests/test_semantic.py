@@ -370,7 +370,7 @@ def test_a_memory_cache_without_a_search_server_is_refused(
     semantic_settings: Callable[..., Settings],
 ) -> None:
     settings = semantic_settings(cache_backend="memory", redis_url=None)
-    with pytest.raises(ConfigError, match="^SEMANTIC_REDIS_URL: must name a Redis"):
+    with pytest.raises(ConfigError, match=r"^SEMANTIC_REDIS_URL: must name a Redis"):
         build.check_server(settings, ModelTable.load(settings.models_file))
 
 
