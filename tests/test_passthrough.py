@@ -298,3 +298,21 @@ async def test_a_stream_the_upstream_breaks_off_ends_with_an_error_event() -> No
     chunks = [chunk async for chunk in claimed_events(upstream, record)]
     assert chunks[-1].startswith(b"event: error\ndata: ")
     assert b'"code":"upstream_cut"' in chunks[-1]
+
+
+async def test_a_chunked_upload_past_the_limit_is_413_when_it_passes_it(
+    upstream: respx.MockRouter,
+) -> None:
+    upstream.post("/files").mock(return_value=httpx.Response(200, json={"id": "file-1"}))
+
+    async def body() -> AsyncIterator[bytes]:
+        for _ in range(10):
+            yield b"x" * 200_000  # no Content-Length: the limit is found while reading
+
+    settings = make_settings(max_request_bytes=64 * 1024, max_upload_bytes=1024 * 1024)
+    async with running(settings) as gw:
+        answer = await gw.http.post(
+            "/v1/files", content=body(), headers={"content-type": "application/octet-stream"}
+        )
+    assert answer.status_code == 413
+    assert answer.json()["error"]["code"] == "request_too_large"

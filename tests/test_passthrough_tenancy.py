@@ -318,3 +318,20 @@ async def test_a_check_that_cannot_be_made_is_a_503_not_a_pass(
         assert answer.status_code == 503
         assert answer.json()["error"]["code"] == "tenancy_unavailable"
     assert route.call_count == 0
+
+
+async def test_a_filtered_list_is_asked_for_with_the_clients_headers(
+    upstream: respx.MockRouter, two: Tenants
+) -> None:
+    """The Assistants API answers only with `OpenAI-Beta: assistants=v2`."""
+    assistant = {"id": "asst_a1", "object": "assistant"}
+    upstream.post("/assistants").mock(return_value=httpx.Response(200, json=assistant))
+    page = {"object": "list", "data": [{"id": "asst_x"}, assistant], "has_more": False}
+    listed = upstream.get("/assistants", headers={"OpenAI-Beta": "assistants=v2"}).mock(
+        return_value=httpx.Response(200, json=page)
+    )
+    headers = {"Authorization": "Bearer key-a", "OpenAI-Beta": "assistants=v2"}
+    made = await two.gw.http.post("/v1/assistants", json={"model": "m"}, headers=headers)
+    mine = await two.gw.http.get("/v1/assistants", headers=headers)
+    assert [a["id"] for a in mine.json()["data"]] == [made.json()["id"]]
+    assert listed.call_count == 1

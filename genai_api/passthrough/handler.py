@@ -183,8 +183,10 @@ class Passthrough:
         segments: tuple[str, ...],
         target: Target,
     ) -> Response:
+        headers = to_upstream(request.headers.raw, streamed=False, raw_answer=False)
+
         async def fetch(query: list[tuple[str, str]]) -> dict[str, Any]:
-            return await upstream.json(segments, urlencode(query).encode())
+            return await upstream.json(segments, urlencode(query).encode(), headers)
 
         async def mine(ids: list[str]) -> list[bool]:
             return await self.tenancy.mine(tenant, ids)

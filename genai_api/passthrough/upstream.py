@@ -133,12 +133,13 @@ class Upstream:
                 raise ProviderUnreachable() from exc
             raise
 
-    async def json(self, segments: tuple[str, ...], query: bytes) -> dict[str, Any]:
-        """`GET` a JSON object (a list page); an error answer raises with its status and
-        body, as the provider's errors do on the cached routes."""
-        response = await self.send(
-            "GET", segments, query, {"accept": "application/json", "accept-encoding": "gzip"}, None
-        )
+    async def json(
+        self, segments: tuple[str, ...], query: bytes, headers: Mapping[str, str]
+    ) -> dict[str, Any]:
+        """`GET` a JSON object (a list page) with the client's `headers` (`to_upstream`'s);
+        an error answer raises with its status and body, as the provider's errors do on the
+        cached routes."""
+        response = await self.send("GET", segments, query, headers, None)
         try:
             raw = await response.aread()
         except httpx.TimeoutException as exc:
