@@ -83,15 +83,24 @@ class Passthrough:
         headers = to_upstream(request.headers.raw, streamed=streamed, raw_answer=not reads)
         query = request.scope.get("query_string", b"")
         response = await upstream.send(request.method, segments, query, headers, content)
-        if not response.is_success or request.method == "HEAD":
-            return Relayed(response, from_upstream(response, reframed=False))
+        return await self._answer(response, target, tenant, reads=reads)
+
+    async def _answer(
+        self, response: httpx.Response, target: Target, tenant: str, *, reads: bool
+    ) -> Response:
+        """The upstream's answer for the client: relayed as it arrives, or first read for
+        the objects it carries (`reads`); a deleted object's record dropped."""
+        tenancy = self.tenancy
+        as_is = from_upstream(response, reframed=False)
+        if not response.is_success or response.request.method == "HEAD":
+            return Relayed(response, as_is)
         if target.deletes_object and target.object_id is not None:
             # Gone upstream: its record goes too (and its answer, which names it, is not read).
             await tenancy.forget(target.object_id)
-            return Relayed(response, from_upstream(response, reframed=False))
-        media = response.headers.get("content-type", "").partition(";")[0].strip().lower()
+            return Relayed(response, as_is)
         if not reads:
-            return Relayed(response, from_upstream(response, reframed=False))
+            return Relayed(response, as_is)
+        media = response.headers.get("content-type", "").partition(";")[0].strip().lower()
         if media == "text/event-stream":
 
             async def record(events: list[Any]) -> None:
@@ -100,7 +109,7 @@ class Passthrough:
             chunks = claimed_events(response, record)
             return Relayed(response, from_upstream(response, reframed=True), chunks)
         if media != "application/json" and not media.endswith("+json"):
-            return Relayed(response, from_upstream(response, reframed=False))
+            return Relayed(response, as_is)
         raw = await _read(response)
         try:
             answer = orjson.loads(raw)
