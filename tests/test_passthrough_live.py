@@ -111,7 +111,8 @@ def test_speech_is_relayed_as_the_upstream_sends_it(stack: Stack) -> None:
             arrivals.append(time.monotonic() - started)
             audio += chunk
     assert audio == hashlib.sha256(b"hello").digest() * 512 * 4
-    assert arrivals[0] < 0.9 and arrivals[-1] > 1.1  # the first chunk did not wait for the last
+    # Relayed as they came: the first chunk did not wait for the last (1.2 s later upstream).
+    assert arrivals[-1] - arrivals[0] > 0.8
 
     events: list[tuple[float, str]] = []
     started = time.monotonic()
@@ -123,7 +124,7 @@ def test_speech_is_relayed_as_the_upstream_sends_it(stack: Stack) -> None:
             if line.startswith("data: "):
                 events.append((time.monotonic() - started, line))
     assert len(events) == 5 and '"speech.audio.done"' in events[-1][1]
-    assert events[0][0] < 0.9 and events[-1][0] > 1.1
+    assert events[-1][0] - events[0][0] > 0.8
 
 
 def test_two_tenants_cannot_reach_each_others_files_and_batches(stack: Stack) -> None:
