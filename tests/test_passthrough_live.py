@@ -176,3 +176,19 @@ def test_replicas_sharing_redis_agree_on_who_owns_what(stack: Stack, redis_url: 
     assert [f.id for f in client(two, "key-a").files.list()] == [made.id]
     with pytest.raises(openai.NotFoundError):
         client(two, "key-b").files.retrieve(made.id)
+
+
+def test_a_client_that_hangs_up_mid_download_frees_its_upstream_connection(stack: Stack) -> None:
+    """Two upstream connections per process: a download left open by a client gone would
+    hold one for good, and the third request would wait for a free one until it timed out."""
+    up = stack.upstream()
+    gw = stack.gateway(up, UPSTREAM_CONCURRENCY="2", UPSTREAM_TIMEOUT="5")
+    a = client(gw, "key-a")
+    made = a.files.create(file=("b.bin", os.urandom(20 * MB)), purpose="assistants")
+    headers = {"Authorization": "Bearer key-a"}
+    for _ in range(5):
+        with httpx.stream("GET", f"{gw.url}/v1/files/{made.id}/content", headers=headers) as r:
+            assert r.status_code == 200
+            next(r.iter_bytes())  # then hang up with most of the file unread
+    assert len(a.files.content(made.id).content) == 20 * MB
+    assert "Traceback" not in gw.output()
