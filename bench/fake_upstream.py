@@ -7,7 +7,8 @@ measures. Used by the benchmarks and by the multi-process tests, which read `GET
 
 Endpoints: POST /v1/chat/completions (JSON or SSE with `stream: true`), POST /v1/completions,
 POST /v1/embeddings (float or base64), GET /calls (calls by path, and how many times each
-embeddings input was asked for), POST /reset.
+embeddings input was asked for), POST /reset; files, batches and audio speech for the
+pass-through's tests (`bench/fake_files.py`).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from typing import Any
 import orjson
 from starlette.types import Receive, Scope, Send
 
+from bench.fake_files import FakeObjects
 from bench.serving import serve
 
 
@@ -32,6 +34,7 @@ class FakeUpstream:
         self.dims = dims
         self.calls: Counter[str] = Counter()
         self.inputs: Counter[str] = Counter()  # embeddings inputs (JSON of each) asked for
+        self.objects = FakeObjects(self.latency, self._answer)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -51,6 +54,10 @@ class FakeUpstream:
             self.calls.clear()
             self.inputs.clear()
             await _json(send, {"ok": True})
+            return
+        if self.objects.handles(path):
+            self.calls[path] += path != "/seen"
+            await self.objects(scope, receive, send)
             return
         body = b""
         while True:
@@ -86,6 +93,14 @@ class FakeUpstream:
                 },
                 status=404,
             )
+
+    def _answer(self, url: str, body: dict[str, Any]) -> dict[str, Any]:
+        """What a batch line for `url` gets: the answer the route itself gives."""
+        if url.endswith("/chat/completions"):
+            return _chat(body)
+        if url.endswith("/completions"):
+            return _completion(body)
+        return self._embeddings(body)
 
     async def _stream(self, send: Send, request: dict[str, Any]) -> None:
         await send(
