@@ -338,7 +338,9 @@ class Pipeline:
         (or a plain HIT, when the exact read of `_by_meaning` found the entry)."""
         if match.candidate is None:
             return self._answer(call, CacheStatus.HIT, match.entry)
-        outcome = self._answer(call, CacheStatus.SEMANTIC_HIT, match.entry)
+        # Not `_answer`: the entry is another key's, so it is not recorded as one of this
+        # key's answers served to the requester (regenerates are about this key).
+        outcome = self.answers.answer(call, CacheStatus.SEMANTIC_HIT, match.entry)
         outcome.key = match.candidate.key
         outcome.similarity = match.candidate.similarity
         return outcome

@@ -36,9 +36,7 @@ def _last_hour(stats: dict[str, Any]) -> str | None:
     if not points:
         return None
     cached = sum(p["hits"] + p["coalesced"] for p in points)
-    total = cached + sum(
-        p["misses"] + p["bypassed"] + p.get("semantic_hits", 0) for p in points
-    )
+    total = cached + sum(p["misses"] + p["bypassed"] + p.get("semantic_hits", 0) for p in points)
     saved = sum(Decimal(p["cost_saved_usd"]) for p in points)
     ratio = f"{cached / total:.1%}" if total else "-"
     return f"last hour: {total:,} requests, {ratio} from cache, ${saved} saved"

@@ -41,8 +41,7 @@ NEGATIONS = frozenset(
     "hasn't hadn't".split()
 )
 # (class, pole) for words whose opposite changes the answer; synonyms share a pole.
-POLES: dict[str, tuple[str, int]] = {}
-for _cls, _plus, _minus in (
+_POLAR = (
     (
         "toggle",
         "enable enabled enabling activate activated",
@@ -94,13 +93,15 @@ for _cls, _plus, _minus in (
     ("join", "left", "inner"),
     ("pass", "byvalue", "byreference"),
     ("keep", "keep keeping preserve retain", "discard discarding lose losing"),
-):
-    for _pole, _words in ((1, _plus), (-1, _minus)):
-        for _w in _words.split():
-            POLES.setdefault(_w, (_cls, _pole))
+)
+POLES: dict[str, tuple[str, int]] = {
+    word: (cls, pole)
+    for cls, plus, minus in reversed(_POLAR)  # a word listed twice keeps its first class
+    for pole, words in ((1, plus), (-1, minus))
+    for word in words.split()
+}
 # Units, by what they measure: a unit in one prompt must be the same unit in the other.
-UNITS: dict[str, str] = {}
-for _unit, _words in (
+_UNITS = (
     ("tsp", "teaspoon tsp"),
     ("tbsp", "tablespoon tbsp"),
     ("cup", "cup"),
@@ -139,9 +140,8 @@ for _unit, _words in (
     ("gb", "gigabyte gb"),
     ("bit", "bit"),
     ("pct", "percent percentage"),
-):
-    for _w in _words.split():
-        UNITS[_w] = _unit
+)
+UNITS: dict[str, str] = {word: unit for unit, words in _UNITS for word in words.split()}
 # The question asked: "who wrote 1984" and "when was 1984 written" share every other word.
 ASKS = {"who": "who", "whom": "who", "whose": "who", "when": "when", "where": "where", "why": "why"}
 PHRASES = {
