@@ -32,6 +32,7 @@ import numpy as np
 
 from bench.semantic.data import Pair, load
 from bench.semantic.models import MODELS, check_minilm
+from genai_api.semantic.config import DEFAULT_THRESHOLD
 from genai_api.semantic.guard import RULES, differences, features, same_words
 
 TARGET = 0.99
@@ -163,6 +164,17 @@ def report(name: str, scored: list[Scored], markdown: bool) -> None:
             f"{dev.hit_rate:.1%} hit rate; **held-out {held_s.precision:.1%} precision, "
             f"{held_s.hit_rate:.1%} hit rate**\n"
         )
+    t = DEFAULT_THRESHOLD
+    dev, held_d = (
+        point(scored, SEEN, t, True, strict=True),
+        point(scored, HELD, t, True, strict=True),
+    )
+    out(
+        f"- the gateway's defaults (strict, threshold {t:.2f}): tune+dev {dev.precision:.1%} "
+        f"precision, {dev.hit_rate:.1%} hit rate, {dev.false} false hits; **held-out "
+        f"{held_d.precision:.1%} precision, {held_d.hit_rate:.1%} hit rate, {held_d.false} "
+        f"false hits**\n"
+    )
     chosen = default_threshold(scored)
     if chosen is None:
         out("- no threshold reaches 99 % guarded precision on tune+dev\n")
