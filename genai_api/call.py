@@ -26,3 +26,5 @@ class Call:
     key: str  # the X-Cache-Key
     skey: str  # where the entry lives in the store
     cacheable: bool
+    tenant: str = ""  # with `prompt`, what the same request for another model needs
+    prompt: str | None = None  # the template it was rendered from
