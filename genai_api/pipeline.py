@@ -33,7 +33,7 @@ from genai_api.embeddings.runner import EmbeddingBatch, EmbeddingOutcome, Embedd
 from genai_api.embeddings.upstream import Item
 from genai_api.entry import Entry, decode_shared
 from genai_api.errors import CacheUnavailable, GatewayError, ProviderError, ProviderTimeout
-from genai_api.fallbacks import Fallbacks, within
+from genai_api.fallbacks import Fallbacks, eligible, within
 from genai_api.flights.coalesce import Coalescer
 from genai_api.flights.fanout import Feed
 from genai_api.flights.relay import Relay, Streamed, replay
@@ -369,14 +369,21 @@ class Pipeline:
                 if claim.found is not None:
                     found = CacheStatus.COALESCED if claim.waited else CacheStatus.HIT
                     return claim.found, found
+                if claim.error is not None:  # the holder elsewhere failed over: so do we
+                    raise claim.error
             status = CacheStatus.BYPASS if claim.degraded else CacheStatus.MISS
             if feed is not None:
                 feed.bypassed = status is CacheStatus.BYPASS  # known before the first chunk
             async with claim:
-                if feed is None:
-                    entry = await self._provider_call(call)
-                else:
-                    entry = await self._stream_call(call, feed)
+                try:
+                    if feed is None:
+                        entry = await self._provider_call(call)
+                    else:
+                        entry = await self._stream_call(call, feed)
+                except ProviderError as exc:
+                    if call.model.fallbacks and eligible(exc):
+                        claim.fail_over(exc)  # waiters elsewhere fall back, not call again
+                    raise
                 if call.controls.write and not claim.degraded:  # it failed Redis already
                     value, ttl = entry.encode(), self.ttl_for(call)
                     try:

@@ -19,6 +19,9 @@ Redis round trips per miss (each one script, so each step is atomic):
   Redis, not for its reply (`send_fill`). A failed call (or a store the caller skips)
   compare-and-DELs and publishes the same way, so a waiter takes over at once. A miss
   nobody waits for publishes nothing: no process of the fleet wakes up for it.
+- failed over: a holder whose call failed while its model falls back (`Claim.fail_over`)
+  releases the same way, but its PUBLISH carries the error after the newline (`FAILED`):
+  its waiters fall back too instead of taking over (a waiter that only polls takes over).
 - waiter: sleeps until that PUBLISH (one shared subscription per process, `Notifier`) or a
   poll tick; a PUBLISH that carries the entry answers it (COALESCED) if the request can use
   it, and otherwise it runs the claim script again (which raises the flag again while it
@@ -49,8 +52,8 @@ from typing import Any, TypeVar, cast
 
 from redis.exceptions import NoScriptError
 
-from genai_api.errors import CacheUnavailable
-from genai_api.leases.base import Claim, Decode
+from genai_api.errors import CacheUnavailable, ProviderError
+from genai_api.leases.base import Claim, Decode, failure_bytes, failure_from
 from genai_api.leases.notify import Notifier
 from genai_api.store import budget
 from genai_api.store.base import CacheStore
@@ -121,6 +124,17 @@ if redis.call('get', KEYS[1]) == ARGV[1] then
 end
 return 0
 """
+# KEYS: lease, waiter flag. ARGV: token, channel, storage key, the failure (`failure_bytes`).
+# As _RELEASE, the wake-up carrying the failure: the waiters fall back rather than call again.
+_FAIL_OVER = """
+if redis.call('get', KEYS[1]) == ARGV[1] then
+  redis.call('del', KEYS[1])
+  if redis.call('del', KEYS[2]) == 1 then
+    return redis.call('publish', ARGV[2], ARGV[3] .. '\\n' .. ARGV[4])
+  end
+end
+return 0
+"""
 
 
 class RedisLeases:
@@ -154,6 +168,7 @@ class RedisLeases:
         self._renew = client.register_script(_RENEW)
         self._fill = client.register_script(_FILL)
         self._release = client.register_script(_RELEASE)
+        self._fail_over = client.register_script(_FAIL_OVER)
         self._tasks: set[asyncio.Task[None]] = set()
         self._landing: set[asyncio.Task[None]] = set()  # fills whose reply is being read
         self.held: dict[str, str] = {}  # lease -> token, of the calls alive in this process
@@ -184,7 +199,7 @@ class RedisLeases:
         """Load the scripts ahead of traffic: a first burst of misses on a fresh Redis would
         otherwise pay a NOSCRIPT error, a SCRIPT LOAD and a retry each."""
         client = self.store.client
-        for script in (_CLAIM, _FILL, _RELEASE, _RENEW):
+        for script in (_CLAIM, _FILL, _RELEASE, _RENEW, _FAIL_OVER):
             try:
                 await self.store.guarded(partial(client.script_load, script))
             except CacheUnavailable:
@@ -253,6 +268,9 @@ class RedisLeases:
                     found = None if carried is None else decode(carried)
                     if found is not None:
                         return Claim(found, waited=True)
+                    error = None if carried is None else failure_from(carried)
+                    if error is not None:  # the holder failed over: so does this flight
+                        return Claim(waited=True, error=error)
 
     def _abandon(self, key: str, lock: str, token: str, exc: CacheUnavailable) -> Claim[T]:
         """A claim that failed (the flight goes on without Redis). Its script may have run
@@ -406,11 +424,26 @@ class RedisLeases:
             failed(exc.message)
             await self.release(*lease)  # if the script did not run, the lease is still ours
 
-    async def release(self, key: str, lock: str, token: str) -> None:
-        """Compare-and-delete the lease and wake the waiters of `key` (they take over); on
-        failure retry in the background."""
+    async def release(
+        self, key: str, lock: str, token: str, error: ProviderError | None = None
+    ) -> None:
+        """Compare-and-delete the lease and wake the waiters of `key` (they take over, or,
+        given the `error` a failed-over call had, fall back); on failure retry in the
+        background (then they take over)."""
+        if error is not None and await self._try_fail_over(key, lock, token, error):
+            return
         if not await self._try_release(key, lock, token):
             self.spawn(self._release_later(key, lock, token))
+
+    async def _try_fail_over(self, key: str, lock: str, token: str, error: ProviderError) -> bool:
+        client = self.store.client
+        keys = (lock, self.wait_key(key))
+        args = (token, self.channel, key, failure_bytes(error))
+        try:
+            await self.store.guarded(lambda: self._fail_over(keys=keys, args=args, client=client))
+        except CacheUnavailable:
+            return False
+        return True
 
     async def _try_release(self, key: str, lock: str, token: str) -> bool:
         client = self.store.client
@@ -460,6 +493,7 @@ class HeldLease(Claim[T]):
         self._leases = leases
         self.key, self.lock, self.token = key, lock, token
         self.released = False
+        self._failed_over: ProviderError | None = None
 
     async def fill(self, store: CacheStore, key: str, value: bytes, ttl: float) -> None:
         """Store, release and wake the waiters in one round trip (on the leases' Redis, which
@@ -479,6 +513,9 @@ class HeldLease(Claim[T]):
         await self._leases.send_fill(key, self.lock, self.token, value, ttl, failed)
         self.released = True  # by the script, or by the background read when that fails
 
+    def fail_over(self, error: ProviderError) -> None:
+        self._failed_over = error  # handed to the waiters when the lease is released
+
     async def __aenter__(self) -> HeldLease[T]:
         self._leases.hold(self.lock, self.token)
         return self
@@ -486,6 +523,7 @@ class HeldLease(Claim[T]):
     async def __aexit__(self, *exc_info: object) -> None:
         self._leases.drop(self.lock, self.token)
         if not self.released:
-            # A failed call, or no store: waiters wake and take the lease over.
-            await self._leases.release(self.key, self.lock, self.token)
+            # A failed call, or no store: waiters wake and take the lease over (or, when the
+            # call failed over, fall back).
+            await self._leases.release(self.key, self.lock, self.token, self._failed_over)
             self.released = True
