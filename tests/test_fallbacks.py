@@ -259,3 +259,23 @@ fallbacks = ["llama-3.1-8b"]
     # (not a whole UPSTREAM_TIMEOUT of its own), and none for llama's own fallback.
     assert 1.4 < took < 2.3, took
     assert calls(upstreams.openai)["total"] == 0
+
+
+async def test_coalesced_streams_of_the_failed_call_all_follow_the_fallbacks_one_stream(
+    upstreams: Fakes, tmp_path: Path
+) -> None:
+    slow = fake_upstream(tmp_path, 300, fail=503)
+    extra = f'[models.slow]\nbase_url = "{slow.url}/v1"\nfallbacks = ["gpt-4o-mini"]\n'
+    body = {"model": "slow", "messages": HI, "stream": True}
+    try:
+        async with running(upstreams.settings(tmp_path, extra=extra)) as gw:
+            answers = await asyncio.gather(
+                *(gw.http.post("/v1/chat/completions", json=body) for _ in range(6))
+            )
+        slow_calls = calls(slow)["total"]
+    finally:
+        slow.stop()
+    assert slow_calls == 1 and calls(upstreams.openai)["total"] == 1
+    assert len({a.text for a in answers}) == 1 and '"model":"gpt-4o-mini"' in answers[0].text
+    assert {a.headers["x-upstream-model"] for a in answers} == {"gpt-4o-mini"}
+    assert Counter(a.headers["x-cache"] for a in answers) == {"MISS": 1, "COALESCED": 5}

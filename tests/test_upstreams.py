@@ -6,12 +6,15 @@ Live fake upstreams (`tests.upstreams`), the openai SDK as the client."""
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
 
+from genai_api.warming.runner import warm_app
 from tests.conftest import running, wait_until
 from tests.processes import set_mode
 from tests.test_metrics import parse, value
@@ -208,3 +211,39 @@ api_key_env = "{VLLM_KEY_ENV}"
         "llama-3.1-8b, llama-guard",  # one upstream: same URL, same key
         f"upstream {tei}: openai at {upstreams.tei.url}/v1, no key: bge",
     ]
+
+
+async def test_warm_routes_each_line_to_its_models_upstream_and_prices_what_answered(
+    upstreams: Fakes, tmp_path: Path
+) -> None:
+    set_mode(upstreams.tei, fail=503)  # bge falls back to text-embedding-3-small
+    batch = tmp_path / "batch.jsonl"
+    lines = [
+        {"custom_id": "a", "method": "POST", "url": "/v1/chat/completions",
+         "body": {"model": "llama-3.1-8b", "messages": HI}},
+        {"custom_id": "b", "method": "POST", "url": "/v1/embeddings",
+         "body": {"model": "bge", "input": ["a long text"]}},
+    ]  # fmt: skip
+    batch.write_text("\n".join(json.dumps(line) for line in lines) + "\n")
+    async with running(upstreams.settings(tmp_path)) as gw:
+        summary = await warm_app(gw.app, batch)
+    assert (summary.misses, summary.errors) == (2, 0)
+    assert calls(upstreams.vllm)["models"] == {LLAMA_WIRE: 1}
+    assert calls(upstreams.openai)["models"] == {"text-embedding-3-small": 1}
+    # llama: 20 + 9 tokens at 0.05/0.10 per 1M; the embeddings at text-embedding-3-small's
+    # 0.02 per 1M (the model that answered), not bge's 0.01.
+    llama = Decimal(20 * 5 + 9 * 10) / 100_000_000
+    assert summary.cost_spent == llama + Decimal(summary.tokens_spent - 29) * 2 / 100_000_000
+
+
+async def test_without_an_openai_key_only_the_default_upstream_is_the_mock(
+    upstreams: Fakes, tmp_path: Path
+) -> None:
+    settings = upstreams.settings(tmp_path, provider=None, openai_api_key=None)
+    async with running(settings) as gw:
+        mock = await gw.client.chat.completions.create(model="gpt-4o-mini", messages=HI)
+        llama = await gw.client.chat.completions.create(model="llama-3.1-8b", messages=HI)
+    assert mock.system_fingerprint == "fp_mock"
+    assert llama.model == "llama-3.1-8b" and llama.system_fingerprint is None
+    assert calls(upstreams.vllm)["bearers"] == {VLLM_KEY: 1}
+    assert calls(upstreams.openai)["total"] == 0
