@@ -173,8 +173,9 @@ def _log_upstreams(routing: RoutingProvider) -> None:
         models = served[upstream.name]
         if upstream is routing.default:
             models = ["every other model", *models]
+        # No "NAME_API_KEY: value" shape: the log's redaction would mask what follows it.
         log.info(
-            "upstream %s: %s at %s, %s: %s",
+            "upstream %s: %s at %s (%s) for %s",
             upstream.name,
             upstream.provider.name,
             upstream.url,

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from genai_api.logs import redact
 from genai_api.warming.runner import warm_app
 from tests.conftest import running, wait_until
 from tests.processes import set_mode
@@ -205,12 +206,14 @@ api_key_env = "{VLLM_KEY_ENV}"
     lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("upstream ")]
     vllm, tei = (f"127.0.0.1:{s.port}" for s in (upstreams.vllm, upstreams.tei))
     assert lines == [
-        f"upstream default: openai at {upstreams.openai.url}/v1, key from OPENAI_API_KEY: "
-        "every other model",
-        f"upstream {vllm}: openai at {upstreams.vllm.url}/v1, key from {VLLM_KEY_ENV}: "
-        "llama-3.1-8b, llama-guard",  # one upstream: same URL, same key
-        f"upstream {tei}: openai at {upstreams.tei.url}/v1, no key: bge",
+        f"upstream default: openai at {upstreams.openai.url}/v1 (key from OPENAI_API_KEY) "
+        "for every other model",
+        f"upstream {vllm}: openai at {upstreams.vllm.url}/v1 (key from {VLLM_KEY_ENV}) "
+        "for llama-3.1-8b, llama-guard",  # one upstream: same URL, same key
+        f"upstream {tei}: openai at {upstreams.tei.url}/v1 (no key) for bge",
     ]
+    # As the log's redaction leaves them: nothing in them looks like a secret.
+    assert [redact(line) for line in lines] == lines
 
 
 async def test_warm_routes_each_line_to_its_models_upstream_and_prices_what_answered(

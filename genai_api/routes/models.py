@@ -17,18 +17,19 @@ from genai_api.http.responses import json_response
 router = APIRouter()
 
 
-@router.get("/v1/models", tags=["models"])
-@router.head("/v1/models", include_in_schema=False)
-@router.get("/models", include_in_schema=False)
+# Decorators register bottom-up: each GET before its HEAD, so a 405 names GET (`Allow`).
 @router.head("/models", include_in_schema=False)
+@router.get("/models", include_in_schema=False)
+@router.head("/v1/models", include_in_schema=False)
+@router.get("/v1/models", tags=["models"])
 async def list_models(gateway: GatewayDep, tenant: TenantDep) -> Response:
     return json_response({"object": "list", "data": await gateway.catalog.models()})
 
 
-@router.get("/v1/models/{model:path}", tags=["models"])
-@router.head("/v1/models/{model:path}", include_in_schema=False)
-@router.get("/models/{model:path}", include_in_schema=False)
 @router.head("/models/{model:path}", include_in_schema=False)
+@router.get("/models/{model:path}", include_in_schema=False)
+@router.head("/v1/models/{model:path}", include_in_schema=False)
+@router.get("/v1/models/{model:path}", tags=["models"])
 async def retrieve_model(model: str, gateway: GatewayDep, tenant: TenantDep) -> Response:
     """One model of the list (the SDK's `models.retrieve`); any other is 404, as OpenAI
     answers for a model it does not have."""
