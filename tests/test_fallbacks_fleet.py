@@ -15,6 +15,7 @@ from tests.processes import fake_upstream, gateway, upstream_calls
 
 pytestmark = pytest.mark.redis
 
+FLEET_KEY = "fleet-Wq82hdK3mZp"  # not `sk-...`, which the log's redaction would mask
 HI = {"model": "slow", "messages": [{"role": "user", "content": "Say hi"}]}
 
 
@@ -44,10 +45,10 @@ async def test_waiters_in_another_process_fall_back_to_the_same_answer(
             "REDIS_URL": redis_url,
             "CACHE_NAMESPACE": f"fb{stream:d}{tmp_path.name[-8:]}",
             "PROVIDER": "openai",
-            "OPENAI_API_KEY": "sk-fleet",
+            "OPENAI_API_KEY": FLEET_KEY,
             "OPENAI_BASE_URL": fallback.url + "/v1",
             "MODELS_FILE": str(models),
-            "LOG_LEVEL": "WARNING",
+            "LOG_LEVEL": "INFO",
         }
         gateways = [gateway(tmp_path, env) for _ in range(2)]
         services += gateways
@@ -60,6 +61,7 @@ async def test_waiters_in_another_process_fall_back_to_the_same_answer(
                 *(client.post(g.url + "/v1/chat/completions", json=body) for g in gateways * 4)
             )
         failed, answered = upstream_calls(slow), upstream_calls(fallback)
+        logs = "".join(g.output() for g in gateways)
     finally:
         for service in services:
             service.stop()
@@ -73,5 +75,7 @@ async def test_waiters_in_another_process_fall_back_to_the_same_answer(
     # failure and fell back, instead of calling it again; one call to the fallback.
     assert failed["total"] == 1
     assert answered["models"] == {"gpt-4o-mini": 1}
+    assert "trying fallback gpt-4o-mini" in logs and FLEET_KEY not in logs
+    assert all(FLEET_KEY not in a.text for a in answers)
     statuses = Counter(a.headers["x-cache"] for a in answers)
     assert statuses["MISS"] == 1 and statuses["COALESCED"] + statuses["HIT"] == 7

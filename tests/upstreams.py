@@ -22,8 +22,9 @@ from genai_api.settings import Settings
 from tests.conftest import make_settings
 from tests.processes import Service, fake_upstream, set_mode, upstream_calls
 
-OPENAI_KEY = "sk-default-Xq7RbT29LmUdkW"
-VLLM_KEY = "sk-vllm-J3nPwE58sYaGhC"
+# Not `sk-...`: the log's redaction would mask those, and hide a line that printed one.
+OPENAI_KEY = "default-Xq7RbT29LmUdkW"
+VLLM_KEY = "vllm-J3nPwE58sYaGhC"
 VLLM_KEY_ENV = "TEST_VLLM_API_KEY"
 KEYS = (OPENAI_KEY, VLLM_KEY)
 
