@@ -113,24 +113,17 @@ if redis.call('del', KEYS[3]) == 1 then
 end
 return 0
 """
-# KEYS: lease, waiter flag. ARGV: token, channel, storage key. Waiters are woken (to take
-# over) only by the holder whose lease it still is.
+# KEYS: lease, waiter flag. ARGV: token, channel, storage key, and for a failed-over call
+# its failure (`failure_bytes`), carried after a newline. Waiters are woken (to take over, or
+# fall back) only by the holder whose lease it still is.
 _RELEASE = """
 if redis.call('get', KEYS[1]) == ARGV[1] then
   redis.call('del', KEYS[1])
   if redis.call('del', KEYS[2]) == 1 then
+    if ARGV[4] then
+      return redis.call('publish', ARGV[2], ARGV[3] .. '\\n' .. ARGV[4])
+    end
     return redis.call('publish', ARGV[2], ARGV[3])
-  end
-end
-return 0
-"""
-# KEYS: lease, waiter flag. ARGV: token, channel, storage key, the failure (`failure_bytes`).
-# As _RELEASE, the wake-up carrying the failure: the waiters fall back rather than call again.
-_FAIL_OVER = """
-if redis.call('get', KEYS[1]) == ARGV[1] then
-  redis.call('del', KEYS[1])
-  if redis.call('del', KEYS[2]) == 1 then
-    return redis.call('publish', ARGV[2], ARGV[3] .. '\\n' .. ARGV[4])
   end
 end
 return 0
@@ -168,7 +161,6 @@ class RedisLeases:
         self._renew = client.register_script(_RENEW)
         self._fill = client.register_script(_FILL)
         self._release = client.register_script(_RELEASE)
-        self._fail_over = client.register_script(_FAIL_OVER)
         self._tasks: set[asyncio.Task[None]] = set()
         self._landing: set[asyncio.Task[None]] = set()  # fills whose reply is being read
         self.held: dict[str, str] = {}  # lease -> token, of the calls alive in this process
@@ -199,7 +191,7 @@ class RedisLeases:
         """Load the scripts ahead of traffic: a first burst of misses on a fresh Redis would
         otherwise pay a NOSCRIPT error, a SCRIPT LOAD and a retry each."""
         client = self.store.client
-        for script in (_CLAIM, _FILL, _RELEASE, _RENEW, _FAIL_OVER):
+        for script in (_CLAIM, _FILL, _RELEASE, _RENEW):
             try:
                 await self.store.guarded(partial(client.script_load, script))
             except CacheUnavailable:
@@ -430,24 +422,17 @@ class RedisLeases:
         """Compare-and-delete the lease and wake the waiters of `key` (they take over, or,
         given the `error` a failed-over call had, fall back); on failure retry in the
         background (then they take over)."""
-        if error is not None and await self._try_fail_over(key, lock, token, error):
-            return
-        if not await self._try_release(key, lock, token):
+        if not await self._try_release(key, lock, token, error):
             self.spawn(self._release_later(key, lock, token))
 
-    async def _try_fail_over(self, key: str, lock: str, token: str, error: ProviderError) -> bool:
+    async def _try_release(
+        self, key: str, lock: str, token: str, error: ProviderError | None = None
+    ) -> bool:
         client = self.store.client
         keys = (lock, self.wait_key(key))
-        args = (token, self.channel, key, failure_bytes(error))
-        try:
-            await self.store.guarded(lambda: self._fail_over(keys=keys, args=args, client=client))
-        except CacheUnavailable:
-            return False
-        return True
-
-    async def _try_release(self, key: str, lock: str, token: str) -> bool:
-        client = self.store.client
-        keys, args = (lock, self.wait_key(key)), (token, self.channel, key)
+        args: tuple[str | bytes, ...] = (token, self.channel, key)
+        if error is not None:
+            args += (failure_bytes(error),)
         try:
             await self.store.guarded(lambda: self._release(keys=keys, args=args, client=client))
         except CacheUnavailable:
