@@ -21,17 +21,14 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 from genai_api.apis import BY_PATH
 from genai_api.metrics import Metrics
+from genai_api.models.catalog import Lister
 from genai_api.providers.base import Provider
 
 _ENDPOINTS = {path: api.name for path, api in BY_PATH.items()} | {"/embeddings": "embeddings"}
-
-
-class Lister(Protocol):
-    async def list_models(self) -> dict[str, dict[str, Any]]: ...
 
 
 class Upstream:
