@@ -36,6 +36,7 @@ class Outcome:
     entry: Entry
     saved_tokens: int = 0
     saved_cost: Decimal | None = None
+    fallback: str | None = None  # the fallback model that answered (`X-Upstream-Model`)
 
     @property
     def from_cache(self) -> bool:

@@ -28,3 +28,5 @@ class Call:
     cacheable: bool
     requester: str | None = None  # who asks, when the key may hold several answers
     seen: frozenset[int] | None = None  # answers already served to them: a regenerate
+    tenant: str = ""  # with `prompt`, what the same request for another model needs
+    prompt: str | None = None  # the template it was rendered from

@@ -61,6 +61,8 @@ class EmbeddingBatch:
     controls: CacheControls
     key: str  # the X-Cache-Key: the one input's entry key, else the whole canonical request
     encoding: tiktoken.Encoding | None  # for each input's share of the usage
+    tenant: str = ""  # with `request`, what the same request for another model needs
+    request: dict[str, Any] = field(default_factory=dict)  # as the client sent it
 
 
 @dataclass(slots=True)
@@ -75,6 +77,7 @@ class EmbeddingOutcome:
     age: int = 0
     saved_tokens: int = 0
     saved_cost: Decimal = field(default_factory=Decimal)
+    fallback: str | None = None  # the fallback model that answered (`X-Upstream-Model`)
 
     @property
     def from_cache(self) -> bool:
@@ -127,6 +130,8 @@ async def prepare(
         controls=controls,
         key=batch_key,
         encoding=encoding,
+        tenant=tenant,
+        request=body,
     )
 
 

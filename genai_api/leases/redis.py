@@ -19,6 +19,9 @@ Redis round trips per miss (each one script, so each step is atomic):
   Redis, not for its reply (`send_fill`). A failed call (or a store the caller skips)
   compare-and-DELs and publishes the same way, so a waiter takes over at once. A miss
   nobody waits for publishes nothing: no process of the fleet wakes up for it.
+- failed over: a holder whose call failed while its model falls back (`Claim.fail_over`)
+  releases the same way, but its PUBLISH carries the error after the newline (`FAILED`):
+  its waiters fall back too instead of taking over (a waiter that only polls takes over).
 - waiter: sleeps until that PUBLISH (one shared subscription per process, `Notifier`) or a
   poll tick; a PUBLISH that carries the entry answers it (COALESCED) if the request can use
   it, and otherwise it runs the claim script again (which raises the flag again while it
@@ -49,8 +52,8 @@ from typing import Any, TypeVar, cast
 
 from redis.exceptions import NoScriptError
 
-from genai_api.errors import CacheUnavailable
-from genai_api.leases.base import Claim, Decode
+from genai_api.errors import CacheUnavailable, ProviderError
+from genai_api.leases.base import Claim, Decode, failure_bytes, failure_from
 from genai_api.leases.notify import Notifier
 from genai_api.store import budget
 from genai_api.store.base import CacheStore
@@ -110,12 +113,16 @@ if redis.call('del', KEYS[3]) == 1 then
 end
 return 0
 """
-# KEYS: lease, waiter flag. ARGV: token, channel, storage key. Waiters are woken (to take
-# over) only by the holder whose lease it still is.
+# KEYS: lease, waiter flag. ARGV: token, channel, storage key, and for a failed-over call
+# its failure (`failure_bytes`), carried after a newline. Waiters are woken (to take over, or
+# fall back) only by the holder whose lease it still is.
 _RELEASE = """
 if redis.call('get', KEYS[1]) == ARGV[1] then
   redis.call('del', KEYS[1])
   if redis.call('del', KEYS[2]) == 1 then
+    if ARGV[4] then
+      return redis.call('publish', ARGV[2], ARGV[3] .. '\\n' .. ARGV[4])
+    end
     return redis.call('publish', ARGV[2], ARGV[3])
   end
 end
@@ -253,6 +260,9 @@ class RedisLeases:
                     found = None if carried is None else decode(carried)
                     if found is not None:
                         return Claim(found, waited=True)
+                    error = None if carried is None else failure_from(carried)
+                    if error is not None:  # the holder failed over: so does this flight
+                        return Claim(waited=True, error=error)
 
     def _abandon(self, key: str, lock: str, token: str, exc: CacheUnavailable) -> Claim[T]:
         """A claim that failed (the flight goes on without Redis). Its script may have run
@@ -406,15 +416,23 @@ class RedisLeases:
             failed(exc.message)
             await self.release(*lease)  # if the script did not run, the lease is still ours
 
-    async def release(self, key: str, lock: str, token: str) -> None:
-        """Compare-and-delete the lease and wake the waiters of `key` (they take over); on
-        failure retry in the background."""
-        if not await self._try_release(key, lock, token):
+    async def release(
+        self, key: str, lock: str, token: str, error: ProviderError | None = None
+    ) -> None:
+        """Compare-and-delete the lease and wake the waiters of `key` (they take over, or,
+        given the `error` a failed-over call had, fall back); on failure retry in the
+        background (then they take over)."""
+        if not await self._try_release(key, lock, token, error):
             self.spawn(self._release_later(key, lock, token))
 
-    async def _try_release(self, key: str, lock: str, token: str) -> bool:
+    async def _try_release(
+        self, key: str, lock: str, token: str, error: ProviderError | None = None
+    ) -> bool:
         client = self.store.client
-        keys, args = (lock, self.wait_key(key)), (token, self.channel, key)
+        keys = (lock, self.wait_key(key))
+        args: tuple[str | bytes, ...] = (token, self.channel, key)
+        if error is not None:
+            args += (failure_bytes(error),)
         try:
             await self.store.guarded(lambda: self._release(keys=keys, args=args, client=client))
         except CacheUnavailable:
@@ -460,6 +478,7 @@ class HeldLease(Claim[T]):
         self._leases = leases
         self.key, self.lock, self.token = key, lock, token
         self.released = False
+        self._failed_over: ProviderError | None = None
 
     async def fill(self, store: CacheStore, key: str, value: bytes, ttl: float) -> None:
         """Store, release and wake the waiters in one round trip (on the leases' Redis, which
@@ -479,6 +498,9 @@ class HeldLease(Claim[T]):
         await self._leases.send_fill(key, self.lock, self.token, value, ttl, failed)
         self.released = True  # by the script, or by the background read when that fails
 
+    def fail_over(self, error: ProviderError) -> None:
+        self._failed_over = error  # handed to the waiters when the lease is released
+
     async def __aenter__(self) -> HeldLease[T]:
         self._leases.hold(self.lock, self.token)
         return self
@@ -486,6 +508,7 @@ class HeldLease(Claim[T]):
     async def __aexit__(self, *exc_info: object) -> None:
         self._leases.drop(self.lock, self.token)
         if not self.released:
-            # A failed call, or no store: waiters wake and take the lease over.
-            await self._leases.release(self.key, self.lock, self.token)
+            # A failed call, or no store: waiters wake and take the lease over (or, when the
+            # call failed over, fall back).
+            await self._leases.release(self.key, self.lock, self.token, self._failed_over)
             self.released = True
