@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 import uvicorn
@@ -83,7 +83,7 @@ async def test_nothing_is_written_to_a_closing_transport() -> None:
 class Counted(BoundedHttpToolsProtocol):
     """The served protocol, with the socket's transport counting its writes."""
 
-    writes: list[bytes] = []
+    writes: ClassVar[list[bytes]] = []
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         class Counting:
