@@ -39,8 +39,12 @@ class ObserveMiddleware:
         counted = False
         # Counted when the answer starts, before the client can see it, so a scrape that
         # follows an answer (on any worker) always includes it.
-        gateway = getattr(getattr(scope.get("app"), "state", None), "gateway", None)
-        metrics = gateway.metrics if endpoint is not None and gateway is not None else None
+        metrics = None
+        if endpoint is not None:
+            try:
+                metrics = scope["app"].state.gateway.metrics
+            except (KeyError, AttributeError):  # no app, or not started: nothing to count in
+                pass
 
         async def capture(message: Message) -> None:
             nonlocal status, cache, counted
