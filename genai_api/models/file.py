@@ -165,4 +165,5 @@ _MODEL_FIELDS: dict[str, Callable[[object], Any]] = {
     "output_per_million": _price,
     "tokenizer": _tokenizer,
     "owned_by": _text,
+    "sliding": _boolean,
 }

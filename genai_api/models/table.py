@@ -13,6 +13,7 @@ Example models file (TOML)::
     input_per_million = "0.15"
     output_per_million = "0.60"
     tokenizer = "o200k_base"
+    sliding = true        # each hit sets the entry's TTL back to what it was stored with
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ class ModelInfo:
     output_per_million: Decimal = Decimal(0)
     tokenizer: str | None = None
     owned_by: str = "openai"
+    sliding: bool = False  # a hit restores the entry's full TTL (see README "Cache semantics")
 
     def cost(self, prompt_tokens: int, completion_tokens: int) -> Decimal:
         """What the provider charges for this usage, in USD (exact decimal arithmetic)."""
