@@ -10,7 +10,8 @@ of the gateway (default: the defaults a user gets, INFO and text: one access lin
 request), BENCH_LOG_VARIANTS=0 (the chat hits also measure the gateway at WARNING and with
 LOG_FORMAT=json unless this), BENCH_BEFORE=<directory> (a checkout of another commit, e.g.
 `git worktree add /tmp/before <commit>`: its gateway, at the same settings and at WARNING,
-joins the chat hits' rounds as `before` and `before WARNING`).
+joins the chat hits' rounds as `before` and `before WARNING`), BENCH_SLIDING=1 (and the
+gateway with `sliding = true` for the bench's models, as `gateway sliding`).
 The server under test is pinned to core 0; wrk, Redis, the fake upstreams and this process
 to core 1. Exits 1 when a bar is missed, 2 when the run could not be made. Raw figures go to
 bench/results/<time>.json.
@@ -30,6 +31,7 @@ from typing import Any
 from bench import scenarios, wrk
 from bench.procs import ROOT, Fleet, Process, cores, free_port
 from bench.report import print_table, settings_line
+from bench.workload import CHAT_MODEL, EMBED_MODEL
 from genai_api.settings import Settings
 
 SCENARIOS = ("hits", "embeddings", "misses", "coalescing", "soak")
@@ -174,6 +176,12 @@ def hit_variants(fleet: Fleet, core: str | None, gateway_env: dict[str, str]) ->
             ("gateway WARNING", {"LOG_LEVEL": "WARNING"}, None),
             ("gateway json", {"LOG_FORMAT": "json"}, None),
         ]
+    if os.environ.get("BENCH_SLIDING") == "1":
+        models = fleet.workdir / "sliding.toml"
+        models.write_text(
+            "".join(f'[models."{m}"]\nsliding = true\n' for m in (CHAT_MODEL, EMBED_MODEL))
+        )
+        wanted.append(("gateway sliding", {"MODELS_FILE": str(models)}, None))
     before = os.environ.get("BENCH_BEFORE")
     if before:
         warning = {"LOG_LEVEL": "WARNING"}
