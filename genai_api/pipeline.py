@@ -300,8 +300,11 @@ class Pipeline:
         try:
             claim: Claim[Entry] = Claim()
             if call.controls.read:  # a no-cache request must not wait for someone's answer
-                claim = await self.leases.claim(
-                    call.skey, partial(self._usable, call), slide_ms=self.slide_ms(call.model)
+                decode, slide_ms = partial(self._usable, call), self.slide_ms(call.model)
+                claim = await (
+                    self.leases.claim(call.skey, decode, slide_ms=slide_ms)
+                    if slide_ms
+                    else self.leases.claim(call.skey, decode)
                 )
                 if claim.failure is not None and self.leases.claim_reads:
                     self._cache_failed(call, claim.failure)  # it was the request's lookup

@@ -181,7 +181,11 @@ class EmbeddingRunner:
     async def _lookup(self, batch: EmbeddingBatch, skeys: list[str]) -> dict[str, Found]:
         """One MGET for every distinct input; entries too old for `max-age` are misses. A
         sliding model's entries found get its TTL again in the same round trip."""
-        raws = await self.store.get_many(skeys, extend_ms=self.slide(batch.model))
+        extend_ms = self.slide(batch.model)
+        store = self.store
+        raws = await (
+            store.get_many(skeys, extend_ms=extend_ms) if extend_ms else store.get_many(skeys)
+        )
         usable = await self._usable(batch, skeys, raws)
         hit = CacheStatus.HIT
         return {skey: (entry, hit) for skey, entry in usable.items()}

@@ -112,7 +112,8 @@ class LocalLeases:
     async def claim(self, key: str, decode: Decode[T], *, slide_ms: int = 0) -> Claim[T]:
         try:
             # A flight that just landed may have stored this key since the request's lookup.
-            raw = await self.store.get(key, slide_ms=slide_ms)
+            store = self.store
+            raw = await (store.get(key, slide_ms=slide_ms) if slide_ms else store.get(key))
         except CacheUnavailable as exc:
             return Claim(failure=exc.message)
         return Claim(decode(raw) if raw is not None else None)
