@@ -24,7 +24,9 @@ class MemoryStore:
         if value is not None and slide_ms:
             full = stored_ttl_ms(value)
             if full is not None:
-                await self._cache.expire(key, min(full, slide_ms) / 1000)
+                # `_expire`, not `expire`: the public method's decorators (timeout, plugins)
+                # cost a hit ~4 µs more than the expiry itself (aiocache is pinned).
+                await self._cache._expire(key, min(full, slide_ms) / 1000)
         return value
 
     async def get_many(self, keys: Sequence[str], *, extend_ms: int = 0) -> list[bytes | None]:
@@ -32,7 +34,7 @@ class MemoryStore:
         if extend_ms:
             for key, value in zip(keys, values, strict=True):
                 if value is not None:
-                    await self._cache.expire(key, extend_ms / 1000)
+                    await self._cache._expire(key, extend_ms / 1000)
         return values
 
     async def set(self, key: str, value: bytes, ttl: float) -> None:
