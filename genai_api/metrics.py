@@ -44,6 +44,7 @@ _PATH_ENDPOINTS = {
 }
 M = TypeVar("M", Counter, Gauge, Histogram)
 _CACHE_RESULTS = {"HIT": "hit", "MISS": "miss", "COALESCED": "coalesced", "BYPASS": "bypass"}
+_REQUEST_SERIES = 4096
 
 
 def is_multiprocess() -> bool:
@@ -118,6 +119,10 @@ class Metrics:
             registry=reg,
         )
         self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
+        # The request counter's series by what a request gives (endpoint, model, X-Cache,
+        # status): one lookup per answer. Bounded as the labels are, plus the client-sent
+        # model names folded into `other` (the memo starts over past `_REQUEST_SERIES`).
+        self._request_series: dict[tuple[str, object, str | None, int], Counter] = {}
         self._pending: dict[tuple[bool, str, str], int | Decimal] = {}
         self.backend_errors = Counter(
             "genai_cache_backend_errors",
@@ -141,9 +146,16 @@ class Metrics:
         return result
 
     def request(self, endpoint: str, model: object, cache: str | None, status: int) -> None:
-        result = _CACHE_RESULTS.get(cache or "", "none")
-        label = self.model_label(model)
-        self._series(self.requests, endpoint, label, result, str(status)).inc()
+        key = (endpoint, model, cache, status)
+        series = self._request_series.get(key)
+        if series is None:
+            result = _CACHE_RESULTS.get(cache or "", "none")
+            label = self.model_label(model)
+            series = self._series(self.requests, endpoint, label, result, str(status))
+            if len(self._request_series) >= _REQUEST_SERIES:
+                self._request_series.clear()
+            self._request_series[key] = series
+        series.inc()
 
     def account(
         self, model: str, status: CacheStatus, prompt: int, completion: int, cost: Decimal

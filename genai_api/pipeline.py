@@ -102,6 +102,7 @@ class Pipeline:
             upstream=self.upstream,
             ttl=self.ttl,
             accounting=accounting,
+            slide=self.model_ttl_ms,
         )
 
     def prepare(
@@ -294,7 +295,7 @@ class Pipeline:
             raw = self.leases.peek(call.skey)
             return None if raw is None else self._usable(call, raw)
         try:
-            raw = await self.reads.get(call.skey)
+            raw = await self.reads.get(call.skey, self.slide_ms(call.model))
         except CacheUnavailable as exc:
             self._cache_failed(call, exc.message)
             return None
@@ -423,7 +424,12 @@ class Pipeline:
                 return await self._regenerate(call, feed)
             claim: Claim[Entry] = Claim()
             if call.controls.read:  # a no-cache request must not wait for someone's answer
-                claim = await self.leases.claim(call.skey, partial(self._usable, call))
+                decode, slide_ms = partial(self._usable, call), self.slide_ms(call.model)
+                claim = await (
+                    self.leases.claim(call.skey, decode, slide_ms=slide_ms)
+                    if slide_ms
+                    else self.leases.claim(call.skey, decode)
+                )
                 if claim.failure is not None and self.leases.claim_reads:
                     self._cache_failed(call, claim.failure)  # it was the request's lookup
                 if claim.found is not None:
@@ -445,7 +451,8 @@ class Pipeline:
                         claim.fail_over(exc)  # waiters elsewhere fall back, not call again
                     raise
                 if call.controls.write and not claim.degraded:  # it failed Redis already
-                    value, ttl = entry.encode(), self.ttl_for(call)
+                    ttl = self.ttl_for(call)
+                    value = entry.encode(ttl)
                     try:
                         if feed is None:  # answered once Redis has it, not once it replied
                             failed = partial(self._cache_failed, call)
@@ -480,7 +487,8 @@ class Pipeline:
             whole = entry if stored is None else stored.with_answer(entry)
             if stored is None:
                 entry.index = 0
-            await self.store.set(call.skey, whole.encode(), self.ttl_for(call))
+            ttl = self.ttl_for(call)
+            await self.store.set(call.skey, whole.encode(ttl), ttl)
         except CacheUnavailable as exc:
             self._cache_failed(call, exc.message)
             entry.index = -1
@@ -542,6 +550,18 @@ class Pipeline:
                 return await self.provider.create(path, body)
         except TimeoutError as exc:
             raise ProviderTimeout() from exc
+
+    def slide_ms(self, model: ModelInfo) -> int:
+        """What a hit of `model` sets its entry's TTL back to at most (ms), 0: not sliding."""
+        return self.max_ttl * 1000 if model.sliding else 0
+
+    def model_ttl_ms(self, model: ModelInfo) -> int:
+        """What an embeddings hit of a sliding `model` gives its entries (ms): the model's TTL,
+        capped, without jitter (a vector entry does not carry the TTL it was stored with);
+        0 when not sliding."""
+        if not model.sliding:
+            return 0
+        return min(model.ttl or self.default_ttl, self.max_ttl) * 1000
 
     def ttl_for(self, call: Call) -> float:
         return self.ttl(call.model, call.controls)

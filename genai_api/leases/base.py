@@ -131,8 +131,9 @@ class Leases(Protocol):
     it would be a round trip of its own for nothing: a request looks only at what `peek`
     holds in this process, and otherwise goes straight to its flight's claim."""
 
-    async def claim(self, key: str, decode: Decode[T]) -> Claim[T]:
-        """Found entry, or the right to call the provider for storage key `key`."""
+    async def claim(self, key: str, decode: Decode[T], *, slide_ms: int = 0) -> Claim[T]:
+        """Found entry, or the right to call the provider for storage key `key`; a found
+        entry's TTL is set back to what it was stored with, at most `slide_ms` (0: kept)."""
         ...
 
     def peek(self, key: str) -> bytes | None:
@@ -156,10 +157,11 @@ class LocalLeases:
     def peek(self, key: str) -> bytes | None:
         return None
 
-    async def claim(self, key: str, decode: Decode[T]) -> Claim[T]:
+    async def claim(self, key: str, decode: Decode[T], *, slide_ms: int = 0) -> Claim[T]:
         try:
             # A flight that just landed may have stored this key since the request's lookup.
-            raw = await self.store.get(key)
+            store = self.store
+            raw = await (store.get(key, slide_ms=slide_ms) if slide_ms else store.get(key))
         except CacheUnavailable as exc:
             return Claim(failure=exc.message)
         return Claim(decode(raw) if raw is not None else None)

@@ -68,11 +68,19 @@ POLL_SECONDS = 0.25
 CARRY_BYTES = 64 * 1024  # a fill's wake-up carries entries up to this size to the waiters
 HELD, WAIT = 1, 0  # the claim script's answers other than the stored bytes
 
-# KEYS: entry, lease, waiter flag. ARGV: token, lease ms, read (1: answer the entry if any).
+# KEYS: entry, lease, waiter flag. ARGV: token, lease ms, read (1: answer the entry if any),
+# sliding (ms, optional: a found entry's TTL is set back to the one it was stored with, at
+# most this; see `genai_api.entry`).
 _CLAIM = """
 if ARGV[3] == '1' then
   local stored = redis.call('get', KEYS[1])
   if stored then
+    if tonumber(ARGV[4] or '0') > 0 then
+      local full = string.match(stored, '^{"v":1,"ttl_ms":(%d+)')
+      if full then
+        redis.call('pexpire', KEYS[1], math.min(tonumber(full), tonumber(ARGV[4])))
+      end
+    end
     return {stored, redis.call('pttl', KEYS[1])}
   end
 end
@@ -200,38 +208,41 @@ class RedisLeases:
     def peek(self, key: str) -> bytes | None:
         return None if self.near is None else self.near.peek(key)
 
-    async def claim(self, key: str, decode: Decode[T]) -> Claim[T]:
+    async def claim(self, key: str, decode: Decode[T], *, slide_ms: int = 0) -> Claim[T]:
         lock, token = self.lock_key(key), self._token()
         try:
-            answer, found = await self._attempt(key, lock, token, decode)
+            answer, found = await self._attempt(key, lock, token, decode, slide_ms)
         except CacheUnavailable as exc:
             return self._abandon(key, lock, token, exc)
         if found is not None:
             return Claim(found)
         if answer == HELD:
             return HeldLease(self, key, lock, token)
-        return await self._wait(key, lock, token, decode)
+        return await self._wait(key, lock, token, decode, slide_ms)
 
     async def _attempt(
-        self, key: str, lock: str, token: str, decode: Decode[T]
+        self, key: str, lock: str, token: str, decode: Decode[T], slide_ms: int = 0
     ) -> tuple[bytes | int, T | None]:
         """One claim: (HELD, None), (WAIT, None), or (stored bytes, the entry they decode to);
         an entry this request cannot use is claimed over (a second script, read left out).
-        Stored bytes found go into the L1, as a lookup's would."""
+        Stored bytes found go into the L1, as a lookup's would; a sliding entry for half its
+        TTL at most, so a hot key is read again (and extended) well before it expires."""
         epoch = self.near.epoch if self.near is not None else 0
-        answer = await self._claim_or_read(key, lock, token, read=True)
+        answer = await self._claim_or_read(key, lock, token, read=True, slide_ms=slide_ms)
         if not isinstance(answer, list):
             return answer, None
         stored, ttl_ms = answer
         if self.near is not None:
-            self.near.remember(key, stored, epoch, ttl_ms)
+            self.near.remember(key, stored, epoch, ttl_ms // 2 if slide_ms else ttl_ms)
         found = decode(stored)
         if found is not None:
             return stored, found
         held_or_wait = cast(int, await self._claim_or_read(key, lock, token, read=False))
         return held_or_wait, None  # the read left out: HELD or WAIT
 
-    async def _wait(self, key: str, lock: str, token: str, decode: Decode[T]) -> Claim[T]:
+    async def _wait(
+        self, key: str, lock: str, token: str, decode: Decode[T], slide_ms: int
+    ) -> Claim[T]:
         """Another process holds the lease: wait for its PUBLISH or a poll tick, then claim
         again, until the entry is there, the lease is ours, or `max_wait` has passed."""
         loop = asyncio.get_running_loop()
@@ -241,7 +252,7 @@ class RedisLeases:
         with self.notifier.watch(key) as watch:
             while True:
                 try:
-                    answer, found = await self._attempt(key, lock, token, decode)
+                    answer, found = await self._attempt(key, lock, token, decode, slide_ms)
                 except CacheUnavailable as exc:
                     return self._abandon(key, lock, token, exc)
                 if found is not None:
@@ -296,11 +307,12 @@ class RedisLeases:
         return f"{self._token_prefix}{self.issued}"
 
     async def _claim_or_read(
-        self, key: str, lock: str, token: str, *, read: bool
+        self, key: str, lock: str, token: str, *, read: bool, slide_ms: int = 0
     ) -> list[Any] | int:
-        """HELD, WAIT, or (when `read`) the stored bytes and their PTTL in ms."""
+        """HELD, WAIT, or (when `read`) the stored bytes and their PTTL in ms (after a
+        sliding entry's TTL was set back)."""
         client = self.store.client
-        args = (token, self.lease_ms, 1 if read else 0)
+        args = (token, self.lease_ms, 1 if read else 0, slide_ms)
         keys = (key, lock, self.wait_key(key))
         answer: list[Any] | int = await self.store.guarded(
             lambda: self._claim(keys=keys, args=args, client=client)

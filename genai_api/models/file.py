@@ -225,4 +225,5 @@ _MODEL_FIELDS: dict[str, Callable[[object], Any]] = {
     "api_key_env": _variable,
     "upstream_model": _text,
     "fallbacks": _fallbacks,
+    "sliding": _boolean,
 }

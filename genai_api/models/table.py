@@ -13,6 +13,8 @@ Example models file (TOML)::
     input_per_million = "0.15"
     output_per_million = "0.60"
     tokenizer = "o200k_base"
+    sliding = true        # each hit sets the entry's TTL back to what it was stored with
+
     [models."llama-3.1-8b"]             # an upstream of its own (CONTRACT §7)
     base_url = "http://vllm:8000/v1"
     upstream_model = "meta-llama/Llama-3.1-8B-Instruct"
@@ -47,6 +49,7 @@ class ModelInfo:
     output_per_million: Decimal = Decimal(0)
     tokenizer: str | None = None
     owned_by: str = "openai"
+    sliding: bool = False  # a hit restores the entry's full TTL (see README "Cache semantics")
     base_url: str | None = None  # its own upstream; None: OPENAI_BASE_URL
     api_key_env: str | None = None  # the variable holding that upstream's key
     upstream_model: str | None = None  # the name sent upstream, when not the public one
