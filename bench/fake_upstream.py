@@ -4,11 +4,19 @@ Raw ASGI on uvicorn (uvloop + httptools) so the fake costs little CPU next to wh
 measures. Used by the benchmarks and by the multi-process tests, which read `GET /calls`.
 
     python -m bench.fake_upstream --port 9100 --latency-ms 300
+    python -m bench.fake_upstream --port 9101 --api-key sk-vllm --models llama,bge --fail 503
 
 Endpoints: POST /v1/chat/completions (JSON or SSE with `stream: true`), POST /v1/completions,
-POST /v1/embeddings (float or base64), GET /calls (calls by path, and how many times each
-embeddings input was asked for), POST /reset; files, batches and audio speech for the
-pass-through's tests (`bench/fake_files.py`).
+POST /v1/embeddings (float or base64), GET /v1/models (the `--models` given, else 404 as a
+server that cannot list), GET /calls (calls by path, how many times each embeddings input,
+each model name and each bearer was sent), POST /reset, POST /mode; files, batches and
+audio speech for the pass-through's tests (`bench/fake_files.py`).
+
+As one of several upstreams in tests, it checks the bearer (`--api-key`: any other, or none,
+is 401) and can misbehave, set at start (`--fail 503`) or at run time (`POST /mode` with
+`{"fail": 503, "hang": false, "cut": false}`): `fail` answers every model call with that
+status, `hang` never answers one, `cut` ends a stream after its first chunk without
+`[DONE]`.
 """
 
 from __future__ import annotations
@@ -29,12 +37,25 @@ from bench.serving import serve
 
 
 class FakeUpstream:
-    def __init__(self, latency_ms: float = 0.0, dims: int = 1536) -> None:
+    def __init__(
+        self,
+        latency_ms: float = 0.0,
+        dims: int = 1536,
+        *,
+        api_key: str | None = None,
+        models: list[str] | None = None,
+        fail: int | None = None,
+    ) -> None:
         self.latency = latency_ms / 1000.0
         self.dims = dims
+        self.api_key = api_key  # the bearer it insists on (None: any, or none)
+        self.models = models  # what GET /v1/models lists (None: 404)
+        self.mode: dict[str, Any] = {"fail": fail, "hang": False, "cut": False}
         self.calls: Counter[str] = Counter()
         self.inputs: Counter[str] = Counter()  # embeddings inputs (JSON of each) asked for
         self.objects = FakeObjects(self.latency, self._answer)
+        self.sent_models: Counter[str] = Counter()  # the `model` of each call
+        self.bearers: Counter[str] = Counter()  # the bearer of each call ("" for none)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -48,11 +69,20 @@ class FakeUpstream:
         path, method = scope["path"], scope["method"]
         if method == "GET" and path == "/calls":
             total = sum(self.calls.values())
-            await _json(send, {"total": total, "by_path": dict(self.calls), "inputs": self.inputs})
+            await _json(
+                send,
+                {
+                    "total": total,
+                    "by_path": dict(self.calls),
+                    "inputs": self.inputs,
+                    "models": self.sent_models,
+                    "bearers": self.bearers,
+                },
+            )
             return
         if method == "POST" and path == "/reset":
-            self.calls.clear()
-            self.inputs.clear()
+            for counter in (self.calls, self.inputs, self.sent_models, self.bearers):
+                counter.clear()
             await _json(send, {"ok": True})
             return
         if self.objects.handles(path):
@@ -65,12 +95,31 @@ class FakeUpstream:
             body += message.get("body", b"")
             if not message.get("more_body"):
                 break
+        if method == "POST" and path == "/mode":
+            self.mode.update(orjson.loads(body or b"{}"))
+            await _json(send, self.mode)
+            return
+        bearer = _bearer(scope)
+        if self.api_key is not None and bearer != self.api_key:
+            await _json(send, _error("Incorrect API key provided.", "invalid_api_key"), status=401)
+            return
+        if method == "GET" and path.endswith("/models"):
+            await self._list(send)
+            return
         request = orjson.loads(body or b"{}")
         self.calls[path] += 1
+        self.sent_models[str(request.get("model"))] += 1
+        self.bearers[bearer or ""] += 1
         if path.endswith("/embeddings"):  # counted on arrival, like the calls
             self.inputs.update(orjson.dumps(item).decode() for item in _inputs(request))
         if self.latency:
             await asyncio.sleep(self.latency)
+        if self.mode["hang"]:
+            await asyncio.Event().wait()  # until the client gives up
+        if self.mode["fail"]:
+            status = int(self.mode["fail"])
+            await _json(send, _error(f"fake failure {status}", "fake_failure"), status=status)
+            return
         if path.endswith("/chat/completions"):
             if request.get("stream"):
                 await self._stream(send, request)
@@ -81,18 +130,17 @@ class FakeUpstream:
         elif path.endswith("/embeddings"):
             await _json(send, self._embeddings(request))
         else:
-            await _json(
-                send,
-                {
-                    "error": {
-                        "message": "not found",
-                        "type": "invalid_request_error",
-                        "param": None,
-                        "code": None,
-                    }
-                },
-                status=404,
-            )
+            await _json(send, _error("not found", None), status=404)
+
+    async def _list(self, send: Send) -> None:
+        if self.models is None:
+            await _json(send, _error("not found", None), status=404)
+            return
+        data = [
+            {"id": model, "object": "model", "created": 1_700_000_000 + i, "owned_by": "fake"}
+            for i, model in enumerate(self.models)
+        ]
+        await _json(send, {"object": "list", "data": data})
 
     def _answer(self, url: str, body: dict[str, Any]) -> dict[str, Any]:
         """What a batch line for `url` gets: the answer the route itself gives."""
@@ -124,6 +172,9 @@ class FakeUpstream:
                 delta["role"] = "assistant"
             chunk = {**base, "choices": [{"index": 0, "delta": delta, "finish_reason": None}]}
             await send({"type": "http.response.body", "body": _sse(chunk), "more_body": True})
+            if self.mode["cut"]:  # the connection ends after the first chunk, no [DONE]
+                await send({"type": "http.response.body", "body": b""})
+                return
         end = {**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}
         await send({"type": "http.response.body", "body": _sse(end), "more_body": True})
         if (request.get("stream_options") or {}).get("include_usage"):
@@ -151,6 +202,18 @@ class FakeUpstream:
             "model": request.get("model", "fake"),
             "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
         }
+
+
+def _bearer(scope: Scope) -> str | None:
+    for name, value in scope["headers"]:
+        if name == b"authorization":
+            text = value.decode("latin-1")
+            return text[7:] if text.lower().startswith("bearer ") else text
+    return None
+
+
+def _error(message: str, code: str | None) -> dict[str, Any]:
+    return {"error": {"message": message, "type": "fake_error", "param": None, "code": code}}
 
 
 def _inputs(request: dict[str, Any]) -> list[Any]:
@@ -232,8 +295,15 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=9100)
     parser.add_argument("--latency-ms", type=float, default=0.0)
     parser.add_argument("--dims", type=int, default=1536)
+    parser.add_argument("--api-key", help="the bearer to insist on (any other is 401)")
+    parser.add_argument("--models", help="comma-separated models GET /v1/models lists")
+    parser.add_argument("--fail", type=int, help="answer every model call with this status")
     args = parser.parse_args()
-    serve(FakeUpstream(args.latency_ms, args.dims), args.host, args.port)
+    models = args.models.split(",") if args.models is not None else None
+    fake = FakeUpstream(
+        args.latency_ms, args.dims, api_key=args.api_key, models=models, fail=args.fail
+    )
+    serve(fake, args.host, args.port)
 
 
 if __name__ == "__main__":

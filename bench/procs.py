@@ -113,7 +113,10 @@ class Fleet:
         core: str | None,
         env: dict[str, str] | None = None,
         ready_timeout: float = 30.0,
+        cwd: Path | None = None,
     ) -> Process:
+        """Start `argv` pinned to `core` (from `cwd`, default this checkout) and wait until
+        it listens on `port`."""
         log = self.workdir / f"{name}.log"
         with log.open("wb") as out:
             proc = subprocess.Popen(
@@ -121,7 +124,7 @@ class Fleet:
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 env={**os.environ, **(env or {})},
-                cwd=str(ROOT),
+                cwd=str(cwd or ROOT),
                 start_new_session=True,
             )
         process = Process(name, proc, port, log)

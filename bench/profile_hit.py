@@ -4,8 +4,9 @@ Runs the real app (Redis store, a stored entry) through a minimal ASGI driver, s
 server or load generator adds noise, and times each stage of the hit path on its own with
 the same inputs. Stages are timed in isolation, so they do not sum exactly to the whole.
 
-    python -m bench.profile_hit            # table of µs per stage
-    python -m bench.profile_hit --cprofile # plus the top functions of the whole request
+    python -m bench.profile_hit 2>/dev/null   # table of µs per stage (access lines: stderr)
+    python -m bench.profile_hit --cprofile    # plus the top functions of the whole request
+    BENCH_LOG_LEVEL=WARNING BENCH_LOG_FORMAT=json python -m bench.profile_hit  # other settings
 """
 
 from __future__ import annotations
@@ -174,6 +175,7 @@ async def measure(app: Any, n: int, profile: bool) -> None:
         stages: list[tuple[str, Callable[[], Awaitable[Any]]]] = [
             ("limit app: whole request (same driver)", limit_whole),
             ("gateway: whole request through the ASGI app", whole),
+            *(await serving_stages(app, limit)),
             ("complete() + Response, no framework", route_only),
             ("orjson.loads(body)", lambda: sync(lambda: orjson.loads(BODY))),
             (
@@ -216,6 +218,71 @@ async def measure(app: Any, n: int, profile: bool) -> None:
             pstats.Stats(profiler).sort_stats("tottime").print_stats(35)
 
 
+RAW_REQUEST = (
+    f"POST {CHAT_PATH} HTTP/1.1\r\n".encode()
+    + b"".join(b"%s: %s\r\n" % header for header in HEADERS)
+    + b"\r\n"
+    + BODY
+)
+
+
+async def serving_stages(app: Any, limit: Any) -> list[tuple[str, Callable[[], Awaitable[Any]]]]:
+    """What `serve` adds to the app per request: the server protocol (uvicorn's httptools
+    one and ours, with a trivial app and with the gateway), the hot path's middlewares one
+    by one, the metrics count and the access line."""
+    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+    from bench.protocol_driver import ProtocolDriver, trivial_app
+    from genai_api.http.bounded_protocol import BoundedHttpToolsProtocol
+    from genai_api.http.hot_routes import HotEndpoints
+    from genai_api.http.limits import BodyLimitMiddleware
+    from genai_api.http.observe import ObserveMiddleware
+
+    plain = await ProtocolDriver.start(HttpToolsProtocol, trivial_app)
+    bounded = await ProtocolDriver.start(BoundedHttpToolsProtocol, trivial_app)
+    served = await ProtocolDriver.start(BoundedHttpToolsProtocol, app)
+    limit_served = await ProtocolDriver.start(HttpToolsProtocol, limit)
+    hot = app.hot
+    assert isinstance(hot, ObserveMiddleware), hot
+    limited = hot.app  # the hot path is ObserveMiddleware(BodyLimitMiddleware(HotEndpoints))
+    endpoints = limited.app
+    assert isinstance(limited, BodyLimitMiddleware) and isinstance(endpoints, HotEndpoints)
+    metrics, access = app.state.gateway.metrics, hot.access
+
+    async def through(asgi: Any) -> None:
+        request = scope()
+        request["app"] = app
+
+        async def receive() -> Message:
+            return {"type": "http.request", "body": BODY, "more_body": False}
+
+        async def send(message: Message) -> None:
+            return None
+
+        await asgi(request, receive, send)
+
+    async def sync(fn: Callable[[], Any]) -> None:
+        fn()
+
+    return [
+        ("server: httptools protocol, trivial app", lambda: plain.request(RAW_REQUEST)),
+        ("server: bounded protocol, trivial app", lambda: bounded.request(RAW_REQUEST)),
+        ("server: bounded protocol, the gateway", lambda: served.request(RAW_REQUEST)),
+        ("server: httptools protocol, the limit app", lambda: limit_served.request(RAW_REQUEST)),
+        ("hot path: endpoints only", lambda: through(endpoints)),
+        ("hot path: + body limit", lambda: through(limited)),
+        ("hot path: + observe (metrics, access line)", lambda: through(hot)),
+        (
+            "metrics.request (one count)",
+            lambda: sync(lambda: metrics.request("chat.completions", "gpt-4o-mini", "HIT", 200)),
+        ),
+        (
+            "access line (AccessLog.write)",
+            lambda: sync(lambda: access.write("POST", CHAT_PATH, 200, "HIT", "gpt-4o-mini", 0.4)),
+        ),
+    ]
+
+
 def gateway_in_process(fleet: Fleet) -> tuple[Any, str]:
     """The gateway app (not served) on a fresh Redis and fake upstream; this process pinned."""
     import os
@@ -238,8 +305,10 @@ def gateway_in_process(fleet: Fleet) -> tuple[Any, str]:
         OPENAI_API_KEY="sk-b",
         OPENAI_BASE_URL=upstream.url + "/v1",
         GATEWAY_API_KEYS="bench-key",
-        LOG_LEVEL=os.environ.get("BENCH_LOG_LEVEL", "WARNING"),
+        LOG_LEVEL=os.environ.get("BENCH_LOG_LEVEL", "INFO"),
+        LOG_FORMAT=os.environ.get("BENCH_LOG_FORMAT", "text"),
     )
+    print(f"gateway: LOG_LEVEL={os.environ['LOG_LEVEL']} LOG_FORMAT={os.environ['LOG_FORMAT']}")
     from bench.gateway_server import create_gateway
 
     return create_gateway(), upstream.url

@@ -13,12 +13,25 @@ def _verdict(bar: Bar) -> str:
     return {True: "PASS", False: "FAIL", None: "----"}[bar.ok]
 
 
+def settings_line(config: dict[str, Any]) -> str:
+    """What the gateway under test runs with, as a user would set it."""
+    variants = ", ".join(config.get("hit_variants") or []) or "none"
+    return (
+        f"gateway: LOG_LEVEL={config['log_level']} LOG_FORMAT={config['log_format']}, "
+        f"metrics on, L1 on, Redis cache, 1 worker; also in the chat hits' rounds: {variants}"
+    )
+
+
 def table_lines(
-    machine: dict[str, Any], comparisons: Sequence[Comparison], bars: Sequence[Bar]
+    machine: dict[str, Any],
+    comparisons: Sequence[Comparison],
+    bars: Sequence[Bar],
+    config: dict[str, Any] | None = None,
 ) -> list[str]:
     lines = [
         f"machine: {machine['nproc']} cores, {machine['cpu']}, Python {machine['python']}, "
-        f"commit {machine['commit']}",
+        f"commit {machine['commit']}, load average {machine.get('load', '?')}",
+        *([settings_line(config)] if config else []),
         "",
         "| scenario | target | req/s | p50 ms | p99 ms | CPU µs/req | req/s ratio | CPU ratio |",
         "|---|---|---:|---:|---:|---:|---:|---:|",
@@ -47,10 +60,11 @@ def print_table(
     report: dict[str, Any], comparisons: Sequence[Comparison], bars: Sequence[Bar]
 ) -> None:
     print()
-    print("\n".join(table_lines(report["machine"], comparisons, bars)))
+    print("\n".join(table_lines(report["machine"], comparisons, bars, report.get("config"))))
     failed = [b for b in bars if b.ok is False]
     print()
     print(
         f"{len(bars) - len(failed)} of {len(bars)} bars met or pending, {len(failed)} missed "
-        f"({report.get('elapsed_s', 0):.0f} s)"
+        f"({report.get('elapsed_s', 0):.0f} s; load average at the end "
+        f"{report.get('load_end', '?')})"
     )

@@ -5,8 +5,13 @@
     BENCH_SOAK_SECONDS=600 python -m bench.run   # the 10-minute soak of issue #9
 
 Knobs (environment): BENCH_ROUNDS (5), BENCH_SECONDS per round (4), BENCH_SOAK_SECONDS (60),
-BENCH_ONLY (hits, embeddings, misses, coalescing, soak), BENCH_LOG_LEVEL of the gateway
-(WARNING: per-request access lines are a deployment choice, measured separately).
+BENCH_ONLY (hits, embeddings, misses, coalescing, soak, fallback), BENCH_LOG_LEVEL and
+BENCH_LOG_FORMAT of the gateway (default: the defaults a user gets, INFO and text: one
+access line per request), BENCH_LOG_VARIANTS=0 (the chat hits also measure the gateway at WARNING and with
+LOG_FORMAT=json unless this), BENCH_BEFORE=<directory> (a checkout of another commit, e.g.
+`git worktree add /tmp/before <commit>`: its gateway, at the same settings and at WARNING,
+joins the chat hits' rounds as `before` and `before WARNING`), BENCH_SLIDING=1 (and the
+gateway with `sliding = true` for the bench's models, as `gateway sliding`).
 The server under test is pinned to core 0; wrk, Redis, the fake upstreams and this process
 to core 1. Exits 1 when a bar is missed, 2 when the run could not be made. Raw figures go to
 bench/results/<time>.json.
@@ -23,11 +28,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench import scenarios, wrk
-from bench.procs import ROOT, Fleet, cores, free_port
-from bench.report import print_table
+from bench import fallback, scenarios, wrk
+from bench.procs import ROOT, Fleet, Process, cores, free_port
+from bench.report import print_table, settings_line
+from bench.workload import CHAT_MODEL, EMBED_MODEL
+from genai_api.settings import Settings
 
-SCENARIOS = ("hits", "embeddings", "misses", "coalescing", "soak")
+SCENARIOS = ("hits", "embeddings", "misses", "coalescing", "soak", "fallback")
 
 
 def machine() -> dict[str, Any]:
@@ -49,6 +56,7 @@ def machine() -> dict[str, Any]:
         "python": platform.python_version(),
         "kernel": platform.release(),
         "commit": rev,
+        "load": " ".join(Path("/proc/loadavg").read_text().split()[:3]),
     }
 
 
@@ -86,7 +94,9 @@ def setup(fleet: Fleet) -> scenarios.Env:
         "UPSTREAM_HTTP_CLIENT": "aiohttp",
         "OPENAI_BASE_URL": upstream.url + "/v1",
         "GATEWAY_API_KEYS": "bench-key",
-        "LOG_LEVEL": os.environ.get("BENCH_LOG_LEVEL", "WARNING"),
+        # Set explicitly, so a LOG_LEVEL in the caller's environment cannot change them.
+        "LOG_LEVEL": os.environ.get("BENCH_LOG_LEVEL") or _default("log_level"),
+        "LOG_FORMAT": os.environ.get("BENCH_LOG_FORMAT") or _default("log_format"),
     }
     gateway = fleet.start(
         "gateway",
@@ -95,6 +105,7 @@ def setup(fleet: Fleet) -> scenarios.Env:
         core=server_core,
         env=gateway_env,
     )
+    variants = hit_variants(fleet, server_core, gateway_env)
     passthrough = fleet.start(
         "passthrough",
         py("bench.passthrough_proxy", "--port", str(pt_port), "--upstream", upstream.url),
@@ -145,10 +156,48 @@ def setup(fleet: Fleet) -> scenarios.Env:
         miss_limit_sdk=miss_limits[1],
         namespace=namespace,
         gateway_env=gateway_env,
+        hit_variants=variants,
         rounds=int(os.environ.get("BENCH_ROUNDS", "5")),
         seconds=float(os.environ.get("BENCH_SECONDS", "4")),
         soak_seconds=float(os.environ.get("BENCH_SOAK_SECONDS", "60")),
     )
+
+
+def _default(field: str) -> str:
+    return str(Settings.model_fields[field].default)
+
+
+def hit_variants(fleet: Fleet, core: str | None, gateway_env: dict[str, str]) -> dict[str, Process]:
+    """More gateways for the chat hits' rounds: the same at WARNING and with LOG_FORMAT=json,
+    and another checkout's (`BENCH_BEFORE`) at the same settings and at WARNING."""
+    wanted: list[tuple[str, dict[str, str], Path | None]] = []
+    if os.environ.get("BENCH_LOG_VARIANTS", "1") != "0":
+        wanted += [
+            ("gateway WARNING", {"LOG_LEVEL": "WARNING"}, None),
+            ("gateway json", {"LOG_FORMAT": "json"}, None),
+        ]
+    if os.environ.get("BENCH_SLIDING") == "1":
+        models = fleet.workdir / "sliding.toml"
+        models.write_text(
+            "".join(f'[models."{m}"]\nsliding = true\n' for m in (CHAT_MODEL, EMBED_MODEL))
+        )
+        wanted.append(("gateway sliding", {"MODELS_FILE": str(models)}, None))
+    before = os.environ.get("BENCH_BEFORE")
+    if before:
+        warning = {"LOG_LEVEL": "WARNING"}
+        wanted += [("before", {}, Path(before)), ("before WARNING", warning, Path(before))]
+    started = {}
+    for label, changes, cwd in wanted:
+        port = free_port()
+        started[label] = fleet.start(
+            label.replace(" ", "-"),
+            fleet.python("bench.gateway_server", "--port", str(port)),
+            port=port,
+            core=core,
+            env={**gateway_env, **changes},
+            cwd=cwd,
+        )
+    return started
 
 
 def main() -> int:
@@ -174,9 +223,12 @@ def main() -> int:
             "seconds": env.seconds,
             "soak_seconds": env.soak_seconds,
             "log_level": env.gateway_env["LOG_LEVEL"],
+            "log_format": env.gateway_env["LOG_FORMAT"],
+            "hit_variants": list(env.hit_variants),
             "server_core": env.server_core,
             "load_core": env.load_core,
         }
+        print(settings_line(report["config"]), flush=True)
         bars: list[scenarios.Bar] = []
         comparisons = []
         for name in chosen:
@@ -190,6 +242,8 @@ def main() -> int:
             elif name == "coalescing":
                 report["coalescing"], new = scenarios.coalescing(env)
                 cmps = []
+            elif name == "fallback":
+                cmps, new = fallback.fallback(env)
             else:
                 report["soak"], new = scenarios.soak(env)
                 cmps = []
@@ -206,6 +260,7 @@ def main() -> int:
     report["comparisons"] = [c.as_dict() for c in comparisons]
     report["bars"] = [b.as_dict() for b in bars]
     report["elapsed_s"] = round(time.time() - started, 1)
+    report["load_end"] = " ".join(Path("/proc/loadavg").read_text().split()[:3])
     print_table(report, comparisons, bars)
     out = ROOT / "bench" / "results"
     out.mkdir(exist_ok=True)

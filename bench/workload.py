@@ -26,10 +26,10 @@ TOKEN = "bench-key"
 AUTH = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"}
 
 
-def chat_body(question: str) -> bytes:
+def chat_body(question: str, model: str = CHAT_MODEL) -> bytes:
     return orjson.dumps(
         {
-            "model": CHAT_MODEL,
+            "model": model,
             "messages": [
                 {"role": "system", "content": "You are a concise assistant for an online shop."},
                 {"role": "user", "content": f"{question} Answer in one short sentence."},
@@ -44,8 +44,8 @@ def chat_hits(count: int = 64) -> list[bytes]:
     return [chat_body(f"Question {i}: where is my order number {1000 + i}?") for i in range(count)]
 
 
-def chat_unique_template() -> bytes:
-    return chat_body(f"Question {UNIQUE}: where is my order?")
+def chat_unique_template(model: str = CHAT_MODEL) -> bytes:
+    return chat_body(f"Question {UNIQUE}: where is my order?", model)
 
 
 def embedding_body(batch: int, fmt: str, size: int = 64) -> bytes:

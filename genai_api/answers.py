@@ -37,6 +37,7 @@ class Outcome:
     saved_tokens: int = 0
     saved_cost: Decimal | None = None
     similarity: float | None = None  # a SEMANTIC-HIT's: to the prompt its entry answered
+    fallback: str | None = None  # the fallback model that answered (`X-Upstream-Model`)
 
     @property
     def from_cache(self) -> bool:

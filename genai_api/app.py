@@ -15,6 +15,7 @@ from genai_api.http import handlers
 from genai_api.http.hot_routes import GatewayApp, hot_routes
 from genai_api.http.limits import BodyLimitMiddleware
 from genai_api.http.observe import ObserveMiddleware
+from genai_api.logs import flush_logs
 from genai_api.providers import Provider
 from genai_api.routes import (
     admin,
@@ -58,6 +59,7 @@ def create_app(
                 with suppress(asyncio.CancelledError):
                     await app.state.warm_task
             await app.state.gateway.aclose()
+            flush_logs()  # the access lines still buffered (also written at exit)
 
     app = GatewayApp(title="genai-api", version=__version__, lifespan=lifespan, docs_url="/docs")
     handlers.install(app)

@@ -30,3 +30,5 @@ class Call:
     requester: str | None = None  # who asks, when the key may hold several answers
     seen: frozenset[int] | None = None  # answers already served to them: a regenerate
     semantic: Pending | None = None  # an opted-in model's request that may match by meaning
+    tenant: str = ""  # with `prompt`, what the same request for another model needs
+    prompt: str | None = None  # the template it was rendered from

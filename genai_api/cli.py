@@ -29,7 +29,7 @@ def _serve(args: argparse.Namespace) -> int:
     from genai_api.startup import load_config
 
     settings = load_config()  # here, once: a bad variable never reaches the workers
-    setup_logging(settings.log_level)
+    setup_logging(settings.log_level, settings.log_format)
     with prometheus_multiproc_dir(args.workers):
         uvicorn.run(
             "genai_api.cli:worker_app",
@@ -65,7 +65,7 @@ def worker_app() -> Any:
     from genai_api.startup import load_settings
 
     settings = load_settings()  # checked by `serve` already; this is the worker's own copy
-    setup_logging(settings.log_level)
+    setup_logging(settings.log_level, settings.log_format)
     app = create_app(settings)
     keep_freed_memory()
     gc.freeze()

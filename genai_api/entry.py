@@ -1,8 +1,11 @@
 """The stored form of a cached answer: one JSON document per key.
 
-`{"v": 1, "stored_at": <unix s>, "model": ..., "usage": {...}, "response": {...}}`
+`{"v": 1, "ttl_ms": <ms>, "stored_at": <unix s>, "model": ..., "usage": {...}, "response": {...}}`
 The metadata travels with the response so a hit costs one GET, and the response is kept
-exactly as the provider sent it so a hit answers the same bytes a miss did.
+exactly as the provider sent it so a hit answers the same bytes a miss did. `ttl_ms` is the
+TTL the entry was stored with (jitter included), written right after `v` so that a Redis
+script can read it from the value's first bytes, without parsing the JSON: a model with
+sliding expiration has each hit set the entry's TTL back to it (`stored_ttl_ms`).
 
 A nondeterministic request's key may hold several answers (`CACHE_VARIANTS`, see
 `genai_api.variants`): the first is the document itself, the others follow in `"more"`,
@@ -11,6 +14,7 @@ each `{"stored_at", "usage", "response"[, "chunks"]}`, so a hit still reads one 
 
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -48,9 +52,12 @@ class Entry:
             response=response, stored_at=time.time(), model=model, usage=usage, chunks=chunks
         )
 
-    def encode(self) -> bytes:
-        doc: dict[str, Any] = {
-            "v": ENTRY_VERSION,
+    def encode(self, ttl: float | None = None) -> bytes:
+        """The stored bytes; `ttl` (seconds) is the TTL they are stored with, if known."""
+        doc: dict[str, Any] = {"v": ENTRY_VERSION}
+        if ttl is not None:
+            doc["ttl_ms"] = ttl_ms(ttl)
+        doc |= {
             "stored_at": self.stored_at,
             "model": self.model,
             "usage": self.usage,
@@ -146,6 +153,22 @@ class Entry:
         """(prompt, completion) tokens this answer cost the first time."""
         usage = self.usage or {}
         return int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0)
+
+
+def ttl_ms(ttl: float) -> int:
+    """A TTL in seconds as the whole milliseconds Redis is given (`PX`), at least 1."""
+    return max(1, int(ttl * 1000))
+
+
+# What the Lua scripts match with '^{"v":1,"ttl_ms":(%d+)': the value's first bytes only,
+# so no text of the response can pass for it.
+_STORED_TTL = re.compile(rb'\{"v":1,"ttl_ms":(\d+)[,}]')
+
+
+def stored_ttl_ms(raw: bytes) -> int | None:
+    """The TTL (ms) `raw` was stored with, None for an entry written without it."""
+    found = _STORED_TTL.match(raw)
+    return int(found.group(1)) if found else None
 
 
 _shared: dict[bytes, Entry] = {}

@@ -11,16 +11,18 @@ from dataclasses import dataclass
 
 import httpx
 
+from genai_api.fallbacks import Fallbacks
 from genai_api.http.auth import Authenticator
 from genai_api.leases import build_leases
 from genai_api.metrics import Metrics
+from genai_api.models.catalog import Catalog
 from genai_api.models.table import ModelTable
 from genai_api.passthrough import Passthrough
 from genai_api.passthrough.upstream import build_upstream
 from genai_api.pipeline import Pipeline
 from genai_api.prompts import PromptLibrary
 from genai_api.providers import Provider, build_provider
-from genai_api.providers.metered import MeteredProvider
+from genai_api.providers.routing import RoutingProvider
 from genai_api.savings.accounting import Accounting
 from genai_api.savings.backends import MemoryStats, StatsBackend
 from genai_api.savings.redis import RedisStats
@@ -39,8 +41,9 @@ log = logging.getLogger("genai_api")
 class Gateway:
     settings: Settings
     store: CacheStore
-    provider: Provider
+    provider: RoutingProvider
     models: ModelTable
+    catalog: Catalog
     accounting: Accounting
     pipeline: Pipeline
     auth: Authenticator
@@ -63,21 +66,26 @@ class Gateway:
         tokens = TokenCounter.load()  # packaged encodings: no network, fails at start-up
         metrics = Metrics(m.name for m in models)
         store = build_store(settings)
-        provider = MeteredProvider(
-            provider or build_provider(settings, http_client, tokens), metrics
+        routing = build_provider(
+            settings, models, metrics, provider=provider, http_client=http_client, tokens=tokens
+        )
+        catalog = Catalog(
+            models,
+            {upstream.name: upstream.lister for upstream in routing.upstreams},
+            lambda name: _where(routing, name),
+            default=routing.default.name,
         )
         accounting = Accounting(
             _stats_backend(settings, store), meter=metrics, models=(m.name for m in models)
         )
         pipeline = Pipeline(
             store=store,
-            provider=provider,
+            provider=routing,
             accounting=accounting,
             namespace=settings.cache_namespace,
             default_ttl=settings.cache_default_ttl,
             max_ttl=settings.cache_max_ttl,
             cache_nondeterministic=settings.cache_nondeterministic,
-            upstream_concurrency=settings.upstream_concurrency,
             upstream_timeout=settings.upstream_timeout,
             stream_finish_on_disconnect=settings.stream_finish_on_disconnect,
             leases=build_leases(settings, store),
@@ -89,6 +97,7 @@ class Gateway:
                 window=settings.cache_regenerate_seconds,
                 shared=settings.cache_backend == "redis",
             ),
+            fallbacks=Fallbacks(models.get, settings.upstream_timeout, metrics.fallback),
         )
         pipeline.semantic = await semantic.build(settings, models, pipeline)
         pipeline.leases.start()
@@ -108,7 +117,8 @@ class Gateway:
         passthrough = Passthrough(
             build_upstream(settings), tenancy, max_json_bytes=settings.max_request_bytes
         )
-        _log_provider(settings, provider.name)
+        _log_provider(settings, routing.name)
+        _log_upstreams(routing)
         _log_tenancy(settings, tenancy)
         log.info(
             "cache: %s, namespace %r, scope %s",
@@ -129,11 +139,13 @@ class Gateway:
                 store.last_failure or "no reason given",
             )
         accounting.start()
+        catalog.start()
         return cls(
             settings=settings,
             store=store,
-            provider=provider,
+            provider=routing,
             models=models,
+            catalog=catalog,
             accounting=accounting,
             pipeline=pipeline,
             auth=auth,
@@ -145,6 +157,7 @@ class Gateway:
         )
 
     async def aclose(self) -> None:
+        await self.catalog.aclose()
         await self.pipeline.coalescer.aclose()
         await self.pipeline.relay.aclose()
         await self.pipeline.embeddings.aclose()  # its flights release leases as they stop
@@ -170,7 +183,7 @@ def _log_provider(settings: Settings, name: str) -> None:
         # Not refused: an OpenAI-compatible server (vLLM, Ollama) may want no key at all.
         log.warning(
             "provider: openai chosen by PROVIDER, but no OPENAI_API_KEY is set: requests go "
-            "upstream with a placeholder key, which only a server that needs none accepts"
+            "upstream without a key, which only a server that needs none accepts"
         )
 
 
@@ -186,6 +199,34 @@ def _log_tenancy(settings: Settings, tenancy: Tenancy) -> None:
             "with --workers N or several replicas a tenant's object is a 404 on the others; "
             "use CACHE_BACKEND=redis"
         )
+
+
+def _log_upstreams(routing: RoutingProvider) -> None:
+    """Each upstream once, when the models file names more than the default: where it is
+    (no credentials), which key variable it is sent, and which models go there."""
+    if len(routing.upstreams) == 1 and not routing.routes:
+        return
+    served: dict[str, list[str]] = {upstream.name: [] for upstream in routing.upstreams}
+    for model, route in routing.routes.items():
+        served[route.upstream.name].append(model)
+    for upstream in routing.upstreams:
+        models = served[upstream.name]
+        if upstream is routing.default:
+            models = ["every other model", *models]
+        # No "NAME_API_KEY: value" shape: the log's redaction would mask what follows it.
+        log.info(
+            "upstream %s: %s at %s (%s) for %s",
+            upstream.name,
+            upstream.provider.name,
+            upstream.url,
+            upstream.key_note,
+            ", ".join(models),
+        )
+
+
+def _where(routing: RoutingProvider, model: str) -> tuple[str, str]:
+    route = routing.upstream_of(model)
+    return route.upstream.name, route.wire or model
 
 
 def _stats_backend(settings: Settings, store: CacheStore) -> StatsBackend:

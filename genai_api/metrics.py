@@ -7,7 +7,8 @@ in files there, and a scrape (answered by any one worker) adds them all up.
 
 Label values are bounded so a client cannot blow up the series count: `endpoint` is one of
 five names (every relayed route is `passthrough`, never its path), `model` is a model of the
-models table or `other`, `cache` one of five values.
+models table or `other`, `cache` one of five values, `upstream` one of the upstreams the
+models file names (`genai_api.providers.upstreams`).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from decimal import Decimal
+from typing import Any, TypeVar
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -40,6 +42,7 @@ _PATH_ENDPOINTS = {
     for path, name in [*((api.path, api.name) for api in GENERATING), ("/embeddings", "embeddings")]
     for prefix in ("/v1", "")
 }
+M = TypeVar("M", Counter, Gauge, Histogram)
 _BUCKET = {status: "saved" for status in SAVED} | {CacheStatus.SEMANTIC_HIT: "semantic"}
 _CACHE_RESULTS = {
     "HIT": "hit",
@@ -48,6 +51,7 @@ _CACHE_RESULTS = {
     "BYPASS": "bypass",
     "SEMANTIC-HIT": "semantic_hit",
 }
+_REQUEST_SERIES = 4096
 
 
 def is_multiprocess() -> bool:
@@ -114,18 +118,30 @@ class Metrics:
         )
         self.provider_latency = Histogram(
             "genai_provider_request_duration_seconds",
-            "Provider call latency (a stream: until its last chunk).",
-            ["endpoint", "model", "outcome"],
+            "Provider call latency (a stream: until its last chunk), by upstream; its count "
+            "with outcome=error is the failed calls.",
+            ["endpoint", "model", "upstream", "outcome"],
             buckets=LATENCY_BUCKETS,
             registry=reg,
         )
         self.in_flight = Gauge(
             "genai_provider_in_flight",
-            "Provider calls in flight.",
+            "Provider calls in flight, by upstream.",
+            ["upstream"],
             registry=reg,
             multiprocess_mode="livesum",
         )
-        self._children: dict[tuple[int, tuple[str, ...]], Counter] = {}
+        self.fallbacks = Counter(
+            "genai_provider_fallbacks",
+            "Requests whose model's upstream failed and that tried a fallback model.",
+            ["model", "fallback"],
+            registry=reg,
+        )
+        self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
+        # The request counter's series by what a request gives (endpoint, model, X-Cache,
+        # status): one lookup per answer. Bounded as the labels are, plus the client-sent
+        # model names folded into `other` (the memo starts over past `_REQUEST_SERIES`).
+        self._request_series: dict[tuple[str, object, str | None, int], Counter] = {}
         self._pending: dict[tuple[str, str, str], int | Decimal] = {}
         self.backend_errors = Counter(
             "genai_cache_backend_errors",
@@ -137,7 +153,7 @@ class Metrics:
     def model_label(self, model: object) -> str:
         return bounded_label(self.models, model)
 
-    def _series(self, metric: Counter, *labels: str) -> Counter:
+    def _series(self, metric: M, *labels: str) -> M:
         """`metric.labels(*labels)`, remembered: prometheus-client validates the values and
         takes a lock on every `labels()` call, four of them per cache hit. The label values
         are bounded (see the module docstring), so the memo is too."""
@@ -145,12 +161,20 @@ class Metrics:
         child = self._children.get(key)
         if child is None:
             child = self._children[key] = metric.labels(*labels)
-        return child
+        result: M = child
+        return result
 
     def request(self, endpoint: str, model: object, cache: str | None, status: int) -> None:
-        result = _CACHE_RESULTS.get(cache or "", "none")
-        label = self.model_label(model)
-        self._series(self.requests, endpoint, label, result, str(status)).inc()
+        key = (endpoint, model, cache, status)
+        series = self._request_series.get(key)
+        if series is None:
+            result = _CACHE_RESULTS.get(cache or "", "none")
+            label = self.model_label(model)
+            series = self._series(self.requests, endpoint, label, result, str(status))
+            if len(self._request_series) >= _REQUEST_SERIES:
+                self._request_series.clear()
+            self._request_series[key] = series
+        series.inc()
 
     def account(
         self, model: str, status: CacheStatus, prompt: int, completion: int, cost: Decimal
@@ -198,19 +222,25 @@ class Metrics:
         self.backend_errors.labels(component).inc()
 
     @contextmanager
-    def provider_call(self, endpoint: str, model: object) -> Iterator[None]:
-        """Time one provider call and count it in flight while it runs."""
-        self.in_flight.inc()
+    def provider_call(self, endpoint: str, model: object, upstream: str) -> Iterator[None]:
+        """Time one provider call and count it in flight while it runs (`upstream` is the
+        upstream's name from the models file, a bounded label)."""
+        in_flight = self._series(self.in_flight, upstream)
+        in_flight.inc()
         start = time.perf_counter()
         outcome = "error"
         try:
             yield
             outcome = "ok"
         finally:
-            self.in_flight.dec()
-            self.provider_latency.labels(endpoint, self.model_label(model), outcome).observe(
+            in_flight.dec()
+            label = self.model_label(model)
+            self._series(self.provider_latency, endpoint, label, upstream, outcome).observe(
                 time.perf_counter() - start
             )
+
+    def fallback(self, model: str, fallback: str) -> None:
+        self.fallbacks.labels(self.model_label(model), self.model_label(fallback)).inc()
 
     def render(self) -> tuple[bytes, str]:
         """The text exposition: this app's registry, or every worker's files."""

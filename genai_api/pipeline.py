@@ -10,11 +10,16 @@ provider with `X-Cache: BYPASS`.
 calls the provider streaming and appends each chunk to a `Feed` that every streamed waiter
 follows live; its entry keeps the chunks and the completion assembled from them, so either
 kind of request hits it later.
+
+Which upstream a call goes to, and how many calls each upstream takes at once, is the
+provider's business (`genai_api.providers.routing`); when a model's upstream fails, each
+`run*` makes the same request for its fallbacks (`genai_api.fallbacks`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 from functools import partial
@@ -28,6 +33,7 @@ from genai_api.embeddings.runner import EmbeddingBatch, EmbeddingOutcome, Embedd
 from genai_api.embeddings.upstream import Item
 from genai_api.entry import Entry, decode_shared
 from genai_api.errors import CacheUnavailable, GatewayError, ProviderError, ProviderTimeout
+from genai_api.fallbacks import Fallbacks, eligible, within
 from genai_api.flights.coalesce import Coalescer
 from genai_api.flights.fanout import Feed
 from genai_api.flights.relay import Relay, Streamed, replay
@@ -37,7 +43,7 @@ from genai_api.leases import Claim, Leases, LocalLeases
 from genai_api.models.table import ModelInfo
 from genai_api.providers.base import Provider
 from genai_api.savings.accounting import Accounting, CacheStatus
-from genai_api.savings.tokenizer import TokenCounter
+from genai_api.savings.tokenizer import EncodingNotLoadedError, TokenCounter
 from genai_api.savings.usage import estimate_usage
 from genai_api.semantic.layer import Match, SemanticCache
 from genai_api.store import budget
@@ -63,12 +69,12 @@ class Pipeline:
         default_ttl: int,
         max_ttl: int,
         cache_nondeterministic: bool,
-        upstream_concurrency: int,
         upstream_timeout: float,
         stream_finish_on_disconnect: bool = True,
         leases: Leases | None = None,
         tokens: TokenCounter | None = None,
         variants: Variants | None = None,
+        fallbacks: Fallbacks | None = None,
     ) -> None:
         self.store = store
         self.provider = provider
@@ -88,8 +94,7 @@ class Pipeline:
         self.leases: Leases = leases or LocalLeases(store)
         # Several answers per key of a sampled request, and regenerates (off without one).
         self.variants = variants or Variants(store, namespace, most=1, window=0, shared=False)
-        self._upstream = asyncio.Semaphore(upstream_concurrency)
-        self.in_flight = 0
+        self.fallbacks = fallbacks or Fallbacks(ModelInfo, upstream_timeout)
         self.reads = SharedReads(store)  # lookups under way, shared
         self.answers = Answers(accounting)  # outcomes and their counting
         self.semantic: SemanticCache | None = None  # set by the gateway when a model opts in
@@ -99,6 +104,7 @@ class Pipeline:
             upstream=self.upstream,
             ttl=self.ttl,
             accounting=accounting,
+            slide=self.model_ttl_ms,
         )
 
     def prepare(
@@ -137,6 +143,8 @@ class Pipeline:
             skey=storage_key(self.namespace, api.kind, tenant, model.name, key, prompt),
             cacheable=cacheable,
             requester=requester,
+            tenant=tenant,
+            prompt=prompt,
             semantic=semantic,
         )
 
@@ -164,60 +172,123 @@ class Pipeline:
     async def run_embeddings(self, batch: EmbeddingBatch) -> EmbeddingOutcome:
         """Answer an embeddings batch input by input, each its own entry and flight."""
         budget.begin()
-        return await self.embeddings.run(batch)
+        begun = self._clock() if batch.model.fallbacks else 0.0
+        try:
+            return await self.embeddings.run(batch)
+        except ProviderError as exc:
+            if not batch.model.fallbacks:
+                raise
+            return await self.fallbacks.after(
+                batch.model,
+                exc,
+                begun,
+                lambda info: self._run_for(batch, info),
+            )
+
+    async def _run_for(self, batch: EmbeddingBatch, model: ModelInfo) -> EmbeddingOutcome:
+        return await self.run_embeddings(await self._batch_for(batch, model))
 
     async def run(self, call: Call) -> Outcome:
         """Answer one non-streamed call, from the cache when it may."""
         budget.begin()  # one Redis failure at most: then this request (and its flight) bypass
-        if call.controls.bypass or not call.cacheable:
-            return self.answers.answer(call, CacheStatus.BYPASS, await self._provider_call(call))
-        cached = await self._lookup(call)
-        if cached is not None:
-            return self._answer(call, CacheStatus.HIT, cached)
-        if call.semantic is not None and (match := await self._by_meaning(call)) is not None:
-            return self._matched(call, match)
-        task, started, feed = self._join(call, None)
-        followers = None if started else self.answers.follow(call, task)
+        begun = self._clock() if call.model.fallbacks else 0.0
         try:
-            entry, status = await asyncio.shield(task)
-        except BaseException:
-            if followers is not None:
-                followers.waiting -= 1  # no answer: not counted
-            raise
-        finally:
-            if feed is not None:
-                self.relay.leave(feed, task, finished=task.done())
-        if followers is None:
-            return self._answer(call, status, entry)
-        self._served(call, entry)
-        return self.answers.uncounted(call, joined(status), entry)  # counted as it landed
+            if call.controls.bypass or not call.cacheable:
+                entry = await self._provider_call(call)
+                return self.answers.answer(call, CacheStatus.BYPASS, entry)
+            cached = await self._lookup(call)
+            if cached is not None:
+                return self._answer(call, CacheStatus.HIT, cached)
+            if call.semantic is not None and (match := await self._by_meaning(call)) is not None:
+                return self._matched(call, match)
+            task, started, feed = self._join(call, None)
+            followers = None if started else self.answers.follow(call, task)
+            try:
+                entry, status = await asyncio.shield(task)
+            except BaseException:
+                if followers is not None:
+                    followers.waiting -= 1  # no answer: not counted
+                raise
+            finally:
+                if feed is not None:
+                    self.relay.leave(feed, task, finished=task.done())
+            if followers is None:
+                return self._answer(call, status, entry)
+            self._served(call, entry)
+            return self.answers.uncounted(call, joined(status), entry)  # counted as it landed
+        except ProviderError as exc:
+            if not call.model.fallbacks:
+                raise
+            return await self.fallbacks.after(
+                call.model, exc, begun, lambda info: self.run(self.retarget(call, info))
+            )
 
     async def run_stream(self, call: Call) -> Streamed:
         """Answer one streamed call: replayed from the cache, or relayed live from the one
         flight for its key. Returns once the first chunk is there, so an error before it
-        (a 429, a timeout) is raised here and becomes a plain HTTP error."""
+        (a 429, a timeout) is raised here and becomes a plain HTTP error, or falls back."""
         budget.begin()
-        if call.controls.bypass or not call.cacheable:
-            feed = Feed()
-            feed.followers += 1
-            task = self.relay.spawn(self._bypass_stream(call, feed))
-            return await self._relay(call, CacheStatus.BYPASS, task, feed)
-        cached = await self._lookup(call)
-        if cached is not None:
-            return self._replay(call, CacheStatus.HIT, cached)
-        if call.semantic is not None and (match := await self._by_meaning(call)) is not None:
-            outcome = self._matched(call, match)
-            chunks = match.entry.chunks
-            if chunks is None:
-                chunks = call.api.synthesize(match.entry.response)
-            view = call.api.client_view(call.body)
-            return Streamed(call.api, outcome.status, outcome.key, replay(chunks, view), outcome)
-        task, started, live = self._join(call, Feed())
-        if live is None:  # a non-streamed flight: replay its answer once it lands
-            entry, status = await asyncio.shield(task)
-            return self._replay(call, status if started else joined(status), entry)
-        status = CacheStatus.MISS if started else CacheStatus.COALESCED
-        return await self._relay(call, status, task, live)
+        begun = self._clock() if call.model.fallbacks else 0.0
+        try:
+            if call.controls.bypass or not call.cacheable:
+                feed = Feed()
+                feed.followers += 1
+                task = self.relay.spawn(self._bypass_stream(call, feed))
+                return await self._relay(call, CacheStatus.BYPASS, task, feed)
+            cached = await self._lookup(call)
+            if cached is not None:
+                return self._replay(call, CacheStatus.HIT, cached)
+            if call.semantic is not None and (match := await self._by_meaning(call)) is not None:
+                return self._replay_match(call, match)
+            task, started, live = self._join(call, Feed())
+            if live is None:  # a non-streamed flight: replay its answer once it lands
+                entry, status = await asyncio.shield(task)
+                return self._replay(call, status if started else joined(status), entry)
+            status = CacheStatus.MISS if started else CacheStatus.COALESCED
+            return await self._relay(call, status, task, live)
+        except ProviderError as exc:
+            if not call.model.fallbacks:
+                raise
+            streamed = await self.fallbacks.after(
+                call.model, exc, begun, lambda info: self.run_stream(self.retarget(call, info))
+            )
+            streamed.chunks = within(self.fallbacks.deadline(begun), streamed.chunks)
+            return streamed
+
+    def retarget(self, call: Call, model: ModelInfo) -> Call:
+        """The same request for `model` (a fallback): its own key, entry, TTL and prices
+        (and the same requester, for its regenerates)."""
+        body = {**call.body, "model": model.name}
+        retargeted = self.prepare(
+            call.api,
+            body,
+            model=model,
+            tenant=call.tenant,
+            controls=call.controls,
+            prompt=call.prompt,
+        )
+        if retargeted.requester is not None:
+            retargeted.requester = call.requester
+        return retargeted
+
+    async def _batch_for(self, batch: EmbeddingBatch, model: ModelInfo) -> EmbeddingBatch:
+        """The same embeddings request for `model` (a fallback), its inputs keyed for it."""
+        encoding = None
+        if model.tokenizer is not None and self.tokens is not None:
+            with contextlib.suppress(EncodingNotLoadedError):
+                encoding = self.tokens.get_encoding(model.tokenizer)
+        return await self.prepare_embeddings(
+            {**batch.request, "model": model.name},
+            batch.items,
+            model=model,
+            tenant=batch.tenant,
+            controls=batch.controls,
+            encoding=encoding,
+        )
+
+    @staticmethod
+    def _clock() -> float:
+        return asyncio.get_running_loop().time()
 
     async def _read(self, call: Call) -> Entry | None:
         """The usable entry for `call`, if reading is allowed; the cache fails open.
@@ -237,7 +308,7 @@ class Pipeline:
             raw = self.leases.peek(call.skey)
             return None if raw is None else self._usable(call, raw)
         try:
-            raw = await self.reads.get(call.skey)
+            raw = await self.reads.get(call.skey, self.slide_ms(call.model))
         except CacheUnavailable as exc:
             self._cache_failed(call, exc.message)
             return None
@@ -345,6 +416,14 @@ class Pipeline:
         outcome.similarity = match.candidate.similarity
         return outcome
 
+    def _replay_match(self, call: Call, match: Match) -> Streamed:
+        """`_matched`, as a stream: the matched entry's chunks replayed."""
+        outcome = self._matched(call, match)
+        entry = match.entry
+        chunks = entry.chunks if entry.chunks is not None else call.api.synthesize(entry.response)
+        view = call.api.client_view(call.body)
+        return Streamed(call.api, outcome.status, outcome.key, replay(chunks, view), outcome)
+
     def _served(self, call: Call, entry: Entry) -> None:
         if call.requester is not None:
             self.variants.record(call.requester, call.skey, entry.index)
@@ -400,22 +479,35 @@ class Pipeline:
                 return await self._regenerate(call, feed)
             claim: Claim[Entry] = Claim()
             if call.controls.read:  # a no-cache request must not wait for someone's answer
-                claim = await self.leases.claim(call.skey, partial(self._usable, call))
+                decode, slide_ms = partial(self._usable, call), self.slide_ms(call.model)
+                claim = await (
+                    self.leases.claim(call.skey, decode, slide_ms=slide_ms)
+                    if slide_ms
+                    else self.leases.claim(call.skey, decode)
+                )
                 if claim.failure is not None and self.leases.claim_reads:
                     self._cache_failed(call, claim.failure)  # it was the request's lookup
                 if claim.found is not None:
                     found = CacheStatus.COALESCED if claim.waited else CacheStatus.HIT
                     return claim.found, found
+                if claim.error is not None:  # the holder elsewhere failed over: so do we
+                    raise claim.error
             status = CacheStatus.BYPASS if claim.degraded else CacheStatus.MISS
             if feed is not None:
                 feed.bypassed = status is CacheStatus.BYPASS  # known before the first chunk
             async with claim:
-                if feed is None:
-                    entry = await self._provider_call(call)
-                else:
-                    entry = await self._stream_call(call, feed)
+                try:
+                    if feed is None:
+                        entry = await self._provider_call(call)
+                    else:
+                        entry = await self._stream_call(call, feed)
+                except ProviderError as exc:
+                    if call.model.fallbacks and eligible(exc):
+                        claim.fail_over(exc)  # waiters elsewhere fall back, not call again
+                    raise
                 if call.controls.write and not claim.degraded:  # it failed Redis already
-                    value, ttl = entry.encode(), self.ttl_for(call)
+                    ttl = self.ttl_for(call)
+                    value = entry.encode(ttl)
                     try:
                         if feed is None:  # answered once Redis has it, not once it replied
                             failed = partial(self._cache_failed, call)
@@ -452,7 +544,8 @@ class Pipeline:
             whole = entry if stored is None else stored.with_answer(entry)
             if stored is None:
                 entry.index = 0
-            await self.store.set(call.skey, whole.encode(), self.ttl_for(call))
+            ttl = self.ttl_for(call)
+            await self.store.set(call.skey, whole.encode(ttl), ttl)
         except CacheUnavailable as exc:
             self._cache_failed(call, exc.message)
             entry.index = -1
@@ -469,23 +562,20 @@ class Pipeline:
         error when it fails, is cut short, or runs past `UPSTREAM_TIMEOUT` in total.
         """
         try:
-            async with self._upstream:
-                self.in_flight += 1
-                api = call.api
-                chunks = self.provider.stream(api.path, api.stream_body(call.body))
-                try:
-                    async with asyncio.timeout(self.upstream_timeout):
-                        async for chunk in chunks:
-                            feed.append(chunk)
-                            if api.finished(chunk):
-                                break
-                except TimeoutError as exc:
-                    raise ProviderTimeout() from exc
-                finally:
-                    self.in_flight -= 1
-                    aclose = getattr(chunks, "aclose", None)
-                    if aclose is not None:
-                        await aclose()
+            api = call.api
+            chunks = self.provider.stream(api.path, api.stream_body(call.body))
+            try:
+                async with asyncio.timeout(self.upstream_timeout):
+                    async for chunk in chunks:
+                        feed.append(chunk)
+                        if api.finished(chunk):
+                            break
+            except TimeoutError as exc:
+                raise ProviderTimeout() from exc
+            finally:
+                aclose = getattr(chunks, "aclose", None)
+                if aclose is not None:
+                    await aclose()
             response = call.api.assemble(feed.chunks)
         except GatewayError as exc:
             feed.close(exc)
@@ -510,16 +600,25 @@ class Pipeline:
         return Entry.fresh(response, model=call.model.name, usage=usage, chunks=chunks)
 
     async def upstream(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
-        """One provider call, within `UPSTREAM_CONCURRENCY` and `UPSTREAM_TIMEOUT`."""
-        async with self._upstream:
-            self.in_flight += 1
-            try:
-                async with asyncio.timeout(self.upstream_timeout):
-                    return await self.provider.create(path, body)
-            except TimeoutError as exc:
-                raise ProviderTimeout() from exc
-            finally:
-                self.in_flight -= 1
+        """One provider call, within `UPSTREAM_TIMEOUT` (and, waiting for a slot of its
+        upstream's `UPSTREAM_CONCURRENCY`, in the provider)."""
+        try:
+            async with asyncio.timeout(self.upstream_timeout):
+                return await self.provider.create(path, body)
+        except TimeoutError as exc:
+            raise ProviderTimeout() from exc
+
+    def slide_ms(self, model: ModelInfo) -> int:
+        """What a hit of `model` sets its entry's TTL back to at most (ms), 0: not sliding."""
+        return self.max_ttl * 1000 if model.sliding else 0
+
+    def model_ttl_ms(self, model: ModelInfo) -> int:
+        """What an embeddings hit of a sliding `model` gives its entries (ms): the model's TTL,
+        capped, without jitter (a vector entry does not carry the TTL it was stored with);
+        0 when not sliding."""
+        if not model.sliding:
+            return 0
+        return min(model.ttl or self.default_ttl, self.max_ttl) * 1000
 
     def ttl_for(self, call: Call) -> float:
         return self.ttl(call.model, call.controls)

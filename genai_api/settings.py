@@ -99,9 +99,15 @@ class Settings(BaseSettings):
     prompts_dir: Path = Path("prompts")
     cache_warm_file: Path | None = None
     log_level: str = "INFO"  # a standard level name, upper-cased when read
+    log_format: Literal["text", "json"] = "text"  # json: one object per line (log shippers)
 
     @field_validator(
-        "cache_backend", "cache_scope", "provider", "upstream_http_client", mode="before"
+        "cache_backend",
+        "cache_scope",
+        "provider",
+        "upstream_http_client",
+        "log_format",
+        mode="before",
     )
     @classmethod
     def _a_choice_in_any_case(cls, value: object, info: ValidationInfo) -> object:

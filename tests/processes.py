@@ -14,6 +14,7 @@ import sys
 import time
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -82,10 +83,26 @@ class Service:
         return self.log.read_text(errors="replace")
 
 
-def fake_upstream(cwd: Path, latency_ms: float) -> Service:
+def fake_upstream(
+    cwd: Path,
+    latency_ms: float,
+    *,
+    api_key: str | None = None,
+    models: list[str] | None = None,
+    fail: int | None = None,
+) -> Service:
+    """The fake OpenAI upstream (`bench.fake_upstream`); `api_key`: the bearer it insists on,
+    `models`: what its `GET /v1/models` lists, `fail`: the status it answers every call with."""
     port = free_port()
     argv = [sys.executable, "-m", "bench.fake_upstream", "--port", str(port)]
-    service = Service([*argv, "--latency-ms", str(latency_ms)], env={}, cwd=cwd, port=port)
+    argv += ["--latency-ms", str(latency_ms)]
+    if api_key is not None:
+        argv += ["--api-key", api_key]
+    if models is not None:
+        argv += ["--models", ",".join(models)]
+    if fail is not None:
+        argv += ["--fail", str(fail)]
+    service = Service(argv, env={}, cwd=cwd, port=port)
     service.wait_ready("/calls")
     return service
 
@@ -98,3 +115,14 @@ def gateway(cwd: Path, env: Mapping[str, str], *, workers: int = 1) -> Service:
 
 def provider_calls(upstream: Service) -> int:
     return int(httpx.get(upstream.url + "/calls", timeout=5).json()["total"])
+
+
+def upstream_calls(upstream: Service) -> dict[str, Any]:
+    """What the fake upstream was sent: calls by path, model names, bearers."""
+    answer: dict[str, Any] = httpx.get(upstream.url + "/calls", timeout=5).json()
+    return answer
+
+
+def set_mode(upstream: Service, **mode: object) -> None:
+    """Make the fake upstream fail (`fail=503`), hang (`hang=True`) or cut streams short."""
+    httpx.post(upstream.url + "/mode", json=mode, timeout=5).raise_for_status()

@@ -147,6 +147,31 @@ def test_serve_refuses_a_models_file_with_bad_values_naming_file_model_and_field
     ]
 
 
+def test_serve_refuses_an_upstream_whose_key_variable_is_not_set(tmp_path: Path) -> None:
+    (tmp_path / "models.toml").write_text(
+        '[models.llama]\nbase_url = "http://vllm:8000/v1"\napi_key_env = "ABSENT_VLLM_KEY"\n'
+    )
+    port = str(free_port())
+    done = _run(tmp_path, "serve", "--port", port, MODELS_FILE="models.toml")
+    assert done.returncode == 2
+    assert done.stderr.splitlines() == [
+        "genai-api: MODELS_FILE models.toml: model 'llama': api_key_env: the variable "
+        "ABSENT_VLLM_KEY is not set",
+    ]
+
+
+def test_serve_refuses_a_fallback_cycle(tmp_path: Path) -> None:
+    (tmp_path / "models.toml").write_text(
+        '[models.a]\nfallbacks = ["b"]\n[models.b]\nfallbacks = ["a"]\n'
+    )
+    port = str(free_port())
+    done = _run(tmp_path, "serve", "--port", port, MODELS_FILE="models.toml")
+    assert done.returncode == 2
+    assert done.stderr == (
+        "genai-api: MODELS_FILE models.toml: model 'a': fallbacks: a cycle (a -> b -> a)\n"
+    )
+
+
 def test_serve_refuses_a_semantic_index_server_without_the_query_engine(tmp_path: Path) -> None:
     from tests.search_server import SearchServer, require_search, search_binaries
 

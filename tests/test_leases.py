@@ -248,9 +248,11 @@ def count_claims(leases: RedisLeases) -> list[bool]:
     calls: list[bool] = []
     claim_or_read = leases._claim_or_read
 
-    async def counted(key: str, lock: str, token: str, *, read: bool) -> bytes | int:
+    async def counted(
+        key: str, lock: str, token: str, *, read: bool, slide_ms: int = 0
+    ) -> bytes | int:
         calls.append(read)
-        return await claim_or_read(key, lock, token, read=read)
+        return await claim_or_read(key, lock, token, read=read, slide_ms=slide_ms)
 
     leases._claim_or_read = counted  # type: ignore[method-assign]
     return calls

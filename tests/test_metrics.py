@@ -149,9 +149,14 @@ async def test_provider_latency_and_calls_in_flight(upstream: respx.MockRouter) 
         release.set()
         await flight
         after = parse((await gw.http.get("/metrics")).text)
-    assert value(during, "genai_provider_in_flight") == 1
-    assert value(after, "genai_provider_in_flight") == 0
-    call = {"endpoint": "chat.completions", "model": "gpt-4o-mini", "outcome": "ok"}
+    assert value(during, "genai_provider_in_flight", upstream="default") == 1
+    assert value(after, "genai_provider_in_flight", upstream="default") == 0
+    call = {
+        "endpoint": "chat.completions",
+        "model": "gpt-4o-mini",
+        "upstream": "default",
+        "outcome": "ok",
+    }
     assert value(after, "genai_provider_request_duration_seconds_count", **call) == 1
     assert value(after, "genai_provider_request_duration_seconds_bucket", le="+Inf", **call) == 1
 

@@ -9,6 +9,13 @@ import pytest
 
 from tests.conftest import make_settings, running
 from tests.endpoints import assert_envelope
+from tests.redis_server import free_port
+from tests.upstreams import (  # noqa: F401 - the fixtures
+    LLAMA_WIRE,
+    Fakes,
+    fakes_fixture,
+    upstreams_fixture,
+)
 
 
 async def test_list_names_the_configured_models() -> None:
@@ -48,3 +55,76 @@ async def test_retrieve_needs_a_client_key_when_keys_are_required() -> None:
         anonymous = await gw.http.get("/v1/models/gpt-4o-mini")
     assert model.id == "gpt-4o-mini"
     assert assert_envelope(anonymous, 401)["code"] == "invalid_api_key"
+
+
+# --- the list tells the truth: each upstream is asked what it serves (CONTRACT §7)
+
+
+async def test_the_list_holds_what_each_upstream_serves_with_its_created_and_owner(
+    upstreams: Fakes, tmp_path: Path
+) -> None:
+    async with running(upstreams.settings(tmp_path)) as gw:
+        page = await gw.client.models.list()
+        llama = await gw.client.models.retrieve("llama-3.1-8b")
+        whisper = await gw.client.models.retrieve("whisper-1")
+        with pytest.raises(openai.NotFoundError):
+            await gw.client.models.retrieve("gpt-5")
+    listed = {m.id: m for m in page.data}
+    # The built-in table's models the default upstream does not serve are not offered...
+    assert "gpt-5" not in listed and "o3" not in listed
+    # ...those it serves are, with its `created` and `owned_by`; an alias is listed when its
+    # upstream serves its `upstream_model`; TEI cannot list: its table models stay.
+    assert (listed["gpt-4o-mini"].created, listed["gpt-4o-mini"].owned_by) == (
+        1_700_000_000,
+        "fake",
+    )
+    assert (llama.id, llama.created, llama.owned_by) == ("llama-3.1-8b", 1_700_000_000, "fake")
+    assert listed["bge"].created == 0
+    # On an open table, the default upstream's other models can be called: listed too.
+    assert whisper.id == "whisper-1" and "whisper-1" in listed
+    assert LLAMA_WIRE not in listed  # another upstream's name for a table model: not callable
+    assert set(listed) == {
+        "gpt-4o-mini",
+        "gpt-4o",
+        "text-embedding-3-small",
+        "whisper-1",
+        "llama-3.1-8b",
+        "bge",
+    }
+
+
+async def test_a_closed_table_lists_only_its_own_models(upstreams: Fakes, tmp_path: Path) -> None:
+    settings = upstreams.settings(tmp_path)
+    assert settings.models_file is not None
+    settings.models_file.write_text("closed = true\n" + settings.models_file.read_text())
+    async with running(settings) as gw:
+        listed = {m.id for m in (await gw.client.models.list()).data}
+        with pytest.raises(openai.NotFoundError):
+            await gw.client.models.retrieve("whisper-1")
+    assert "whisper-1" not in listed and {"gpt-4o-mini", "llama-3.1-8b", "bge"} <= listed
+
+
+async def test_an_upstream_that_cannot_list_keeps_all_its_table_models(
+    upstreams: Fakes, tmp_path: Path
+) -> None:
+    extra = f'[models.gone]\nbase_url = "http://127.0.0.1:{free_port()}/v1"\n'  # unreachable
+    async with running(upstreams.settings(tmp_path, extra=extra)) as gw:
+        listed = {m.id for m in (await gw.client.models.list()).data}
+    assert {"gone", "bge"} <= listed  # as TEI's (its /v1/models is 404)
+
+
+async def test_head_answers_like_get(upstreams: Fakes, tmp_path: Path) -> None:
+    async with running(upstreams.settings(tmp_path)) as gw:
+        listed = await gw.http.get("/v1/models")
+        head = await gw.http.head("/v1/models")
+        one = await gw.http.head("/v1/models/llama-3.1-8b")
+        missing = await gw.http.head("/v1/models/gpt-5")
+    assert head.status_code == one.status_code == 200 and missing.status_code == 404
+    assert head.headers["content-type"] == listed.headers["content-type"]
+    assert head.headers["content-length"] == listed.headers["content-length"]
+
+
+async def test_the_offline_mock_lists_the_whole_table() -> None:
+    async with running(make_settings(provider=None, openai_api_key=None)) as gw:
+        listed = {m.id for m in (await gw.client.models.list()).data}
+    assert {"gpt-5", "gpt-4o-mini", "text-embedding-3-small"} <= listed

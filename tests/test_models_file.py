@@ -131,3 +131,100 @@ def test_every_problem_is_reported_at_once(tmp_path: Path) -> None:
 def test_a_yaml_model_with_nothing_under_it_gets_the_defaults(tmp_path: Path) -> None:
     path = _file(tmp_path, "models:\n  my-vllm-model:\n", "models.yaml")
     assert ModelTable.load(path).get("my-vllm-model").ttl is None
+
+
+# --- upstreams per model (CONTRACT §7)
+
+
+def _upstream(tmp_path: Path, spec: str, env: dict[str, str] | None = None) -> tuple[str, ...]:
+    path = _file(tmp_path, f'[models."llama"]\n{spec}\n')
+    with pytest.raises(ConfigError) as caught:
+        read_models_file(path, environ=env or {})
+    return tuple(p.removeprefix(f"{path}: ") for p in caught.value.problems)
+
+
+@pytest.mark.parametrize(
+    "url", ['"ftp://vllm/v1"', '"vllm:8000/v1"', '"http://"', '"http://h:port/v1"', "8000"]
+)
+def test_a_base_url_must_be_an_http_url(tmp_path: Path, url: str) -> None:
+    (problem,) = _upstream(tmp_path, f"base_url = {url}")
+    assert problem.startswith("model 'llama': base_url: must be an http:// or https:// URL")
+
+
+def test_a_base_url_may_not_carry_credentials_and_they_are_not_echoed(tmp_path: Path) -> None:
+    (problem,) = _upstream(tmp_path, 'base_url = "https://user:s3cr3t-pw@vllm/v1"')
+    assert problem == (
+        "model 'llama': base_url: must not hold credentials: name the key's variable in api_key_env"
+    )
+
+
+def test_an_api_key_env_that_is_not_set_is_named_with_its_variable(tmp_path: Path) -> None:
+    spec = 'base_url = "http://vllm:8000/v1"\napi_key_env = "VLLM_API_KEY"'
+    assert _upstream(tmp_path, spec, {"OTHER": "x"}) == (
+        "model 'llama': api_key_env: the variable VLLM_API_KEY is not set",
+    )
+
+
+def test_a_key_pasted_into_api_key_env_is_refused_without_being_echoed(tmp_path: Path) -> None:
+    (problem,) = _upstream(tmp_path, 'api_key_env = "sk-proj-Abc123-def456"')
+    assert problem == (
+        "model 'llama': api_key_env: must be the name of an environment variable, e.g. VLLM_API_KEY"
+    )
+    assert "Abc123" not in problem
+
+
+def test_an_api_key_env_is_found_in_the_environment_or_in_dot_env(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("FROM_DOTENV", raising=False)
+    monkeypatch.setenv("FROM_ENV", "k1")
+    (tmp_path / ".env").write_text("FROM_DOTENV=k2\n")
+    path = _file(
+        tmp_path, '[models.a]\napi_key_env = "FROM_ENV"\n[models.b]\napi_key_env = "FROM_DOTENV"\n'
+    )
+    assert read_models_file(path).models["b"]["api_key_env"] == "FROM_DOTENV"
+
+
+@pytest.mark.parametrize(
+    ("value", "says"),
+    [
+        ('"gpt-4o-mini"', 'must be a list of model names, e.g. ["gpt-4o-mini"]'),
+        ('["gpt-4o-mini", ""]', "must be a list of model names"),
+        ('["gpt-4o-mini", "gpt-4o-mini"]', "names a model twice"),
+    ],
+)
+def test_fallbacks_must_be_a_list_of_names(tmp_path: Path, value: str, says: str) -> None:
+    (problem,) = _upstream(tmp_path, f"fallbacks = {value}")
+    assert problem.startswith(f"model 'llama': fallbacks: {says}")
+
+
+def test_an_unknown_fallback_is_named(tmp_path: Path) -> None:
+    path = _file(tmp_path, '[models.llama]\nfallbacks = ["gpt-4o-mini", "gpt-9"]\n')
+    with pytest.raises(ConfigError) as caught:
+        ModelTable.load(path)
+    assert caught.value.problems == (
+        f"{path}: model 'llama': fallbacks: unknown model 'gpt-9' (not in the table)",
+    )
+
+
+def test_a_fallback_cycle_is_one_line_naming_it(tmp_path: Path) -> None:
+    path = _file(
+        tmp_path,
+        '[models.a]\nfallbacks = ["b"]\n[models.b]\nfallbacks = ["gpt-4o", "c"]\n'
+        '[models.c]\nfallbacks = ["a"]\n[models.d]\nfallbacks = ["d"]\n',
+    )
+    with pytest.raises(ConfigError) as caught:
+        ModelTable.load(path)
+    assert caught.value.problems == (
+        f"{path}: model 'a': fallbacks: a cycle (a -> b -> c -> a)",
+        f"{path}: model 'd': fallbacks: a cycle (d -> d)",
+    )
+
+
+def test_a_fallback_to_a_builtin_model_needs_the_builtin_table(tmp_path: Path) -> None:
+    path = _file(tmp_path, 'builtin = false\n[models.a]\nfallbacks = ["gpt-4o-mini"]\n')
+    with pytest.raises(ConfigError):
+        ModelTable.load(path)
+    ok = _file(tmp_path, '[models.a]\nfallbacks = ["gpt-4o-mini"]\n', "ok.toml")
+    assert ModelTable.load(ok).get("a").fallbacks == ("gpt-4o-mini",)

@@ -82,6 +82,12 @@ def test_an_empty_provider_is_chosen_by_the_key(monkeypatch: pytest.MonkeyPatch)
     assert Settings(_env_file=None).resolved_provider == "openai"  # type: ignore[call-arg]
 
 
+def test_log_format_is_text_unless_json_in_any_case(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert Settings(_env_file=None).log_format == "text"  # type: ignore[call-arg]
+    monkeypatch.setenv("LOG_FORMAT", " JSON")
+    assert Settings(_env_file=None).log_format == "json"  # type: ignore[call-arg]
+
+
 def test_log_level_is_a_level_name_in_any_case(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("LOG_LEVEL", " debug")
     assert Settings(_env_file=None).log_level == "DEBUG"  # type: ignore[call-arg]

@@ -43,6 +43,7 @@ def _problems(monkeypatch: pytest.MonkeyPatch, **env: str) -> tuple[str, ...]:
             "(got 'LOUD')",
         ),
         ("CACHE_NONDETERMINISTIC", "maybe", "CACHE_NONDETERMINISTIC: must be true or false"),
+        ("LOG_FORMAT", "xml", "LOG_FORMAT: must be 'text' or 'json' (got 'xml')"),
         (
             "CACHE_NAMESPACE",
             "a:b",

@@ -61,6 +61,8 @@ class EmbeddingBatch:
     controls: CacheControls
     key: str  # the X-Cache-Key: the one input's entry key, else the whole canonical request
     encoding: tiktoken.Encoding | None  # for each input's share of the usage
+    tenant: str = ""  # with `request`, what the same request for another model needs
+    request: dict[str, Any] = field(default_factory=dict)  # as the client sent it
 
 
 @dataclass(slots=True)
@@ -75,6 +77,7 @@ class EmbeddingOutcome:
     age: int = 0
     saved_tokens: int = 0
     saved_cost: Decimal = field(default_factory=Decimal)
+    fallback: str | None = None  # the fallback model that answered (`X-Upstream-Model`)
 
     @property
     def from_cache(self) -> bool:
@@ -127,6 +130,8 @@ async def prepare(
         controls=controls,
         key=batch_key,
         encoding=encoding,
+        tenant=tenant,
+        request=body,
     )
 
 
@@ -151,6 +156,8 @@ async def _as_texts(items: list[Item], keys: list[str], encoding: tiktoken.Encod
 
 Ttl = Callable[[ModelInfo, CacheControls], float]
 """The TTL an entry of `model` is stored with under `controls` (`Pipeline.ttl`)."""
+Slide = Callable[[ModelInfo], int]
+"""What a hit of `model` sets its entries' TTL to (ms), 0: not sliding (`Pipeline.ttl_ms`)."""
 
 
 class EmbeddingRunner:
@@ -165,10 +172,12 @@ class EmbeddingRunner:
         upstream: Upstream,
         ttl: Ttl,
         accounting: Accounting,
+        slide: Slide = lambda model: 0,
     ) -> None:
         self.store = store
         self.upstream = upstream
         self.ttl = ttl
+        self.slide = slide
         self.accounting = accounting
         self.flights: ManyCoalescer[Found] = ManyCoalescer()
         self.leases = batch_leases(leases)  # None: coalescing within this process
@@ -209,8 +218,13 @@ class EmbeddingRunner:
         return self._answer(batch, found, first)
 
     async def _lookup(self, batch: EmbeddingBatch, skeys: list[str]) -> dict[str, Found]:
-        """One MGET for every distinct input; entries too old for `max-age` are misses."""
-        raws = await self.store.get_many(skeys)
+        """One MGET for every distinct input; entries too old for `max-age` are misses. A
+        sliding model's entries found get its TTL again in the same round trip."""
+        extend_ms = self.slide(batch.model)
+        store = self.store
+        raws = await (
+            store.get_many(skeys, extend_ms=extend_ms) if extend_ms else store.get_many(skeys)
+        )
         usable = await self._usable(batch, skeys, raws)
         hit = CacheStatus.HIT
         return {skey: (entry, hit) for skey, entry in usable.items()}

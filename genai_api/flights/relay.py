@@ -39,6 +39,7 @@ class Streamed:
     key: str
     chunks: Chunks  # as the client gets them; raises a GatewayError if the stream fails
     outcome: Outcome | None = None  # when replayed from a finished entry (age, savings)
+    fallback: str | None = None  # the fallback model that answered (`X-Upstream-Model`)
 
 
 class Relay:

@@ -25,8 +25,9 @@ class SharedReads:
         self.store = store
         self.pending: dict[str, list[asyncio.Future[bytes | None]]] = {}  # lookups under way
 
-    async def get(self, skey: str) -> bytes | None:
-        """`store.get(skey)`, shared by the requests that ask while it runs."""
+    async def get(self, skey: str, slide_ms: int = 0) -> bytes | None:
+        """`store.get(skey)`, shared by the requests that ask while it runs (requests for
+        one key are for one model: the same `slide_ms`)."""
         waiters = self.pending.get(skey)
         if waiters is not None:
             waiter: asyncio.Future[bytes | None] = asyncio.get_running_loop().create_future()
@@ -34,10 +35,10 @@ class SharedReads:
             try:
                 return await waiter
             except _ReadAbandoned:
-                return await self.store.get(skey)
+                return await self._read(skey, slide_ms)
         waiters = self.pending[skey] = []
         try:
-            raw = await self.store.get(skey)
+            raw = await self._read(skey, slide_ms)
         except BaseException as exc:
             shared: BaseException = exc if isinstance(exc, CacheUnavailable) else _ReadAbandoned()
             for waiter in self._close(skey, waiters):
@@ -46,6 +47,13 @@ class SharedReads:
         for waiter in self._close(skey, waiters):
             waiter.set_result(raw)
         return raw
+
+    async def _read(self, skey: str, slide_ms: int) -> bytes | None:
+        # The keyword only when it says something: stores (and test doubles) of the plain
+        # `get(key)` shape keep working for models without sliding expiration.
+        if slide_ms:
+            return await self.store.get(skey, slide_ms=slide_ms)
+        return await self.store.get(skey)
 
     def _close(
         self, skey: str, waiters: list[asyncio.Future[bytes | None]]

@@ -5,32 +5,31 @@ own `X-Cache` header, so every endpoint (chat, completions, embeddings, prompt t
 streamed or not) is logged and counted the same way without the routes doing anything.
 One wrapper for both jobs, because each `send` wrapper is paid on every hit.
 
-Prompts and keys are never logged. The path and model are client-chosen text, so control
-characters in them are escaped: a `%0A` in a URL cannot forge a log line.
+Prompts and keys are never logged; the line itself is `genai_api.http.access_log`'s (its
+client-chosen text redacted and escaped, its write buffered).
 """
 
 from __future__ import annotations
 
-import logging
 import time
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from genai_api.http.access_log import AccessLog
 from genai_api.metrics import endpoint_of
-
-log = logging.getLogger("genai_api.access")
 
 
 class ObserveMiddleware:
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
+        self.access = AccessLog()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         endpoint = endpoint_of(scope["path"])
-        logging_on = log.isEnabledFor(logging.INFO)
+        logging_on = self.access.enabled()
         if endpoint is None and not logging_on:
             await self.app(scope, receive, send)
             return
@@ -40,8 +39,12 @@ class ObserveMiddleware:
         counted = False
         # Counted when the answer starts, before the client can see it, so a scrape that
         # follows an answer (on any worker) always includes it.
-        gateway = getattr(getattr(scope.get("app"), "state", None), "gateway", None)
-        metrics = gateway.metrics if endpoint is not None and gateway is not None else None
+        metrics = None
+        if endpoint is not None:
+            try:
+                metrics = scope["app"].state.gateway.metrics
+            except (KeyError, AttributeError):  # no app, or not started: nothing to count in
+                pass
 
         async def capture(message: Message) -> None:
             nonlocal status, cache, counted
@@ -63,19 +66,5 @@ class ObserveMiddleware:
             if metrics is not None and not counted:  # failed before it could answer
                 metrics.request(endpoint, model, cache, status)
             if logging_on:
-                log.info(
-                    "%s %s %d cache=%s model=%s %.1fms",
-                    scope["method"],
-                    _printable(scope["path"]),
-                    status,
-                    cache or "-",
-                    _printable(model or "-"),
-                    (time.perf_counter() - start) * 1000,
-                )
-
-
-def _printable(text: str) -> str:
-    """`text`, with control and other non-printable characters backslash-escaped."""
-    if text.isprintable():
-        return text
-    return text.encode("unicode_escape").decode("ascii")
+                ms = (time.perf_counter() - start) * 1000
+                self.access.write(scope["method"], scope["path"], status, cache, model, ms)

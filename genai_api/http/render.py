@@ -26,6 +26,8 @@ def cache_headers(outcome: Outcome) -> dict[str, str]:
         headers["x-cache-saved-cost-usd"] = usd(to_pico(outcome.saved_cost or Decimal(0)))
         if outcome.similarity is not None:
             headers["x-cache-similarity"] = f"{outcome.similarity:.4f}"
+    if outcome.fallback is not None:  # a fallback model answered (CONTRACT §7)
+        headers["x-upstream-model"] = outcome.fallback
     return headers
 
 
@@ -42,6 +44,8 @@ def stream_headers(streamed: Streamed) -> dict[str, str]:
         headers = {"x-cache": streamed.status.value, "x-cache-key": streamed.key}
         if streamed.status is CacheStatus.COALESCED:
             headers["age"] = "0"
+    if streamed.fallback is not None:
+        headers["x-upstream-model"] = streamed.fallback
     headers["cache-control"] = "no-cache"
     headers["x-accel-buffering"] = "no"  # proxies (nginx) must not hold chunks back
     return headers

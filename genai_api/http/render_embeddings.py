@@ -27,6 +27,8 @@ def embedding_headers(outcome: EmbeddingOutcome) -> dict[str, str]:
         headers["Age"] = str(outcome.age)
         headers["X-Cache-Saved-Tokens"] = str(outcome.saved_tokens)
         headers["X-Cache-Saved-Cost-USD"] = format(outcome.saved_cost, "f")
+    if outcome.fallback is not None:  # a fallback model answered (CONTRACT §7)
+        headers["X-Upstream-Model"] = outcome.fallback
     return headers
 
 

@@ -11,6 +11,11 @@ another process's answer. Use:
         ...call the provider...
         await claim.fill(store, skey, value, ttl)  # store it (and release, in one round trip)
     # leaving releases a lease not released yet and wakes the waiters
+
+A flight whose call failed and whose model falls back (`genai_api.fallbacks`) tells its claim
+so (`fail_over`): its waiters in other processes are then handed the error with their
+wake-up (`Claim.error`) and fall back as its waiters in this process do, instead of calling
+the failed upstream again.
 """
 
 from __future__ import annotations
@@ -18,7 +23,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Generic, Protocol, TypeVar
 
-from genai_api.errors import CacheUnavailable
+import orjson
+
+from genai_api.errors import CacheUnavailable, ProviderError
 from genai_api.store.base import CacheStore
 
 T = TypeVar("T")
@@ -33,15 +40,22 @@ class Claim(Generic[T]):
 
     `waited`: the entry was stored by another process while this one waited (COALESCED).
     `failure`: why the backend failed, if it did: then coalescing is in-process only and
-    the answer is BYPASS (`degraded`).
+    the answer is BYPASS (`degraded`). `error`: the call of the process this one waited for
+    failed, and its model falls back: this flight fails with it, to fall back in turn.
     """
 
     def __init__(
-        self, found: T | None = None, *, waited: bool = False, failure: str | None = None
+        self,
+        found: T | None = None,
+        *,
+        waited: bool = False,
+        failure: str | None = None,
+        error: ProviderError | None = None,
     ) -> None:
         self.found = found
         self.waited = waited
         self.failure = failure
+        self.error = error
 
     @property
     def degraded(self) -> bool:
@@ -65,10 +79,44 @@ class Claim(Generic[T]):
         (the reason) instead of raised. Here: `fill` itself."""
         await self.fill(store, key, value, ttl)
 
+    def fail_over(self, error: ProviderError) -> None:
+        """This flight's call failed with `error` and its model falls back: waiters elsewhere
+        are to get `error` rather than call again. Here (one process) there are none."""
+        return None
+
     async def __aenter__(self) -> Claim[T]:
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
+        return None
+
+
+FAILED = b"!"  # what a wake-up carrying a failure (not an entry) starts with
+
+
+def failure_bytes(error: ProviderError) -> bytes:
+    """`error` as a wake-up carries it (entries are JSON objects: they never start with "!")."""
+    doc = {
+        "status": error.status_code,
+        "error": error.envelope()["error"],
+        "headers": error.headers,
+    }
+    return FAILED + orjson.dumps(doc)
+
+
+def failure_from(carried: bytes) -> ProviderError | None:
+    """The error a wake-up carried, None when it carried an entry (or anything else)."""
+    if not carried.startswith(FAILED):
+        return None
+    try:
+        doc = orjson.loads(carried[1:])
+        return ProviderError(
+            "The upstream failed in another process.",
+            status_code=int(doc["status"]),
+            body=dict(doc["error"]),
+            headers={str(k): str(v) for k, v in dict(doc["headers"]).items()},
+        )
+    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
         return None
 
 
@@ -83,8 +131,9 @@ class Leases(Protocol):
     it would be a round trip of its own for nothing: a request looks only at what `peek`
     holds in this process, and otherwise goes straight to its flight's claim."""
 
-    async def claim(self, key: str, decode: Decode[T]) -> Claim[T]:
-        """Found entry, or the right to call the provider for storage key `key`."""
+    async def claim(self, key: str, decode: Decode[T], *, slide_ms: int = 0) -> Claim[T]:
+        """Found entry, or the right to call the provider for storage key `key`; a found
+        entry's TTL is set back to what it was stored with, at most `slide_ms` (0: kept)."""
         ...
 
     def peek(self, key: str) -> bytes | None:
@@ -108,10 +157,11 @@ class LocalLeases:
     def peek(self, key: str) -> bytes | None:
         return None
 
-    async def claim(self, key: str, decode: Decode[T]) -> Claim[T]:
+    async def claim(self, key: str, decode: Decode[T], *, slide_ms: int = 0) -> Claim[T]:
         try:
             # A flight that just landed may have stored this key since the request's lookup.
-            raw = await self.store.get(key)
+            store = self.store
+            raw = await (store.get(key, slide_ms=slide_ms) if slide_ms else store.get(key))
         except CacheUnavailable as exc:
             return Claim(failure=exc.message)
         return Claim(decode(raw) if raw is not None else None)

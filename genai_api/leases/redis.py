@@ -19,6 +19,9 @@ Redis round trips per miss (each one script, so each step is atomic):
   Redis, not for its reply (`send_fill`). A failed call (or a store the caller skips)
   compare-and-DELs and publishes the same way, so a waiter takes over at once. A miss
   nobody waits for publishes nothing: no process of the fleet wakes up for it.
+- failed over: a holder whose call failed while its model falls back (`Claim.fail_over`)
+  releases the same way, but its PUBLISH carries the error after the newline (`FAILED`):
+  its waiters fall back too instead of taking over (a waiter that only polls takes over).
 - waiter: sleeps until that PUBLISH (one shared subscription per process, `Notifier`) or a
   poll tick; a PUBLISH that carries the entry answers it (COALESCED) if the request can use
   it, and otherwise it runs the claim script again (which raises the flag again while it
@@ -49,8 +52,8 @@ from typing import Any, TypeVar, cast
 
 from redis.exceptions import NoScriptError
 
-from genai_api.errors import CacheUnavailable
-from genai_api.leases.base import Claim, Decode
+from genai_api.errors import CacheUnavailable, ProviderError
+from genai_api.leases.base import Claim, Decode, failure_bytes, failure_from
 from genai_api.leases.notify import Notifier
 from genai_api.store import budget
 from genai_api.store.base import CacheStore
@@ -65,11 +68,19 @@ POLL_SECONDS = 0.25
 CARRY_BYTES = 64 * 1024  # a fill's wake-up carries entries up to this size to the waiters
 HELD, WAIT = 1, 0  # the claim script's answers other than the stored bytes
 
-# KEYS: entry, lease, waiter flag. ARGV: token, lease ms, read (1: answer the entry if any).
+# KEYS: entry, lease, waiter flag. ARGV: token, lease ms, read (1: answer the entry if any),
+# sliding (ms, optional: a found entry's TTL is set back to the one it was stored with, at
+# most this; see `genai_api.entry`).
 _CLAIM = """
 if ARGV[3] == '1' then
   local stored = redis.call('get', KEYS[1])
   if stored then
+    if tonumber(ARGV[4] or '0') > 0 then
+      local full = string.match(stored, '^{"v":1,"ttl_ms":(%d+)')
+      if full then
+        redis.call('pexpire', KEYS[1], math.min(tonumber(full), tonumber(ARGV[4])))
+      end
+    end
     return {stored, redis.call('pttl', KEYS[1])}
   end
 end
@@ -110,12 +121,16 @@ if redis.call('del', KEYS[3]) == 1 then
 end
 return 0
 """
-# KEYS: lease, waiter flag. ARGV: token, channel, storage key. Waiters are woken (to take
-# over) only by the holder whose lease it still is.
+# KEYS: lease, waiter flag. ARGV: token, channel, storage key, and for a failed-over call
+# its failure (`failure_bytes`), carried after a newline. Waiters are woken (to take over, or
+# fall back) only by the holder whose lease it still is.
 _RELEASE = """
 if redis.call('get', KEYS[1]) == ARGV[1] then
   redis.call('del', KEYS[1])
   if redis.call('del', KEYS[2]) == 1 then
+    if ARGV[4] then
+      return redis.call('publish', ARGV[2], ARGV[3] .. '\\n' .. ARGV[4])
+    end
     return redis.call('publish', ARGV[2], ARGV[3])
   end
 end
@@ -193,38 +208,41 @@ class RedisLeases:
     def peek(self, key: str) -> bytes | None:
         return None if self.near is None else self.near.peek(key)
 
-    async def claim(self, key: str, decode: Decode[T]) -> Claim[T]:
+    async def claim(self, key: str, decode: Decode[T], *, slide_ms: int = 0) -> Claim[T]:
         lock, token = self.lock_key(key), self._token()
         try:
-            answer, found = await self._attempt(key, lock, token, decode)
+            answer, found = await self._attempt(key, lock, token, decode, slide_ms)
         except CacheUnavailable as exc:
             return self._abandon(key, lock, token, exc)
         if found is not None:
             return Claim(found)
         if answer == HELD:
             return HeldLease(self, key, lock, token)
-        return await self._wait(key, lock, token, decode)
+        return await self._wait(key, lock, token, decode, slide_ms)
 
     async def _attempt(
-        self, key: str, lock: str, token: str, decode: Decode[T]
+        self, key: str, lock: str, token: str, decode: Decode[T], slide_ms: int = 0
     ) -> tuple[bytes | int, T | None]:
         """One claim: (HELD, None), (WAIT, None), or (stored bytes, the entry they decode to);
         an entry this request cannot use is claimed over (a second script, read left out).
-        Stored bytes found go into the L1, as a lookup's would."""
+        Stored bytes found go into the L1, as a lookup's would; a sliding entry for half its
+        TTL at most, so a hot key is read again (and extended) well before it expires."""
         epoch = self.near.epoch if self.near is not None else 0
-        answer = await self._claim_or_read(key, lock, token, read=True)
+        answer = await self._claim_or_read(key, lock, token, read=True, slide_ms=slide_ms)
         if not isinstance(answer, list):
             return answer, None
         stored, ttl_ms = answer
         if self.near is not None:
-            self.near.remember(key, stored, epoch, ttl_ms)
+            self.near.remember(key, stored, epoch, ttl_ms // 2 if slide_ms else ttl_ms)
         found = decode(stored)
         if found is not None:
             return stored, found
         held_or_wait = cast(int, await self._claim_or_read(key, lock, token, read=False))
         return held_or_wait, None  # the read left out: HELD or WAIT
 
-    async def _wait(self, key: str, lock: str, token: str, decode: Decode[T]) -> Claim[T]:
+    async def _wait(
+        self, key: str, lock: str, token: str, decode: Decode[T], slide_ms: int
+    ) -> Claim[T]:
         """Another process holds the lease: wait for its PUBLISH or a poll tick, then claim
         again, until the entry is there, the lease is ours, or `max_wait` has passed."""
         loop = asyncio.get_running_loop()
@@ -234,7 +252,7 @@ class RedisLeases:
         with self.notifier.watch(key) as watch:
             while True:
                 try:
-                    answer, found = await self._attempt(key, lock, token, decode)
+                    answer, found = await self._attempt(key, lock, token, decode, slide_ms)
                 except CacheUnavailable as exc:
                     return self._abandon(key, lock, token, exc)
                 if found is not None:
@@ -253,6 +271,9 @@ class RedisLeases:
                     found = None if carried is None else decode(carried)
                     if found is not None:
                         return Claim(found, waited=True)
+                    error = None if carried is None else failure_from(carried)
+                    if error is not None:  # the holder failed over: so does this flight
+                        return Claim(waited=True, error=error)
 
     def _abandon(self, key: str, lock: str, token: str, exc: CacheUnavailable) -> Claim[T]:
         """A claim that failed (the flight goes on without Redis). Its script may have run
@@ -286,11 +307,12 @@ class RedisLeases:
         return f"{self._token_prefix}{self.issued}"
 
     async def _claim_or_read(
-        self, key: str, lock: str, token: str, *, read: bool
+        self, key: str, lock: str, token: str, *, read: bool, slide_ms: int = 0
     ) -> list[Any] | int:
-        """HELD, WAIT, or (when `read`) the stored bytes and their PTTL in ms."""
+        """HELD, WAIT, or (when `read`) the stored bytes and their PTTL in ms (after a
+        sliding entry's TTL was set back)."""
         client = self.store.client
-        args = (token, self.lease_ms, 1 if read else 0)
+        args = (token, self.lease_ms, 1 if read else 0, slide_ms)
         keys = (key, lock, self.wait_key(key))
         answer: list[Any] | int = await self.store.guarded(
             lambda: self._claim(keys=keys, args=args, client=client)
@@ -406,15 +428,23 @@ class RedisLeases:
             failed(exc.message)
             await self.release(*lease)  # if the script did not run, the lease is still ours
 
-    async def release(self, key: str, lock: str, token: str) -> None:
-        """Compare-and-delete the lease and wake the waiters of `key` (they take over); on
-        failure retry in the background."""
-        if not await self._try_release(key, lock, token):
+    async def release(
+        self, key: str, lock: str, token: str, error: ProviderError | None = None
+    ) -> None:
+        """Compare-and-delete the lease and wake the waiters of `key` (they take over, or,
+        given the `error` a failed-over call had, fall back); on failure retry in the
+        background (then they take over)."""
+        if not await self._try_release(key, lock, token, error):
             self.spawn(self._release_later(key, lock, token))
 
-    async def _try_release(self, key: str, lock: str, token: str) -> bool:
+    async def _try_release(
+        self, key: str, lock: str, token: str, error: ProviderError | None = None
+    ) -> bool:
         client = self.store.client
-        keys, args = (lock, self.wait_key(key)), (token, self.channel, key)
+        keys = (lock, self.wait_key(key))
+        args: tuple[str | bytes, ...] = (token, self.channel, key)
+        if error is not None:
+            args += (failure_bytes(error),)
         try:
             await self.store.guarded(lambda: self._release(keys=keys, args=args, client=client))
         except CacheUnavailable:
@@ -460,6 +490,7 @@ class HeldLease(Claim[T]):
         self._leases = leases
         self.key, self.lock, self.token = key, lock, token
         self.released = False
+        self._failed_over: ProviderError | None = None
 
     async def fill(self, store: CacheStore, key: str, value: bytes, ttl: float) -> None:
         """Store, release and wake the waiters in one round trip (on the leases' Redis, which
@@ -479,6 +510,9 @@ class HeldLease(Claim[T]):
         await self._leases.send_fill(key, self.lock, self.token, value, ttl, failed)
         self.released = True  # by the script, or by the background read when that fails
 
+    def fail_over(self, error: ProviderError) -> None:
+        self._failed_over = error  # handed to the waiters when the lease is released
+
     async def __aenter__(self) -> HeldLease[T]:
         self._leases.hold(self.lock, self.token)
         return self
@@ -486,6 +520,7 @@ class HeldLease(Claim[T]):
     async def __aexit__(self, *exc_info: object) -> None:
         self._leases.drop(self.lock, self.token)
         if not self.released:
-            # A failed call, or no store: waiters wake and take the lease over.
-            await self._leases.release(self.key, self.lock, self.token)
+            # A failed call, or no store: waiters wake and take the lease over (or, when the
+            # call failed over, fall back).
+            await self._leases.release(self.key, self.lock, self.token, self._failed_over)
             self.released = True

@@ -8,6 +8,11 @@ gateway does not ship, was ignored. So every problem is a `ConfigError` line nam
 file, the model and the field, and all of them are reported at once:
 
     models.toml: model 'gpt-4o-mini': input_per_million: must be a number >= 0 (got '-5')
+
+A model's upstream (CONTRACT §7) is checked here too: `base_url` an http(s) URL without
+credentials, `api_key_env` the name of a variable that is set (its value is never read
+back into a message), `upstream_model` a name, `fallbacks` a list of names. Whether the
+fallbacks exist and form no cycle needs the whole table: `ModelTable.load` checks that.
 """
 
 from __future__ import annotations
@@ -15,15 +20,17 @@ from __future__ import annotations
 import difflib
 import re
 import tomllib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import yaml
 
 from genai_api.errors import ConfigError
+from genai_api.models.environ import environment
 from genai_api.savings.tokenizer import DEFAULT_ENCODINGS
 from genai_api.semantic.config import DEFAULT_THRESHOLD, SEMANTIC_KEYS, SemanticConfig
 
@@ -38,12 +45,21 @@ class ModelsFile:
 
 
 class _Bad(ValueError):
-    """One field's problem; the caller adds the file, the model and the value."""
+    """One field's problem; the caller adds the file, the model and (unless `echo` is
+    False: the value may hold a secret) the value."""
+
+    def __init__(self, message: str, *, echo: bool = True) -> None:
+        super().__init__(message)
+        self.echo = echo
 
 
-def read_models_file(path: Path) -> ModelsFile:
-    """The checked contents of `path`; any problem raises `ConfigError`, one line each."""
+def read_models_file(path: Path, environ: Mapping[str, str] | None = None) -> ModelsFile:
+    """The checked contents of `path`; any problem raises `ConfigError`, one line each.
+
+    `environ`: where `api_key_env` variables must be set (default: the environment and
+    `.env`, `genai_api.models.environ`)."""
     data = _parse(path)
+    env = environment() if environ is None else environ
     problems: list[str] = []
     problems += [f"{path}: {_unknown(str(key), _TOP)}" for key in data if key not in _TOP]
     switches = {"closed": False, "builtin": True}
@@ -75,7 +91,11 @@ def read_models_file(path: Path) -> ModelsFile:
             try:
                 settings[str(key)] = check(value)
             except _Bad as exc:
-                problems.append(f"{where}: {key}: {exc} (got {value!r})")
+                shown = f" (got {value!r})" if exc.echo else ""
+                problems.append(f"{where}: {key}: {exc}{shown}")
+        variable = settings.get("api_key_env")
+        if variable is not None and variable not in env:
+            problems.append(f"{where}: api_key_env: the variable {variable} is not set")
     if problems:
         raise ConfigError(*problems)
     return ModelsFile(switches["closed"], switches["builtin"], models)
@@ -159,6 +179,42 @@ def _text(value: object) -> str:
     return value
 
 
+_VARIABLE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def _base_url(value: object) -> str:
+    """An http(s) URL with a host and no credentials in it: a key lives in a variable
+    (`api_key_env`), never in the file, and the URL is logged at start-up."""
+    if not isinstance(value, str):
+        raise _Bad("must be an http:// or https:// URL")
+    try:
+        url = urlsplit(value.strip())
+        url.port  # noqa: B018 - raises on a port that is not a number
+    except ValueError:
+        raise _Bad("must be an http:// or https:// URL") from None
+    if url.scheme not in ("http", "https") or not url.hostname:
+        raise _Bad("must be an http:// or https:// URL, e.g. http://vllm:8000/v1")
+    if url.username is not None or url.password is not None:
+        raise _Bad("must not hold credentials: name the key's variable in api_key_env", echo=False)
+    return value.strip().rstrip("/")
+
+
+def _variable(value: object) -> str:
+    # The NAME of the variable: a value that looks like a key (`sk-...`) is refused, so a
+    # key pasted here by mistake never reaches a log line (it is not echoed back either).
+    if not isinstance(value, str) or not _VARIABLE.fullmatch(value):
+        raise _Bad("must be the name of an environment variable, e.g. VLLM_API_KEY", echo=False)
+    return value
+
+
+def _fallbacks(value: object) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):
+        raise _Bad('must be a list of model names, e.g. ["gpt-4o-mini"]')
+    if len(set(value)) != len(value):
+        raise _Bad("names a model twice")
+    return tuple(value)
+
+
 def _semantic(value: object) -> SemanticConfig:
     # Opting a model in to answers written for other prompts: every key is checked, and an
     # unknown one (a typo of `threshold`) is refused rather than left at its default.
@@ -188,5 +244,10 @@ _MODEL_FIELDS: dict[str, Callable[[object], Any]] = {
     "output_per_million": _price,
     "tokenizer": _tokenizer,
     "owned_by": _text,
+    "base_url": _base_url,
+    "api_key_env": _variable,
+    "upstream_model": _text,
+    "fallbacks": _fallbacks,
+    "sliding": _boolean,
     "semantic": _semantic,
 }

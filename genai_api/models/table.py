@@ -13,6 +13,16 @@ Example models file (TOML)::
     input_per_million = "0.15"
     output_per_million = "0.60"
     tokenizer = "o200k_base"
+    sliding = true        # each hit sets the entry's TTL back to what it was stored with
+
+    [models."llama-3.1-8b"]             # an upstream of its own (CONTRACT §7)
+    base_url = "http://vllm:8000/v1"
+    upstream_model = "meta-llama/Llama-3.1-8B-Instruct"
+    fallbacks = ["gpt-4o-mini"]
+
+Fallbacks name table models and chain: a fallback's own fallbacks are tried before the next
+one in the list (as LiteLLM's nested fallbacks are), so a cycle is refused at start-up, and
+a model already tried through an earlier fallback is left out of the list.
 """
 
 from __future__ import annotations
@@ -40,7 +50,17 @@ class ModelInfo:
     output_per_million: Decimal = Decimal(0)
     tokenizer: str | None = None
     owned_by: str = "openai"
+    sliding: bool = False  # a hit restores the entry's full TTL (see README "Cache semantics")
+    base_url: str | None = None  # its own upstream; None: OPENAI_BASE_URL
+    api_key_env: str | None = None  # the variable holding that upstream's key
+    upstream_model: str | None = None  # the name sent upstream, when not the public one
+    fallbacks: tuple[str, ...] = ()  # tried in order when its upstream fails (pruned)
     semantic: SemanticConfig | None = None  # opted in to semantic hits (models file)
+
+    @property
+    def own_upstream(self) -> bool:
+        """Called through an upstream of its own, not OPENAI_BASE_URL with OPENAI_API_KEY."""
+        return self.base_url is not None or self.api_key_env is not None
 
     def cost(self, prompt_tokens: int, completion_tokens: int) -> Decimal:
         """What the provider charges for this usage, in USD (exact decimal arithmetic)."""
@@ -93,6 +113,62 @@ def bounded_label(known: frozenset[str], model: object) -> str:
     return model if isinstance(model, str) and model in known else OTHER
 
 
+def fallback_problems(models: dict[str, ModelInfo]) -> list[str]:
+    """A line per fallback that names no table model, and per model on a fallback cycle."""
+    problems = []
+    for info in models.values():
+        for name in info.fallbacks:
+            if name not in models:
+                problems.append(
+                    f"model {info.name!r}: fallbacks: unknown model {name!r} (not in the table)"
+                )
+    if problems:
+        return problems
+    on_cycles: set[str] = set()  # a cycle is reported once, at its first model
+    for info in models.values():
+        cycle = None if info.name in on_cycles else _cycle(models, [info.name])
+        if cycle is not None:
+            on_cycles.update(cycle)
+            loop = " -> ".join(cycle)
+            problems.append(f"model {info.name!r}: fallbacks: a cycle ({loop})")
+    return problems
+
+
+def _cycle(models: dict[str, ModelInfo], path: list[str]) -> list[str] | None:
+    """The first fallback path from `path[-1]` that comes back to `path[0]`, if any."""
+    for name in models[path[-1]].fallbacks:
+        if name == path[0]:
+            return [*path, name]
+        if name not in path:
+            found = _cycle(models, [*path, name])
+            if found is not None:
+                return found
+    return None
+
+
+def chain_fallbacks(models: dict[str, ModelInfo]) -> dict[str, ModelInfo]:
+    """Each model's fallbacks without those an earlier one already tries (its own chain):
+    with `a: [b, c]` and `b: [c]`, a failing `a` tries b, then c through b, and not c again."""
+
+    def reach(name: str) -> set[str]:
+        seen = {name}
+        for fallback in models[name].fallbacks:
+            seen |= reach(fallback)
+        return seen
+
+    chained = dict(models)
+    for name, info in models.items():
+        kept: list[str] = []
+        tried: set[str] = {name}
+        for fallback in info.fallbacks:
+            if fallback not in tried:
+                kept.append(fallback)
+                tried |= reach(fallback)
+        if tuple(kept) != info.fallbacks:
+            chained[name] = replace(info, fallbacks=tuple(kept))
+    return chained
+
+
 class ModelTable:
     """Lookup of `ModelInfo` by name, with the closed-list rule applied in one place."""
 
@@ -111,15 +187,16 @@ class ModelTable:
             models = {}
         for name, changes in file.models.items():
             models[name] = replace(models.get(name, ModelInfo(name)), **changes)
-        missing = [
+        problems = [f"{path}: {problem}" for problem in fallback_problems(models)]
+        problems += [
             f"{path}: model {m.name!r}: semantic: embedding_model {m.semantic.embedding_model!r}"
             " is not in the models table, which is closed"
             for m in models.values()
             if m.semantic is not None and file.closed and m.semantic.embedding_model not in models
         ]
-        if missing:
-            raise ConfigError(*missing)
-        return cls(models, closed=file.closed)
+        if problems:
+            raise ConfigError(*problems)
+        return cls(chain_fallbacks(models), closed=file.closed)
 
     @property
     def semantic(self) -> list[ModelInfo]:
@@ -138,6 +215,10 @@ class ModelTable:
                 code="model_not_found",
             )
         return ModelInfo(name, owned_by="upstream")
+
+    def known(self, name: str) -> ModelInfo | None:
+        """The table's entry for `name`, if it has one (no 404, no defaults)."""
+        return self._models.get(name)
 
     def __iter__(self) -> Any:
         return iter(self._models.values())

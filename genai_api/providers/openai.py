@@ -50,25 +50,62 @@ def _chunk(data: str) -> dict[str, Any]:
     return chunk
 
 
+LIST_TIMEOUT = 10.0  # seconds for an upstream's `GET /models`
+
+
 class OpenAIProvider:
+    """`api_key=None`: called without a key. `isolated`: an upstream of a models file's own,
+    sent nothing the SDK would take from the `OPENAI_*` environment of the default one
+    (organization, project, admin key)."""
+
     name = "openai"
 
     def __init__(
         self,
         *,
-        api_key: str,
+        api_key: str | None,
         base_url: str | None,
         timeout: float,
         max_retries: int,
         http_client: httpx.AsyncClient | None = None,
+        isolated: bool = False,
     ) -> None:
         self._client = GatewayOpenAI(
             api_key=api_key,
+            keyless=api_key is None,
             base_url=base_url,
             timeout=timeout,
             max_retries=max_retries,
             http_client=http_client,
         )
+        if isolated:
+            self._client.organization = self._client.project = None
+            self._client.admin_api_key = None
+
+    async def list_models(self) -> dict[str, dict[str, Any]]:
+        """The upstream's `GET /models`: each model's entry by id. Raises `ProviderError`
+        when it cannot list (an error status, a timeout, no such route)."""
+        try:
+            response = await self._client.get(
+                "/models", cast_to=httpx.Response, options={"timeout": LIST_TIMEOUT}
+            )
+            data = orjson.loads(response.content)
+        except openai.APITimeoutError as exc:
+            raise ProviderTimeout() from exc
+        except openai.APIConnectionError as exc:
+            raise ProviderUnreachable() from exc
+        except openai.APIStatusError as exc:
+            raise _status_error(exc) from exc
+        except orjson.JSONDecodeError as exc:
+            raise ProviderError("The model list was not JSON.", status_code=502) from exc
+        rows = data.get("data") if isinstance(data, dict) else None
+        if not isinstance(rows, list):
+            raise ProviderError("The model list had no `data` list.", status_code=502)
+        return {
+            row["id"]: row
+            for row in rows
+            if isinstance(row, dict) and isinstance(row.get("id"), str)
+        }
 
     async def create(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
         try:

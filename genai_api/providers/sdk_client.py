@@ -17,6 +17,9 @@ what the SDK adds to a provider call (`bench/profile_miss.py`). `GatewayOpenAI`:
 
 Everything else (retries, errors, timeouts, streaming) is the SDK's.
 
+`keyless=True` sends no `Authorization` header at all (a vLLM or TEI server without a key):
+the SDK insists on a key, so it gets a placeholder that is never sent.
+
     client = GatewayOpenAI(api_key="sk-...", base_url="https://api.openai.com/v1")
     response = await client.post_raw("/chat/completions", b'{"model": ...}')
 """
@@ -33,11 +36,15 @@ from openai._models import FinalRequestOptions
 _REMEMBERED = 64  # paths, and header variants: plenty for the gateway's three endpoints
 _JSON = {"Content-Type": "application/json"}
 _UNSENT_KEY = "stainless-python-retry-unsent"
+_NO_KEY = "no-key-is-sent"  # what the SDK holds for a keyless upstream; never sent
 
 
 class GatewayOpenAI(openai.AsyncOpenAI):
-    def __init__(self, **kwargs: Any) -> None:
+    def __init__(self, *, keyless: bool = False, **kwargs: Any) -> None:
+        if keyless:
+            kwargs["api_key"] = _NO_KEY
         super().__init__(**kwargs)
+        self._keyless = keyless
         self._urls: dict[str, httpx.URL] = {}
         self._urls_base = self.base_url
         self._headers: dict[Hashable, httpx.Headers] = {}
@@ -58,6 +65,17 @@ class GatewayOpenAI(openai.AsyncOpenAI):
         options = template.model_copy(update={"content": content})
         response: httpx.Response = await self.request(httpx.Response, options, stream=stream)
         return response
+
+    @property
+    def auth_headers(self) -> dict[str, str]:
+        return {} if self._keyless else super().auth_headers
+
+    def _auth_headers(self, security: Any) -> dict[str, str]:
+        return {} if self._keyless else super()._auth_headers(security)
+
+    def _validate_headers(self, headers: Any, custom_headers: Any) -> None:
+        if not self._keyless:  # the SDK refuses a request without Authorization
+            super()._validate_headers(headers, custom_headers)
 
     def _idempotency_key(self) -> str:
         """The SDK makes a fresh key (a uuid4) for every call, but sends it only in the

@@ -43,8 +43,14 @@ async def complete(
         api, body, caller=caller, model=model, tenant=tenant, controls=controls, prompt=prompt
     )
     if body.get("stream") is True:
-        return render_stream(await gateway.pipeline.run_stream(call))
-    return render(await gateway.pipeline.run(call))
+        streamed = await gateway.pipeline.run_stream(call)
+        if streamed.fallback is not None:  # logged and counted as the model that answered
+            request.state.model = streamed.fallback
+        return render_stream(streamed)
+    outcome = await gateway.pipeline.run(call)
+    if outcome.fallback is not None:
+        request.state.model = outcome.fallback
+    return render(outcome)
 
 
 @router.post(

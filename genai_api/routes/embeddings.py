@@ -73,6 +73,7 @@ async def embed(
         body, items, model=model, tenant=tenant, controls=controls, encoding=encoding
     )
     outcome = await gateway.pipeline.run_embeddings(batch)
+    request.state.model = outcome.model  # the fallback's, when one answered
     encoding_format = body.get("encoding_format") or "float"
     if len(items) > OFFLOAD_VECTORS:  # a big answer takes long enough to stall the loop
         return await asyncio.to_thread(render_embeddings, outcome, encoding_format)

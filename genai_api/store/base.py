@@ -15,9 +15,15 @@ from aiocache.serializers import BaseSerializer
 class CacheStore(Protocol):
     name: str
 
-    async def get(self, key: str) -> bytes | None: ...
+    async def get(self, key: str, *, slide_ms: int = 0) -> bytes | None:
+        """The stored bytes; with `slide_ms`, the entry's TTL is set back to the one it was
+        stored with (`genai_api.entry.stored_ttl_ms`), at most `slide_ms`, in the same step."""
+        ...
 
-    async def get_many(self, keys: Sequence[str]) -> list[bytes | None]: ...
+    async def get_many(self, keys: Sequence[str], *, extend_ms: int = 0) -> list[bytes | None]:
+        """The stored bytes of each key; with `extend_ms`, each entry found gets that TTL in
+        the same step (embedding entries carry no TTL of their own to restore)."""
+        ...
 
     async def set(self, key: str, value: bytes, ttl: float) -> None: ...
 

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 
 from aiocache import SimpleMemoryCache
 
+from genai_api.entry import stored_ttl_ms
 from genai_api.store.base import BytesSerializer
 
 
@@ -18,12 +19,22 @@ class MemoryStore:
         # timeout=None: a dict lookup needs no asyncio.wait_for around it.
         self._cache = SimpleMemoryCache(serializer=BytesSerializer(), timeout=None)
 
-    async def get(self, key: str) -> bytes | None:
+    async def get(self, key: str, *, slide_ms: int = 0) -> bytes | None:
         value: bytes | None = await self._cache.get(key)
+        if value is not None and slide_ms:
+            full = stored_ttl_ms(value)
+            if full is not None:
+                # `_expire`, not `expire`: the public method's decorators (timeout, plugins)
+                # cost a hit ~4 µs more than the expiry itself (aiocache is pinned).
+                await self._cache._expire(key, min(full, slide_ms) / 1000)
         return value
 
-    async def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
+    async def get_many(self, keys: Sequence[str], *, extend_ms: int = 0) -> list[bytes | None]:
         values: list[bytes | None] = await self._cache.multi_get(list(keys))
+        if extend_ms:
+            for key, value in zip(keys, values, strict=True):
+                if value is not None:
+                    await self._cache._expire(key, extend_ms / 1000)
         return values
 
     async def set(self, key: str, value: bytes, ttl: float) -> None:

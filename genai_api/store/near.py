@@ -48,10 +48,17 @@ log = logging.getLogger("genai_api.store")
 
 T = TypeVar("T")
 CLEAR_ALL = b"*"  # storage keys never are a bare "*"
-# KEYS: the entry. Answers {value, PTTL in ms} or nil.
+# KEYS: the entry. ARGV: sliding (ms, optional: the entry's TTL is set back to the one it
+# was stored with, at most this). Answers {value, PTTL in ms} or nil.
 _READ = """
 local value = redis.call('get', KEYS[1])
 if value then
+  if tonumber(ARGV[1] or '0') > 0 then
+    local full = string.match(value, '^{"v":1,"ttl_ms":(%d+)')
+    if full then
+      redis.call('pexpire', KEYS[1], math.min(tonumber(full), tonumber(ARGV[1])))
+    end
+  end
   return {value, redis.call('pttl', KEYS[1])}
 end
 return false
@@ -132,19 +139,22 @@ class NearStore:
         spending = budget.current()
         return spending is None or not spending.spent
 
-    async def get(self, key: str) -> bytes | None:
+    async def get(self, key: str, *, slide_ms: int = 0) -> bytes | None:
+        """From the L1 if it holds `key` (a sliding entry is not extended then: it is held
+        for half its TTL at most, and the read after that extends it), else from Redis."""
         if not self._serving():
-            return await self.redis.get(key)
+            return await self.redis.get(key, slide_ms=slide_ms)
         raw = self.l1.get(key)
         if raw is not None:
             self.hits += 1
             return raw
         epoch = self.l1.epoch
-        found = await self.redis.guarded(partial(self._read, keys=(key,)))
+        args = (slide_ms,) if slide_ms else ()
+        found = await self.redis.guarded(partial(self._read, keys=(key,), args=args))
         if found is None:
             return None
         raw, ttl_ms = found
-        self.remember(key, raw, epoch, ttl_ms)
+        self.remember(key, raw, epoch, ttl_ms // 2 if slide_ms else ttl_ms)
         return cast(bytes, raw)
 
     def peek(self, key: str) -> bytes | None:
@@ -167,8 +177,8 @@ class NearStore:
         if self.listening:
             self.l1.put(key, raw, epoch, None if ttl_ms == -1 else ttl_ms / 1000)
 
-    async def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
-        return await self.redis.get_many(keys)
+    async def get_many(self, keys: Sequence[str], *, extend_ms: int = 0) -> list[bytes | None]:
+        return await self.redis.get_many(keys, extend_ms=extend_ms)
 
     # --- writes
     async def set(self, key: str, value: bytes, ttl: float) -> None:

@@ -38,6 +38,31 @@ from genai_api.store.tls import shared_context_ssl_connection
 
 T = TypeVar("T")
 _FAILURES = (RedisError, OSError, asyncio.TimeoutError)
+# KEYS: the entry. ARGV: sliding ms. GET, and the entry's TTL set back to the one it was
+# stored with (`genai_api.entry`), at most ARGV[1]. (The hit paths read through the leases'
+# claim script or the L1's read script, which do the same; this is for a store alone.)
+_SLIDE_READ = """
+local value = redis.call('get', KEYS[1])
+if value then
+  local full = string.match(value, '^{"v":1,"ttl_ms":(%d+)')
+  if full then
+    redis.call('pexpire', KEYS[1], math.min(tonumber(full), tonumber(ARGV[1])))
+  end
+end
+return value
+"""
+# KEYS: entries. ARGV: TTL ms. MGET, each entry found given that TTL (sliding embeddings).
+_READ_EXTEND = """
+local out = {}
+for i = 1, #KEYS do
+  local value = redis.call('get', KEYS[i])
+  if value then
+    redis.call('pexpire', KEYS[i], ARGV[1])
+  end
+  out[i] = value
+end
+return out
+"""
 WARM_CONNECTIONS = 64  # opened at start-up: a burst of cold requests must not pay to connect
 WARM_SECONDS = 3.0  # start-up waits at most this long for them
 
@@ -108,6 +133,8 @@ class RedisStore:
             timeout=None,
         )
         self.client: aioredis.Redis = self._cache.client
+        self._slide_read = self.client.register_script(_SLIDE_READ)
+        self._read_extend = self.client.register_script(_READ_EXTEND)
         self.breaker = CircuitBreaker(breaker_seconds, breaker_failures)
         self.timeout = timeout
         self.max_connections = max_connections
@@ -179,16 +206,27 @@ class RedisStore:
 
         return await self._call(write)
 
-    async def get(self, key: str) -> bytes | None:
+    async def get(self, key: str, *, slide_ms: int = 0) -> bytes | None:
         # The raw client, not aiocache's `get`: its decorator stack (plugins, timeout,
         # enabled check, key building) costs as much CPU as the GET itself on a hit.
-        value = await self._call(lambda: self.client.get(key))
+        if slide_ms:
+            value = await self._call(
+                lambda: self._slide_read(keys=(key,), args=(slide_ms,), client=self.client)
+            )
+        else:
+            value = await self._call(lambda: self.client.get(key))
         return cast(bytes | None, value)
 
-    async def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
+    async def get_many(self, keys: Sequence[str], *, extend_ms: int = 0) -> list[bytes | None]:
         if not keys:
             return []
-        values = await self._call(lambda: self.client.mget(list(keys)), entries=len(keys))
+        if extend_ms:  # a script in place of the MGET: the same one round trip
+            values = await self._call(
+                lambda: self._read_extend(keys=list(keys), args=(extend_ms,), client=self.client),
+                entries=len(keys),
+            )
+        else:
+            values = await self._call(lambda: self.client.mget(list(keys)), entries=len(keys))
         return cast(list[bytes | None], values)
 
     async def set(self, key: str, value: bytes, ttl: float) -> None:

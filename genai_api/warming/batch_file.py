@@ -139,7 +139,12 @@ class WarmSummary:
         prompt = _int(usage.get("prompt_tokens"))
         completion = _int(usage.get("completion_tokens"))
         self.tokens_spent += prompt + completion
-        model = line.body.get("model") or payload.get("model")
+        # Priced as the model that answered: a fallback's answer names it in a header.
+        model = (
+            response.headers.get("x-upstream-model")
+            or line.body.get("model")
+            or payload.get("model")
+        )
         try:
             self.cost_spent += models.get(str(model)).cost(prompt, completion)
         except NotFound:
