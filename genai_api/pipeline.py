@@ -309,7 +309,8 @@ class Pipeline:
                     entry = await self._provider_call(call)
                 else:
                     entry = await self._stream_call(call, feed)
-                if call.controls.write and not claim.degraded:  # it failed Redis already
+                writes = call.controls.write and call.api.storable(entry.response)
+                if writes and not claim.degraded:  # a degraded claim failed Redis already
                     value, ttl = entry.encode(), self.ttl_for(call)
                     try:
                         if feed is None:  # answered once Redis has it, not once it replied

@@ -6,7 +6,8 @@ that request's `Api`, never found by branching on the endpoint's name:
 
 - its request schema (`check`), and what leaves the key (`key_body`);
 - whether a request may use the cache at all (`bypass`: an upstream keeping state a hit
-  would skip) and whether it samples (`nondeterministic`);
+  would skip), whether it samples (`nondeterministic`), and whether an answer may be
+  stored (`storable`: not one the upstream marked failed or incomplete);
 - how a streamed answer is asked for (`stream_body`), read (`finished`), assembled into the
   entry (`assemble`), replayed from it (`synthesize` for an entry stored whole), shown to
   one client (`client_view`) and framed as Server-Sent Events (`sse_event`, `sse_end`,
@@ -73,6 +74,11 @@ class Api(Protocol):
         `ProviderError` for an event saying the answer failed."""
         ...
 
+    def storable(self, response: dict[str, Any]) -> bool:
+        """Whether a whole answer may be stored (one the upstream says is incomplete or failed
+        is relayed to its client, never stored)."""
+        ...
+
     def assemble(self, events: list[Event]) -> dict[str, Any]:
         """The whole answer a complete stream makes up; `IncompleteStream` if it is not."""
         ...
@@ -109,8 +115,9 @@ class Api(Protocol):
         """One event as Server-Sent Events bytes."""
         ...
 
-    def sse_error(self, error: GatewayError) -> bytes:
-        """The event that tells a client its stream failed, in the shape its SDK raises."""
+    def sse_error(self, error: GatewayError, after: Event | None) -> bytes:
+        """The event that tells a client its stream failed, in the shape its SDK raises;
+        `after` is the last event the client got (None: none yet)."""
         ...
 
 

@@ -248,6 +248,9 @@ class ChoicesApi:
     def finished(self, event: Event) -> bool:
         return False  # the provider's `data: [DONE]` ends these streams
 
+    def storable(self, response: dict[str, Any]) -> bool:
+        return True  # a `length` finish is the answer a repeat would get: stored
+
     def assemble(self, events: list[Event]) -> dict[str, Any]:
         return assemble(events)
 
@@ -264,6 +267,6 @@ class ChoicesApi:
     def sse_event(self, event: Event) -> bytes:
         return b"data: " + orjson.dumps(event) + b"\n\n"
 
-    def sse_error(self, error: GatewayError) -> bytes:
+    def sse_error(self, error: GatewayError, after: Event | None) -> bytes:
         # `data: {"error": ...}`, as OpenAI sends it: the openai SDK raises `APIError`.
         return self.sse_event(error.envelope())
