@@ -1,5 +1,6 @@
-"""The generating endpoints: `POST /v1/chat/completions` and `POST /v1/completions` (and
-their un-prefixed aliases), each one `complete` call with its `Api`."""
+"""The generating endpoints: `POST /v1/chat/completions`, `POST /v1/completions` and
+`POST /v1/responses` (and their un-prefixed aliases), each one `complete` call with its
+`Api`."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from fastapi import APIRouter
 from starlette.requests import Request
 from starlette.responses import Response
 
-from genai_api.apis import CHAT, COMPLETIONS, Api
+from genai_api.apis import CHAT, COMPLETIONS, RESPONSES, Api
 from genai_api.controls import parse_controls
 from genai_api.gateway import Gateway
 from genai_api.http.body import read_json
@@ -62,3 +63,10 @@ async def chat_completions(request: Request, gateway: GatewayDep, tenant: Tenant
 async def completions(request: Request, gateway: GatewayDep, tenant: TenantDep) -> Response:
     """OpenAI legacy text completion, cached the same way."""
     return await complete(request, gateway, tenant, COMPLETIONS)
+
+
+@router.post("/v1/responses", tags=["completions"], openapi_extra=json_body(RESPONSES.schema))
+@router.post("/responses", include_in_schema=False)
+async def responses(request: Request, gateway: GatewayDep, tenant: TenantDep) -> Response:
+    """OpenAI Responses API, cached the same way (streamed as its typed events)."""
+    return await complete(request, gateway, tenant, RESPONSES)
