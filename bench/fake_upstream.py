@@ -6,8 +6,9 @@ measures. Used by the benchmarks and by the multi-process tests, which read `GET
     python -m bench.fake_upstream --port 9100 --latency-ms 300
 
 Endpoints: POST /v1/chat/completions (JSON or SSE with `stream: true`), POST /v1/completions,
-POST /v1/embeddings (float or base64), GET /calls (calls by path, and how many times each
-embeddings input was asked for), POST /reset.
+POST /v1/embeddings (float or base64), POST /v1/responses (JSON or typed SSE events, see
+`bench.fake_responses`) and GET/DELETE /v1/responses/{id}[/input_items], GET /calls (calls
+by path, and how many times each embeddings input was asked for), POST /reset.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from typing import Any
 import orjson
 from starlette.types import Receive, Scope, Send
 
+from bench import fake_responses
 from bench.serving import serve
 
 
@@ -32,6 +34,7 @@ class FakeUpstream:
         self.dims = dims
         self.calls: Counter[str] = Counter()
         self.inputs: Counter[str] = Counter()  # embeddings inputs (JSON of each) asked for
+        self.stored = fake_responses.Stored()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -50,6 +53,7 @@ class FakeUpstream:
         if method == "POST" and path == "/reset":
             self.calls.clear()
             self.inputs.clear()
+            self.stored = fake_responses.Stored()
             await _json(send, {"ok": True})
             return
         body = b""
@@ -64,7 +68,13 @@ class FakeUpstream:
             self.inputs.update(orjson.dumps(item).decode() for item in _inputs(request))
         if self.latency:
             await asyncio.sleep(self.latency)
-        if path.endswith("/chat/completions"):
+        if "/responses/" in path:
+            rest = path.split("/responses/", 1)[1]
+            status, answer = self.stored.answer(method, rest)
+            await _json(send, answer, status=status)
+        elif path.endswith("/responses"):
+            await self._responses(send, request)
+        elif path.endswith("/chat/completions"):
             if request.get("stream"):
                 await self._stream(send, request)
             else:
@@ -86,6 +96,27 @@ class FakeUpstream:
                 },
                 status=404,
             )
+
+    async def _responses(self, send: Send, request: dict[str, Any]) -> None:
+        previous = request.get("previous_response_id")
+        if previous is not None and previous not in self.stored.responses:
+            message = f"Previous response with id '{previous}' not found."
+            error = {"message": message, "type": "invalid_request_error"}
+            await _json(
+                send, {"error": {**error, "param": "previous_response_id", "code": None}}, 404
+            )
+            return
+        answer = fake_responses.response(request)
+        self.stored.keep(request, answer)
+        if not request.get("stream"):
+            await _json(send, answer)
+            return
+        headers = [(b"content-type", b"text/event-stream")]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        for event in fake_responses.events(request):
+            body = fake_responses.sse(event)
+            await send({"type": "http.response.body", "body": body, "more_body": True})
+        await send({"type": "http.response.body", "body": b""})
 
     async def _stream(self, send: Send, request: dict[str, Any]) -> None:
         await send(
