@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Annotated, Any, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag
 
 from genai_api.apis import response_stream as stream
 from genai_api.apis.base import Event, View, sampled
@@ -56,6 +56,23 @@ class InputItem(BaseModel):
     status: str | None = None
 
 
+def _input_kind(value: Any) -> str | None:
+    return "text" if isinstance(value, str) else "items" if isinstance(value, list) else None
+
+
+# Text or items, told apart by type before either is checked: an error inside an item is
+# then named by its place (`input.0.role`), not drowned by "should be a valid string".
+Input = Annotated[
+    Annotated[str, Tag("text")]
+    | Annotated[list[InputItem], Field(max_length=MAX_MESSAGES), Tag("items")],
+    Discriminator(
+        _input_kind,
+        custom_error_type="input_type",
+        custom_error_message="Input should be a valid string, or a valid list",
+    ),
+]
+
+
 class ResponsesStreamOptions(BaseModel):
     model_config = ConfigDict(extra="allow", strict=True)
 
@@ -66,7 +83,7 @@ class ResponsesRequest(BaseModel):
     model_config = ConfigDict(extra="allow", strict=True)
 
     model: str = Field(min_length=1, max_length=256)
-    input: str | Annotated[list[InputItem], Field(max_length=MAX_MESSAGES)] | None = None
+    input: Input | None = None
     instructions: str | None = None
     tools: list[Object] | None = None
     tool_choice: str | Object | None = None
