@@ -5,7 +5,7 @@
     BENCH_SOAK_SECONDS=600 python -m bench.run   # the 10-minute soak of issue #9
 
 Knobs (environment): BENCH_ROUNDS (5), BENCH_SECONDS per round (4), BENCH_SOAK_SECONDS (60),
-BENCH_ONLY (hits, embeddings, misses, coalescing, soak), BENCH_LOG_LEVEL of the gateway
+BENCH_ONLY (hits, embeddings, misses, coalescing, responses, soak), BENCH_LOG_LEVEL of the gateway
 (WARNING: per-request access lines are a deployment choice, measured separately).
 The server under test is pinned to core 0; wrk, Redis, the fake upstreams and this process
 to core 1. Exits 1 when a bar is missed, 2 when the run could not be made. Raw figures go to
@@ -23,11 +23,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench import scenarios, wrk
+from bench import scenario_responses, scenarios, wrk
 from bench.procs import ROOT, Fleet, cores, free_port
 from bench.report import print_table
 
-SCENARIOS = ("hits", "embeddings", "misses", "coalescing", "soak")
+SCENARIOS = ("hits", "embeddings", "misses", "coalescing", "responses", "soak")
 
 
 def machine() -> dict[str, Any]:
@@ -187,6 +187,8 @@ def main() -> int:
                 cmps, new = scenarios.embedding_hits(env)
             elif name == "misses":
                 cmps, new = scenarios.misses(env)
+            elif name == "responses":
+                cmps, new = scenario_responses.responses_hits(env)
             elif name == "coalescing":
                 report["coalescing"], new = scenarios.coalescing(env)
                 cmps = []
