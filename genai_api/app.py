@@ -24,6 +24,7 @@ from genai_api.routes import (
     health,
     metrics,
     models,
+    passthrough,
     prompts,
 )
 from genai_api.settings import Settings
@@ -60,9 +61,17 @@ def create_app(
 
     app = GatewayApp(title="genai-api", version=__version__, lifespan=lifespan, docs_url="/docs")
     handlers.install(app)
-    for module in (completions, embeddings, prompts, models, admin, health, metrics, dashboard):
+    own = (completions, embeddings, prompts, models, admin, health, metrics, dashboard)
+    for module in own:
         app.include_router(module.router)
-    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_request_bytes)
+    app.include_router(passthrough.router)  # last: every route of the gateway's own wins
+    app.state.own_routes = own_routes = passthrough.OwnRoutes(m.router for m in own)
+    app.add_middleware(
+        BodyLimitMiddleware,
+        max_bytes=settings.max_request_bytes,
+        upload_bytes=settings.upload_limit,
+        uploads=own_routes.relayed,
+    )
     app.add_middleware(ObserveMiddleware)
     app.use_hot_routes(
         hot_routes(completions.router, embeddings.router),

@@ -15,6 +15,8 @@ from genai_api.http.auth import Authenticator
 from genai_api.leases import build_leases
 from genai_api.metrics import Metrics
 from genai_api.models.table import ModelTable
+from genai_api.passthrough import Passthrough
+from genai_api.passthrough.upstream import build_upstream
 from genai_api.pipeline import Pipeline
 from genai_api.prompts import PromptLibrary
 from genai_api.providers import Provider, build_provider
@@ -26,6 +28,7 @@ from genai_api.savings.tokenizer import TokenCounter
 from genai_api.settings import Settings
 from genai_api.store import CacheStore, build_store
 from genai_api.store.near import NearStore
+from genai_api.tenancy import Tenancy
 
 log = logging.getLogger("genai_api")
 
@@ -42,6 +45,8 @@ class Gateway:
     tokens: TokenCounter
     metrics: Metrics
     prompts: PromptLibrary
+    tenancy: Tenancy
+    passthrough: Passthrough
 
     @classmethod
     async def start(
@@ -89,7 +94,12 @@ class Gateway:
                 else None
             ),
         )
+        tenancy = Tenancy.build(settings, store)
+        passthrough = Passthrough(
+            build_upstream(settings), tenancy, max_json_bytes=settings.max_request_bytes
+        )
         _log_provider(settings, provider.name)
+        _log_tenancy(settings, tenancy)
         log.info(
             "cache: %s, namespace %r, scope %s",
             store.name,
@@ -120,6 +130,8 @@ class Gateway:
             tokens=tokens,
             metrics=metrics,
             prompts=prompts,
+            tenancy=tenancy,
+            passthrough=passthrough,
         )
 
     async def aclose(self) -> None:
@@ -129,6 +141,7 @@ class Gateway:
         await self.pipeline.leases.aclose()
         await self.accounting.aclose()  # the last increments, before the store's pool closes
         await self.provider.aclose()
+        await self.passthrough.aclose()
         await self.store.close()
         self.metrics.close()
 
@@ -145,6 +158,20 @@ def _log_provider(settings: Settings, name: str) -> None:
         log.warning(
             "provider: openai chosen by PROVIDER, but no OPENAI_API_KEY is set: requests go "
             "upstream with a placeholder key, which only a server that needs none accepts"
+        )
+
+
+def _log_tenancy(settings: Settings, tenancy: Tenancy) -> None:
+    """Whether upstream objects are kept apart per tenant (CONTRACT §3), and where."""
+    if not tenancy.enforced:
+        return
+    where = tenancy.records.name if tenancy.records is not None else "nowhere"
+    log.info("tenancy: upstream objects are kept apart per client key (records: %s)", where)
+    if where == "memory":
+        log.warning(
+            "tenancy: object owners are recorded in this process only (CACHE_BACKEND=memory): "
+            "with --workers N or several replicas a tenant's object is a 404 on the others; "
+            "use CACHE_BACKEND=redis"
         )
 
 

@@ -6,7 +6,8 @@ fresh directory before any worker starts; prometheus-client then keeps each work
 in files there, and a scrape (answered by any one worker) adds them all up.
 
 Label values are bounded so a client cannot blow up the series count: `endpoint` is one of
-four names, `model` is a model of the models table or `other`, `cache` one of five values.
+five names (every relayed route is `passthrough`, never its path), `model` is a model of the
+models table or `other`, `cache` one of five values.
 """
 
 from __future__ import annotations
@@ -63,7 +64,8 @@ class Metrics:
         self.registry = reg
         self.requests = Counter(
             "genai_requests",
-            "Requests to the completion endpoints by endpoint, model, cache result and status.",
+            "Requests to the completion endpoints and the pass-through by endpoint, model, cache "
+            "result and status.",
             ["endpoint", "model", "cache", "status"],
             registry=reg,
         )

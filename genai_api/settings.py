@@ -83,6 +83,9 @@ class Settings(BaseSettings):
     admin_api_key: SecretStr | None = None
     metrics_require_admin: bool = False
     max_request_bytes: int = Field(8_388_608, ge=1024)
+    # Pass-through bodies streamed upstream (file uploads: OpenAI takes 512 MB per file, plus
+    # the multipart framing); never below MAX_REQUEST_BYTES.
+    max_upload_bytes: int = Field(513 * 1024 * 1024, ge=1024)
     prompts_dir: Path = Path("prompts")
     cache_warm_file: Path | None = None
     log_level: str = "INFO"  # a standard level name, upper-cased when read
@@ -164,6 +167,11 @@ class Settings(BaseSettings):
             return ()
         raw = self.gateway_api_keys.get_secret_value()
         return tuple(k.strip() for k in raw.split(",") if k.strip())
+
+    @property
+    def upload_limit(self) -> int:
+        """The body limit of pass-through routes, whose bodies are streamed, not held."""
+        return max(self.max_upload_bytes, self.max_request_bytes)
 
     @property
     def command_key(self) -> str | None:

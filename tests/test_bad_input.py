@@ -168,13 +168,13 @@ async def test_unknown_model_on_open_list_is_passed_through(provider: respx.Rout
 
 async def test_unknown_route_is_404_in_envelope(provider: respx.Route) -> None:
     async with running(make_settings()) as gw:
-        answer = await gw.http.post("/v1/nothing", json=CHAT)
+        answer = await gw.http.post("/nothing", json=CHAT)  # outside /v1: never relayed
     _assert_envelope(answer, 404)
 
 
 @pytest.mark.parametrize(
     ("method", "path", "allowed"),
-    [("GET", "/v1/chat/completions", "POST"), ("PUT", "/v1/embeddings", "POST"),
+    [("GET", "/v1/completions", "POST"), ("PUT", "/v1/embeddings", "POST"),
      ("POST", "/v1/models", "GET"), ("GET", "/v1/cache", "DELETE")],
 )  # fmt: skip
 async def test_a_wrong_method_is_405_in_envelope_naming_the_allowed_ones(

@@ -8,7 +8,10 @@ memory for ever. This protocol, what `genai-api serve` runs:
 - answers 431 and closes the connection once the head of a request has passed
   `MAX_HEAD_BYTES` (64 KiB: nginx's default limit is 32 KiB, Node's 16 KiB);
 - answers 408 and closes it when a request started arriving `READ_SECONDS` ago and has not
-  all arrived (the slow-loris pattern), head or body;
+  all arrived (the slow-loris pattern), head or body; except that a body the app marked
+  `LONG_BODY` (a pass-through upload, up to `MAX_UPLOAD_BYTES`) may take as long as it
+  needs while it keeps coming: the bound is then `READ_SECONDS` without a byte, and none
+  while the server itself has paused reading (the upstream is taking the body slowly);
 - answers malformed HTTP with OpenAI's error envelope, not uvicorn's plain text.
 
 It costs the hot path two short calls per request (~0.5 µs): the timer is armed only for
@@ -25,6 +28,7 @@ import orjson
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from genai_api.errors import InvalidRequest
+from genai_api.http.limits import LONG_BODY
 
 MAX_HEAD_BYTES = 64 * 1024
 READ_SECONDS = 30.0
@@ -46,6 +50,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
     _head_bytes = 0  # of the head still arriving, from the chunk after the one it began in
     _timer: asyncio.TimerHandle | None = None
     _refused = False  # answered 4xx: what still arrives is dropped until the connection closes
+    _arrived = 0.0  # when the last chunk of a request still arriving came (the loop's clock)
 
     def data_received(self, data: bytes) -> None:
         if self._refused:
@@ -63,6 +68,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
                 if self._head_bytes > self.max_head_bytes:
                     self._refuse(431, "The request's line and headers are too large.")
                     return
+        self._arrived = self.loop.time()
         if self._timer is None:
             self._timer = self.loop.call_later(self.read_seconds, self._read_timed_out)
 
@@ -84,8 +90,17 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
 
     def _read_timed_out(self) -> None:
         self._timer = None
-        if self.scope is not self._done:
-            self._refuse(408, f"The request did not arrive whole within {self.read_seconds:g} s.")
+        if self.scope is self._done:
+            return
+        if self.scope.get(LONG_BODY):
+            idle = self.loop.time() - self._arrived
+            if idle < self.read_seconds or self.flow.read_paused:
+                wait = max(self.read_seconds - idle, self.read_seconds / 10)
+                self._timer = self.loop.call_later(wait, self._read_timed_out)
+                return
+            self._refuse(408, f"The request body stopped arriving for {self.read_seconds:g} s.")
+            return
+        self._refuse(408, f"The request did not arrive whole within {self.read_seconds:g} s.")
 
     def _refuse(self, status: int, message: str) -> None:
         """Answer `status` in OpenAI's envelope, unless this request's answer has begun (then
