@@ -8,7 +8,8 @@ measures. Used by the benchmarks and by the multi-process tests, which read `GET
 Endpoints: POST /v1/chat/completions (JSON or SSE with `stream: true`), POST /v1/completions,
 POST /v1/embeddings (float or base64), POST /v1/responses (JSON or typed SSE events, see
 `bench.fake_responses`) and GET/DELETE /v1/responses/{id}[/input_items], GET /calls (calls
-by path, and how many times each embeddings input was asked for), POST /reset.
+by path, and how many times each embeddings input was asked for), POST /reset; files,
+batches and audio speech for the pass-through's tests (`bench/fake_files.py`).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import orjson
 from starlette.types import Receive, Scope, Send
 
 from bench import fake_responses
+from bench.fake_files import FakeObjects
 from bench.serving import serve
 
 
@@ -35,6 +37,7 @@ class FakeUpstream:
         self.calls: Counter[str] = Counter()
         self.inputs: Counter[str] = Counter()  # embeddings inputs (JSON of each) asked for
         self.stored = fake_responses.Stored()
+        self.objects = FakeObjects(self.latency, self._answer)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -55,6 +58,10 @@ class FakeUpstream:
             self.inputs.clear()
             self.stored = fake_responses.Stored()
             await _json(send, {"ok": True})
+            return
+        if self.objects.handles(path):
+            self.calls[path] += path != "/seen"
+            await self.objects(scope, receive, send)
             return
         body = b""
         while True:
@@ -117,6 +124,14 @@ class FakeUpstream:
             body = fake_responses.sse(event)
             await send({"type": "http.response.body", "body": body, "more_body": True})
         await send({"type": "http.response.body", "body": b""})
+
+    def _answer(self, url: str, body: dict[str, Any]) -> dict[str, Any]:
+        """What a batch line for `url` gets: the answer the route itself gives."""
+        if url.endswith("/chat/completions"):
+            return _chat(body)
+        if url.endswith("/completions"):
+            return _completion(body)
+        return self._embeddings(body)
 
     async def _stream(self, send: Send, request: dict[str, Any]) -> None:
         await send(

@@ -86,7 +86,9 @@ class Passthrough:
         if not response.is_success or request.method == "HEAD":
             return Relayed(response, from_upstream(response, reframed=False))
         if target.deletes_object and target.object_id is not None:
+            # Gone upstream: its record goes too (and its answer, which names it, is not read).
             await tenancy.forget(target.object_id)
+            return Relayed(response, from_upstream(response, reframed=False))
         media = response.headers.get("content-type", "").partition(";")[0].strip().lower()
         if not reads:
             return Relayed(response, from_upstream(response, reframed=False))
