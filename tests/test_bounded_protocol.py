@@ -11,6 +11,7 @@ import uvicorn
 from starlette.types import Receive, Scope, Send
 
 from genai_api.http.bounded_protocol import BoundedHttpToolsProtocol
+from genai_api.http.limits import LONG_BODY
 from tests.conftest import wait_until
 from tests.redis_server import free_port
 
@@ -21,7 +22,10 @@ class Tight(BoundedHttpToolsProtocol):
 
 
 async def echo_length(scope: Scope, receive: Receive, send: Send) -> None:
-    """Answers the size of the body it read."""
+    """Answers the size of the body it read; marks `/upload` `LONG_BODY`, as the body-limit
+    middleware marks a pass-through upload."""
+    if scope["path"] == "/upload":
+        scope[LONG_BODY] = True
     size, more = 0, True
     while more:
         message = await receive()
@@ -47,8 +51,8 @@ async def port() -> AsyncIterator[int]:
     await task
 
 
-def post(body_size: int, *extra: str) -> bytes:
-    lines = ["POST /x HTTP/1.1", "Host: t", f"Content-Length: {body_size}", *extra]
+def post(body_size: int, *extra: str, path: str = "/x") -> bytes:
+    lines = [f"POST {path} HTTP/1.1", "Host: t", f"Content-Length: {body_size}", *extra]
     return ("\r\n".join(lines) + "\r\n\r\n").encode()
 
 
@@ -98,6 +102,25 @@ async def test_a_request_that_stops_arriving_is_408_after_the_read_time(port: in
     assert status == 408 and "did not arrive whole" in json.loads(body)["error"]["message"]
     assert 0.4 < waited < 3
     assert await closed(reader)
+    writer.close()
+
+
+async def test_a_long_body_may_take_as_long_as_it_keeps_coming(port: int) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(post(10, path="/upload"))
+    await trickle(writer, [b"x"] * 10, 0.15)  # 1.5 s in all, three times the read time
+    assert await answer(reader) == (200, b"10")
+    writer.close()
+
+
+async def test_a_long_body_that_stops_arriving_is_408(port: int) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(post(100, path="/upload") + b"only ten b")
+    started = asyncio.get_running_loop().time()
+    status, body = await answer(reader)
+    waited = asyncio.get_running_loop().time() - started
+    assert status == 408 and "stopped arriving" in json.loads(body)["error"]["message"]
+    assert 0.4 < waited < 3
     writer.close()
 
 

@@ -11,6 +11,7 @@ import openai
 import pytest
 import respx
 
+from genai_api.http.limits import LONG_BODY
 from genai_api.passthrough.relay import claimed_events
 from tests.conftest import CHAT, chat_response, make_settings, running
 from tests.test_metrics import parse, value
@@ -233,3 +234,37 @@ async def test_a_streamed_objects_owner_is_recorded_before_its_event_is_sent_on(
     chunks = claimed_events(upstream, record)
     first = await chunks.__anext__()
     assert b"resp_1" in first and recorded == [["resp_1", "resp_1"]]
+
+
+async def _call(app: Any, path: str, body: bytes) -> tuple[dict[str, Any], int]:
+    """One POST through the app's ASGI interface with a scope of our own: (scope, status)."""
+    scope: dict[str, Any] = {
+        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
+        "scheme": "http", "path": path, "raw_path": path.encode(), "root_path": "",
+        "query_string": b"", "server": ("gw", 80),
+        "headers": [(b"host", b"gw"), (b"content-type", b"application/octet-stream"),
+                    (b"content-length", str(len(body)).encode())],
+    }  # fmt: skip
+    messages = [{"type": "http.request", "body": body, "more_body": False}]
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return messages.pop(0) if messages else {"type": "http.disconnect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    await app(scope, receive, send)
+    return scope, sent[0]["status"]
+
+
+async def test_a_large_pass_through_body_is_marked_for_the_server_protocol(
+    upstream: respx.MockRouter,
+) -> None:
+    """The protocol reads the mark from the scope it gave the app: the same dict."""
+    upstream.post("/files").mock(return_value=httpx.Response(200, json={"id": "file-1"}))
+    async with running(make_settings(max_request_bytes=64 * 1024)) as gw:
+        relayed, relayed_status = await _call(gw.app, "/v1/files", b"x" * 100_000)
+        own, own_status = await _call(gw.app, "/v1/chat/completions", b"x" * 100_000)
+    assert relayed_status == 200 and relayed.get(LONG_BODY) is True
+    assert own_status == 413 and LONG_BODY not in own
