@@ -241,8 +241,16 @@ async def test_an_object_the_gateway_never_saw_created_is_nobodys(
     for key in ("key-a", "key-b"):
         assert await two.status(key, "GET", "/v1/files/file-made-elsewhere") == 404
     assert route.call_count == 0
+    upstream.get("/files").mock(
+        return_value=httpx.Response(
+            200, json={"object": "list", "data": [{"id": "file-made-elsewhere"}], "has_more": False}
+        )
+    )
     async for one in _tenants(make_settings(gateway_api_keys="key-a")):
         assert await one.status("key-a", "GET", "/v1/files/file-made-elsewhere") == 200
+        assert await one.status("key-a", "GET", "/v1/files") == 200
+        # Seen is not created: with one key the tenant reaches it, but it is not recorded.
+        assert await one.gw.gateway.tenancy.owner_of("file-made-elsewhere") is None
 
 
 @pytest.mark.parametrize(

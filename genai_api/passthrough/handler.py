@@ -79,7 +79,7 @@ class Passthrough:
         content, streamed = await self._body(request, tenant)
         if tenancy.enforced and target.is_list:
             return await self._list(upstream, request, tenant, segments, target)
-        reads = tenancy.recording and target.stateful and not _download(target)
+        reads = await self._reads(target, tenant)
         headers = to_upstream(request.headers.raw, streamed=streamed, raw_answer=not reads)
         query = request.scope.get("query_string", b"")
         response = await upstream.send(request.method, segments, query, headers, content)
@@ -111,6 +111,18 @@ class Passthrough:
         relayed = Response(raw, status_code=response.status_code)
         relayed.raw_headers += from_upstream(response, reframed=True)
         return relayed
+
+    async def _reads(self, target: Target, tenant: str) -> bool:
+        """Whether the answer is read for the objects it carries: a stateful route's (not a
+        download, not a list), when the request creates something or is about an object of
+        the caller's. Without enforcement, an object the caller does not own (it may reach
+        any) gives it nothing: only what is created through the gateway is recorded."""
+        tenancy = self.tenancy
+        if not tenancy.recording or not target.stateful or target.is_list or _download(target):
+            return False
+        if target.object_id is None or tenancy.enforced:  # a creation, or checked already
+            return True
+        return await tenancy.owns(tenant, target.object_id)
 
     async def _body(self, request: Request, tenant: str) -> tuple[Content, bool]:
         """What goes upstream as the body, and whether it is streamed as it arrives."""

@@ -108,6 +108,15 @@ class Tenancy:
             if owner is None or owner.tenant != tenant:
                 raise not_found(object_id, param)
 
+    async def owns(self, tenant: str, object_id: str) -> bool:
+        """Whether `object_id` is recorded as the tenant's. Never raises: when the backend
+        fails the answer is no (for decisions that only widen what is recorded)."""
+        try:
+            owner = await self.owner_of(object_id)
+        except GatewayError:
+            return False
+        return owner is not None and owner.tenant == tenant
+
     async def mine(self, tenant: str, object_ids: Sequence[str]) -> list[bool]:
         """For a list answer: which of `object_ids` are the tenant's."""
         owners = await self.owners_of(object_ids)
