@@ -4,6 +4,7 @@ headers, how errors come back, which routes stay the gateway's, limits and metri
 from __future__ import annotations
 
 import json
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -12,7 +13,7 @@ import pytest
 import respx
 
 from genai_api.http.limits import LONG_BODY
-from genai_api.passthrough.relay import claimed_events
+from genai_api.passthrough.relay import UpstreamCut, claimed_events
 from tests.conftest import CHAT, chat_response, make_settings, running
 from tests.test_metrics import parse, value
 
@@ -268,3 +269,32 @@ async def test_a_large_pass_through_body_is_marked_for_the_server_protocol(
         own, own_status = await _call(gw.app, "/v1/chat/completions", b"x" * 100_000)
     assert relayed_status == 200 and relayed.get(LONG_BODY) is True
     assert own_status == 413 and LONG_BODY not in own
+
+
+class _Cut(httpx.AsyncByteStream):
+    """An upstream body that breaks off after its first chunk."""
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        yield b"first part of the file"
+        raise httpx.ReadError("connection reset")
+
+
+async def test_a_download_the_upstream_breaks_off_is_not_ended_as_if_whole(
+    upstream: respx.MockRouter,
+) -> None:
+    upstream.get("/files/file-1/content").mock(return_value=httpx.Response(200, stream=_Cut()))
+    async with running(make_settings()) as gw:
+        with pytest.raises(UpstreamCut):  # the server then drops the connection
+            await gw.http.get("/v1/files/file-1/content")
+
+
+async def test_a_stream_the_upstream_breaks_off_ends_with_an_error_event() -> None:
+    request = httpx.Request("POST", "http://u/v1/responses")
+    upstream = httpx.Response(200, stream=_Cut(), request=request)
+
+    async def record(parsed: list[Any]) -> None:
+        return None
+
+    chunks = [chunk async for chunk in claimed_events(upstream, record)]
+    assert chunks[-1].startswith(b"event: error\ndata: ")
+    assert b'"code":"upstream_cut"' in chunks[-1]

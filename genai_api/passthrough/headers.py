@@ -5,7 +5,8 @@ To the upstream, besides the gateway's own (`Authorization: Bearer <OPENAI_API_K
 SDK's `User-Agent` and `X-Stainless-*`, and `OpenAI-Organization`/`OpenAI-Project` when the
 SDK's `OPENAI_ORG_ID`/`OPENAI_PROJECT_ID` are set):
 
-- `Content-Type`, `Content-Length` (a streamed body keeps its declared size), `Accept`;
+- `Content-Type`, `Accept`, and for a body streamed as it came `Content-Length` and
+  `Content-Encoding` (a body the gateway read is sent with its own length);
 - `OpenAI-Beta` (the Assistants API needs `assistants=v2`), `Idempotency-Key` and
   `X-Client-Request-Id` (the client's own retry and tracing ids);
 - `Accept-Encoding` on answers relayed byte for byte (`identity` when the client sent none,
@@ -29,10 +30,13 @@ from collections.abc import Iterable
 
 import httpx
 
+# Describe the body's bytes: sent only with a body streamed as it came.
+BODY_HEADERS = frozenset({"content-length", "content-encoding"})
 TO_UPSTREAM = frozenset(
     {
         "content-type",
         "content-length",
+        "content-encoding",
         "accept",
         "openai-beta",
         "idempotency-key",
@@ -76,7 +80,7 @@ def to_upstream(
         if name == "accept-encoding":
             if raw_answer:
                 encoding = value
-        elif name in TO_UPSTREAM and (name != "content-length" or streamed):
+        elif name in TO_UPSTREAM and (streamed or name not in BODY_HEADERS):
             out[name] = value
     out["accept-encoding"] = encoding
     return out
