@@ -29,13 +29,9 @@ class ObserveMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        path: str = scope["path"]
-        endpoint = endpoint_of(path)
+        endpoint = endpoint_of(scope["path"])
         logging_on = log.isEnabledFor(logging.INFO)
-        # Other /v1 paths may be relayed (the pass-through names itself in the scope's
-        # state): only paths outside /v1 are surely not counted.
-        counting = endpoint is not None or path.startswith("/v1/")
-        if not counting and not logging_on:
+        if endpoint is None and not logging_on:
             await self.app(scope, receive, send)
             return
         start = time.perf_counter()
@@ -45,7 +41,7 @@ class ObserveMiddleware:
         # Counted when the answer starts, before the client can see it, so a scrape that
         # follows an answer (on any worker) always includes it.
         gateway = getattr(getattr(scope.get("app"), "state", None), "gateway", None)
-        metrics = gateway.metrics if counting and gateway is not None else None
+        metrics = gateway.metrics if endpoint is not None and gateway is not None else None
 
         async def capture(message: Message) -> None:
             nonlocal status, cache, counted
@@ -56,26 +52,21 @@ class ObserveMiddleware:
                         cache = value.decode("latin-1")
                         break
                 if metrics is not None:
-                    state = scope.get("state", {})
-                    label = endpoint or state.get("endpoint")
-                    if label is not None:
-                        metrics.request(label, state.get("model"), cache, status)
+                    metrics.request(endpoint, scope.get("state", {}).get("model"), cache, status)
                     counted = True
             await send(message)
 
         try:
             await self.app(scope, receive, capture)
         finally:
-            state = scope.get("state", {})
-            model = state.get("model")
-            label = endpoint or state.get("endpoint")
-            if metrics is not None and not counted and label is not None:  # failed to answer
-                metrics.request(label, model, cache, status)
+            model = scope.get("state", {}).get("model")
+            if metrics is not None and not counted:  # failed before it could answer
+                metrics.request(endpoint, model, cache, status)
             if logging_on:
                 log.info(
                     "%s %s %d cache=%s model=%s %.1fms",
                     scope["method"],
-                    _printable(path),
+                    _printable(scope["path"]),
                     status,
                     cache or "-",
                     _printable(model or "-"),

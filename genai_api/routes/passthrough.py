@@ -17,10 +17,12 @@ from starlette.responses import Response
 from starlette.routing import Match
 from starlette.types import Scope
 
+from genai_api.errors import GatewayError
 from genai_api.http.deps import GatewayDep
 
 router = APIRouter()
 
+ENDPOINT = "passthrough"  # the metrics' label of every relayed request
 METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
 # Paths of the gateway's own invention: never OpenAI's, never relayed.
 GATEWAY_ONLY = ("/v1/cache", "/v1/prompts")
@@ -71,6 +73,12 @@ async def passthrough(request: Request, gateway: GatewayDep) -> Response:
         if allowed:
             raise HTTPException(405, headers={"Allow": ", ".join(sorted(allowed))})
         raise HTTPException(404)
-    request.state.endpoint = "passthrough"  # the metrics' label, whatever the path
-    tenant = gateway.auth.client(request)
-    return await gateway.passthrough.relay(request, tenant)
+    # Counted here, one label for every relayed path, before the answer starts (as the
+    # access middleware counts the gateway's own endpoints).
+    try:
+        response = await gateway.passthrough.relay(request, gateway.auth.client(request))
+    except GatewayError as exc:
+        gateway.metrics.request(ENDPOINT, None, None, exc.status_code)
+        raise
+    gateway.metrics.request(ENDPOINT, None, None, response.status_code)
+    return response
