@@ -13,7 +13,9 @@ that request's `Api`, never found by branching on the endpoint's name:
   one client (`client_view`) and framed as Server-Sent Events (`sse_event`, `sse_end`,
   `sse_error`);
 - where its usage lives (`usage`), and how to count it when the provider sent none
-  (`count`, `size`).
+  (`count`, `size`);
+- which upstream objects a request names and an answer gives its tenant (`references`,
+  `created`: CONTRACT §3's tenancy of stored responses, files...).
 
 Adding an API is one module implementing this, one route calling `complete` with it
 (`genai_api.routes.completions`), and its entry in `genai_api.apis.GENERATING`.
@@ -89,6 +91,16 @@ class Api(Protocol):
 
     def client_view(self, body: dict[str, Any]) -> View:
         """How the client that sent `body` sees each event (e.g. no usage chunk unasked)."""
+        ...
+
+    def references(self, body: dict[str, Any]) -> list[tuple[str, str]]:
+        """The upstream objects a request names, as `(object id, parameter)`: each must be
+        the caller's (`genai_api.tenancy`) before the request goes anywhere."""
+        ...
+
+    def created(self, answer: Event) -> list[tuple[str, str]]:
+        """The upstream objects a whole answer or a stream event gives the caller, as
+        `(object id, kind)` (a stored response's id)."""
         ...
 
     def usage(self, response: dict[str, Any]) -> dict[str, Any] | None:

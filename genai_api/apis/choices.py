@@ -260,6 +260,12 @@ class ChoicesApi:
     def client_view(self, body: dict[str, Any]) -> View:
         return partial(for_client, include_usage=wants_usage(body))
 
+    def references(self, body: dict[str, Any]) -> list[tuple[str, str]]:
+        return []
+
+    def created(self, answer: Event) -> list[tuple[str, str]]:
+        return []
+
     def usage(self, response: dict[str, Any]) -> dict[str, Any] | None:
         usage = response.get("usage")
         return usage if has_usage(usage) else None

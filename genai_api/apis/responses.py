@@ -8,7 +8,10 @@ Cached by chat's rules (CONTRACT §8): the key is the whole canonical body minus
 (as in chat's key). `stream_options` only asks for `obfuscation` padding on streamed
 deltas: it leaves the key, and a client that turned obfuscation off gets none on a replay
 either. A request with `conversation` or `background: true` bypasses the cache: the upstream
-keeps state (a conversation's items, a queued job) that a hit would skip.
+keeps state (a conversation's items, a queued job) that a hit would skip. Under the tenancy
+rule (CONTRACT §3), what a request names (`previous_response_id`, files, vector stores) must
+be the caller's, and the response ids it is served become the caller's (`references`,
+`created`).
 
 Streams are typed events ending `response.completed`, which carries the whole response
 (`apis.response_stream`); usage is `input_tokens`/`output_tokens`, stored as prompt and
@@ -30,6 +33,7 @@ from genai_api.apis.schema import MAX_MESSAGES, MAX_OUTPUT_TOKENS, Object, Short
 from genai_api.errors import GatewayError
 from genai_api.keys import canonical_body
 from genai_api.savings.usage import estimated
+from genai_api.tenancy.ids import answer_ids, referenced_ids
 
 if TYPE_CHECKING:
     from genai_api.savings.tokenizer import TokenCounter
@@ -191,6 +195,19 @@ class ResponsesApi:
         if isinstance(options, dict) and options.get("include_obfuscation") is False:
             return stream.without_obfuscation
         return stream.same
+
+    def references(self, body: dict[str, Any]) -> list[tuple[str, str]]:
+        # `previous_response_id`, and any file, vector store or conversation the input and
+        # tools name (`metadata` aside), by the pass-through's one rule for request bodies.
+        return referenced_ids(body)
+
+    def created(self, answer: Event) -> list[tuple[str, str]]:
+        # The response's id (a whole answer, or an event carrying the response), and the
+        # tracked objects it holds (a code interpreter's container...).
+        response = answer.get("response") if "type" in answer else answer
+        if not isinstance(response, dict) or not isinstance(response.get("id"), str):
+            return []
+        return answer_ids(response, created="response")
 
     def usage(self, response: dict[str, Any]) -> dict[str, Any] | None:
         usage = response.get("usage")

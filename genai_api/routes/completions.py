@@ -17,6 +17,7 @@ from genai_api.http.body import read_json
 from genai_api.http.deps import GatewayDep, TenantDep
 from genai_api.http.openapi import json_body
 from genai_api.http.render import render, render_stream
+from genai_api.tenancy import answers as owned
 
 router = APIRouter()
 
@@ -29,13 +30,17 @@ async def complete(
     body: dict[str, Any] | None = None,
     prompt: str | None = None,
 ) -> Response:
-    """Shared by every generating API and prompt templates: validate, run the pipeline,
-    render (as SSE when the body says `stream: true`)."""
+    """Shared by every generating API and prompt templates: validate, check what the body
+    names is the caller's, run the pipeline, record what the answer gives the caller, render
+    (as SSE when the body says `stream: true`)."""
     if body is None:
         body = await read_json(request)
     api.check(body)  # names the offending parameter
     model = gateway.models.get(body["model"])
     request.state.model = model.name
+    tenancy = gateway.tenancy
+    if tenancy.enforced:  # e.g. a previous_response_id of another tenant's: 404
+        await owned.check(tenancy, tenant, api, body)
     controls = parse_controls(
         request.headers, body.pop("cache", None), max_ttl=gateway.settings.cache_max_ttl
     )
@@ -43,8 +48,14 @@ async def complete(
         api, body, model=model, tenant=tenant, controls=controls, prompt=prompt
     )
     if body.get("stream") is True:
-        return render_stream(await gateway.pipeline.run_stream(call))
-    return render(await gateway.pipeline.run(call))
+        streamed = await gateway.pipeline.run_stream(call)
+        if tenancy.recording:
+            streamed = await owned.record_stream(tenancy, tenant, api, streamed)
+        return render_stream(streamed)
+    outcome = await gateway.pipeline.run(call)
+    if tenancy.recording:  # e.g. the response id it is served: the tenant's from now on
+        await owned.record_outcome(tenancy, tenant, api, outcome)
+    return render(outcome)
 
 
 @router.post(
