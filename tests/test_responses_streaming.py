@@ -315,3 +315,19 @@ async def test_a_done_marker_after_the_completed_event_is_harmless(
         headers, hit = await raw_stream(gw, REQUEST)
     assert headers["x-cache"] == "HIT"
     assert hit == miss == sse(events)
+
+
+@pytest.mark.parametrize(("end", "outcome"), [("completed", "ok"), ("response.failed", "error")])
+async def test_the_provider_call_of_a_stream_is_timed_by_how_it_ended(
+    upstream: respx.MockRouter, end: str, outcome: str
+) -> None:
+    """The gateway stops reading at `response.completed`: that is a successful call, not
+    one its reader abandoned."""
+    events = events_of(REQUEST) if end == "completed" else ending(end)
+    stream_route(upstream, events)
+    async with streaming(make_settings()) as gw:
+        await gw.http.post("/v1/responses", json={**REQUEST, "stream": True})
+        await landed(gw)
+        metrics = (await gw.http.get("/metrics")).text
+    counted = 'genai_provider_request_duration_seconds_count{endpoint="responses",'
+    assert f'{counted}model="gpt-4o-mini",outcome="{outcome}"}} 1.0' in metrics
