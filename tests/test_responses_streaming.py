@@ -331,3 +331,19 @@ async def test_the_provider_call_of_a_stream_is_timed_by_how_it_ended(
         metrics = (await gw.http.get("/metrics")).text
     counted = 'genai_provider_request_duration_seconds_count{endpoint="responses",'
     assert f'{counted}model="gpt-4o-mini",outcome="{outcome}"}} 1.0' in metrics
+
+
+async def test_an_incomplete_answer_to_a_stream_request_ends_as_an_incomplete_stream(
+    upstream: respx.MockRouter,
+) -> None:
+    """A server that answers `stream: true` whole with an incomplete response: the stream
+    the gateway makes of it ends `response.incomplete`, then the error; nothing is stored."""
+    response = {**events_of(REQUEST)[-1]["response"], "status": "incomplete"}
+    response["incomplete_details"] = {"reason": "max_output_tokens"}
+    route = whole_route(upstream, response)
+    async with streaming(make_settings()) as gw:
+        _, raw = await raw_stream(gw, REQUEST)
+        keys = stored_keys(gw)
+    names = [name for name, _ in parse(raw)]
+    assert names[-2:] == ["response.incomplete", "error"]
+    assert keys == [] and route.call_count == 1

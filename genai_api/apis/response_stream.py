@@ -150,7 +150,10 @@ class _Events:
         for index, item in enumerate(self.response.get("output") or ()):
             if isinstance(item, dict):
                 yield from self.item(index, item)
-        yield self.event(COMPLETED, response=self.response)
+        # A response that did not complete ends as OpenAI would end its stream (a server that
+        # answered a stream request whole may have sent one).
+        status = self.response.get("status")
+        yield self.event(_TERMINAL.get(str(status), COMPLETED), response=self.response)
 
     def event(self, kind: str, **fields: Any) -> Event:
         event = {"type": kind, "sequence_number": self.sequence, **fields}
@@ -239,6 +242,7 @@ class _Events:
         yield self.event("response.reasoning_summary_part.done", **at, part=part)
 
 
+_TERMINAL = {"incomplete": "response.incomplete", "failed": "response.failed"}
 # A content part's text field, and the prefix of its delta and done events.
 _PART_TEXT: dict[str, tuple[str, str]] = {
     "output_text": ("text", "response.output_text"),
