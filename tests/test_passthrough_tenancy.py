@@ -119,8 +119,19 @@ async def test_ids_inside_request_bodies_are_checked(
         ("/v1/fine_tuning/jobs", {"model": "m", "training_file": mine.id}),
         ("/v1/responses", {"model": "m", "input": [{"role": "user", "content": [part]}]}),
         ("/v1/images/edits", {"model": "i", "prompt": "x", "images": [{"file_id": mine.id}]}),
+        # A chat message's file part: the model would read A's file for B.
+        (
+            "/v1/chat/completions",
+            {
+                "model": "gpt-4o-mini",
+                "messages": [
+                    {"role": "user", "content": "Summarise my file"},
+                    {"role": "user", "content": [{"type": "file", "file": {"file_id": mine.id}}]},
+                ],
+            },
+        ),
     ]
-    elsewhere = upstream.route(url__regex=r"/v1/(vector|assist|fine|resp|images)")
+    elsewhere = upstream.route(url__regex=r"/v1/(vector|assist|fine|resp|images|chat)")
     for path, body in bodies:
         assert await two.status("key-b", "POST", path, json=body) == 404, path
     assert elsewhere.call_count == 0
