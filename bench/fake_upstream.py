@@ -7,10 +7,11 @@ measures. Used by the benchmarks and by the multi-process tests, which read `GET
     python -m bench.fake_upstream --port 9101 --api-key sk-vllm --models llama,bge --fail 503
 
 Endpoints: POST /v1/chat/completions (JSON or SSE with `stream: true`), POST /v1/completions,
-POST /v1/embeddings (float or base64), GET /v1/models (the `--models` given, else 404 as a
-server that cannot list), GET /calls (calls by path, how many times each embeddings input,
-each model name and each bearer was sent), POST /reset, POST /mode; files, batches and
-audio speech for the pass-through's tests (`bench/fake_files.py`).
+POST /v1/embeddings (float or base64), POST /v1/responses (JSON or typed SSE events, see
+`bench.fake_responses`) and GET/DELETE /v1/responses/{id}[/input_items], GET /v1/models (the
+`--models` given, else 404 as a server that cannot list), GET /calls (calls by path, how many
+times each embeddings input, each model name and each bearer was sent), POST /reset, POST
+/mode; files, batches and audio speech for the pass-through's tests (`bench/fake_files.py`).
 
 As one of several upstreams in tests, it checks the bearer (`--api-key`: any other, or none,
 is 401) and can misbehave, set at start (`--fail 503`) or at run time (`POST /mode` with
@@ -32,6 +33,7 @@ from typing import Any
 import orjson
 from starlette.types import Receive, Scope, Send
 
+from bench import fake_responses
 from bench.fake_files import FakeObjects
 from bench.serving import serve
 
@@ -53,6 +55,7 @@ class FakeUpstream:
         self.mode: dict[str, Any] = {"fail": fail, "hang": False, "cut": False}
         self.calls: Counter[str] = Counter()
         self.inputs: Counter[str] = Counter()  # embeddings inputs (JSON of each) asked for
+        self.stored = fake_responses.Stored()
         self.objects = FakeObjects(self.latency, self._answer)
         self.sent_models: Counter[str] = Counter()  # the `model` of each call
         self.bearers: Counter[str] = Counter()  # the bearer of each call ("" for none)
@@ -83,6 +86,7 @@ class FakeUpstream:
         if method == "POST" and path == "/reset":
             for counter in (self.calls, self.inputs, self.sent_models, self.bearers):
                 counter.clear()
+            self.stored = fake_responses.Stored()
             await _json(send, {"ok": True})
             return
         if self.objects.handles(path):
@@ -120,7 +124,13 @@ class FakeUpstream:
             status = int(self.mode["fail"])
             await _json(send, _error(f"fake failure {status}", "fake_failure"), status=status)
             return
-        if path.endswith("/chat/completions"):
+        if "/responses/" in path:
+            rest = path.split("/responses/", 1)[1]
+            status, answer = self.stored.answer(method, rest)
+            await _json(send, answer, status=status)
+        elif path.endswith("/responses"):
+            await self._responses(send, request)
+        elif path.endswith("/chat/completions"):
             if request.get("stream"):
                 await self._stream(send, request)
             else:
@@ -141,6 +151,35 @@ class FakeUpstream:
             for i, model in enumerate(self.models)
         ]
         await _json(send, {"object": "list", "data": data})
+
+    def _answer(self, url: str, body: dict[str, Any]) -> dict[str, Any]:
+        """What a batch line for `url` gets: the answer the route itself gives."""
+        if url.endswith("/chat/completions"):
+            return _chat(body)
+        if url.endswith("/completions"):
+            return _completion(body)
+        return self._embeddings(body)
+
+    async def _responses(self, send: Send, request: dict[str, Any]) -> None:
+        previous = request.get("previous_response_id")
+        if previous is not None and previous not in self.stored.responses:
+            message = f"Previous response with id '{previous}' not found."
+            error = {"message": message, "type": "invalid_request_error"}
+            await _json(
+                send, {"error": {**error, "param": "previous_response_id", "code": None}}, 404
+            )
+            return
+        answer = fake_responses.response(request)
+        self.stored.keep(request, answer)
+        if not request.get("stream"):
+            await _json(send, answer)
+            return
+        headers = [(b"content-type", b"text/event-stream")]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        for event in fake_responses.events(request):
+            body = fake_responses.sse(event)
+            await send({"type": "http.response.body", "body": body, "more_body": True})
+        await send({"type": "http.response.body", "body": b""})
 
     def _answer(self, url: str, body: dict[str, Any]) -> dict[str, Any]:
         """What a batch line for `url` gets: the answer the route itself gives."""

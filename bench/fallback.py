@@ -1,4 +1,4 @@
-"""Scenario 6 (issue #19): what a fallback adds to a miss, with two upstreams.
+"""Scenario 7 (issue #19): what a fallback adds to a miss, with two upstreams.
 
 The second upstream answers 503 to every call; the gateway's models file sends model
 `failing` there, with the healthy upstream's `gpt-4o-mini` as its fallback. At concurrency 1,
@@ -44,7 +44,7 @@ def fallback(env: Env) -> tuple[list[side.Comparison], list[Bar]]:
     falling = wrk.Load([], workload.chat_unique_template(FAILING), unique_every=1)
     try:
         cmp = env.compare(
-            "6 fallback, concurrency 1",
+            "7 fallback, concurrency 1",
             [
                 side.Target("upstream", env.upstream, env.upstream.url + path, direct),
                 side.Target("gateway", gateway, gateway.url + path, direct),
@@ -61,7 +61,7 @@ def fallback(env: Env) -> tuple[list[side.Comparison], list[Bar]]:
     errors = cmp.errors("gateway-fallback") + cmp.errors("gateway")
     return [cmp], [
         Bar(
-            "6 fallback",
+            "7 fallback",
             "added p50 ms at concurrency 1 (over the healthy upstream's direct p50)",
             added,
             "shown",

@@ -1,8 +1,8 @@
 """The "limit": the least a cache hit can cost on this stack, as a bare raw-ASGI endpoint.
 
-Reads the body, SHA-256es it, does one Redis GET and returns the stored bytes (chat and
-completions); for embeddings it parses the body, hashes each input, does one MGET and
-splices the stored per-input vector text into the answer. No framework, no validation,
+Reads the body, SHA-256es it, does one Redis GET and returns the stored bytes (chat,
+completions and responses); for embeddings it parses the body, hashes each input, does one
+MGET and splices the stored per-input vector text into the answer. No framework, no validation,
 no metadata: what the gateway is measured against, on the same uvicorn (uvloop + httptools).
 
     python -m bench.limit_app --port 9200 --redis redis://127.0.0.1:6379/0

@@ -6,6 +6,7 @@ the same inputs. Stages are timed in isolation, so they do not sum exactly to th
 
     python -m bench.profile_hit 2>/dev/null   # table of µs per stage (access lines: stderr)
     python -m bench.profile_hit --cprofile    # plus the top functions of the whole request
+    python -m bench.profile_hit --api responses   # the same for POST /v1/responses
     BENCH_LOG_LEVEL=WARNING BENCH_LOG_FORMAT=json python -m bench.profile_hit  # other settings
 """
 
@@ -25,15 +26,20 @@ from starlette.types import ASGIApp, Message
 
 from bench.limit_app import LimitApp, chat_key
 from bench.procs import Fleet, cores, free_port
-from bench.workload import CHAT_PATH, chat_hits
+from bench.workload import CHAT_PATH, RESPONSES_PATH, chat_hits, responses_hits
 
+# The API profiled (`--api`): its path, and the body of the hit.
+PATH = CHAT_PATH
 BODY = chat_hits(1)[0]
-HEADERS = [
-    (b"host", b"gw"),
-    (b"content-type", b"application/json"),
-    (b"authorization", b"Bearer bench-key"),
-    (b"content-length", str(len(BODY)).encode()),
-]
+
+
+def headers() -> list[tuple[bytes, bytes]]:
+    return [
+        (b"host", b"gw"),
+        (b"content-type", b"application/json"),
+        (b"authorization", b"Bearer bench-key"),
+        (b"content-length", str(len(BODY)).encode()),
+    ]
 
 
 def scope() -> dict[str, Any]:
@@ -43,11 +49,11 @@ def scope() -> dict[str, Any]:
         "http_version": "1.1",
         "method": "POST",
         "scheme": "http",
-        "path": CHAT_PATH,
-        "raw_path": CHAT_PATH.encode(),
+        "path": PATH,
+        "raw_path": PATH.encode(),
         "query_string": b"",
         "root_path": "",
-        "headers": HEADERS,
+        "headers": headers(),
         "client": ("127.0.0.1", 1),
         "server": ("gw", 80),
     }
@@ -88,8 +94,7 @@ async def per_call(
 async def measure(app: Any, n: int, profile: bool) -> None:
     import os
 
-    from genai_api.apis import CHAT
-    from genai_api.apis.chat import ChatCompletionRequest
+    from genai_api.apis import BY_PATH
     from genai_api.apis.schema import validate
     from genai_api.controls import parse_controls
     from genai_api.entry import Entry
@@ -98,6 +103,7 @@ async def measure(app: Any, n: int, profile: bool) -> None:
     from genai_api.keys import request_key
     from genai_api.routes.completions import complete
 
+    api = BY_PATH[PATH.removeprefix("/v1")]
     async with app.router.lifespan_context(app):
         gw = app.state.gateway
         first = await call(app)
@@ -109,7 +115,7 @@ async def measure(app: Any, n: int, profile: bool) -> None:
         tenant = gw.auth.client(Request(scope()))
         controls = parse_controls({}, None, max_ttl=gw.settings.cache_max_ttl)
         prepared = gw.pipeline.prepare(
-            CHAT, dict(body), model=model, tenant=tenant, controls=controls
+            api, dict(body), model=model, tenant=tenant, controls=controls
         )
         raw = await gw.store.get(prepared.skey)
         entry = Entry.decode(raw)
@@ -127,7 +133,7 @@ async def measure(app: Any, n: int, profile: bool) -> None:
 
             request = Request(scope(), receive)
             request.scope["app"] = app
-            response = await complete(request, gw, tenant, CHAT)
+            response = await complete(request, gw, tenant, api)
             sent: list[Message] = []
 
             async def send(message: Message) -> None:
@@ -156,11 +162,11 @@ async def measure(app: Any, n: int, profile: bool) -> None:
 
             request = Request(scope(), receive)
             data = await read_json(request)
-            validate(ChatCompletionRequest, data)
+            validate(api.schema, data)
             m = gw.models.get(data["model"])
             c = parse_controls(request.headers, data.pop("cache", None), max_ttl=1)
             await gw.pipeline.run(
-                gw.pipeline.prepare(CHAT, data, model=m, tenant=tenant, controls=c)
+                gw.pipeline.prepare(api, data, model=m, tenant=tenant, controls=c)
             )
 
         async def read_only() -> None:
@@ -180,19 +186,23 @@ async def measure(app: Any, n: int, profile: bool) -> None:
             ("orjson.loads(body)", lambda: sync(lambda: orjson.loads(BODY))),
             (
                 "pydantic validate (strict model)",
-                lambda: sync(lambda: validate(ChatCompletionRequest, body)),
+                lambda: sync(lambda: validate(api.schema, body)),
+            ),
+            (
+                "api.check (the shortcut, else pydantic)",
+                lambda: sync(lambda: api.check(body)),
             ),
             ("auth: tenant id from bearer", lambda: sync(lambda: gw.auth.client(Request(scope())))),
             ("parse_controls", lambda: sync(lambda: parse_controls({}, None, max_ttl=1))),
             (
                 "request_key (canonical JSON + sha256)",
-                lambda: sync(lambda: request_key("chat.completions", body, tenant=tenant)),
+                lambda: sync(lambda: request_key(api.name, body, tenant=tenant)),
             ),
             (
                 "pipeline.prepare (key + storage key)",
                 lambda: sync(
                     lambda: gw.pipeline.prepare(
-                        CHAT, body, model=model, tenant=tenant, controls=controls
+                        api, body, model=model, tenant=tenant, controls=controls
                     )
                 ),
             ),
@@ -218,18 +228,21 @@ async def measure(app: Any, n: int, profile: bool) -> None:
             pstats.Stats(profiler).sort_stats("tottime").print_stats(35)
 
 
-RAW_REQUEST = (
-    f"POST {CHAT_PATH} HTTP/1.1\r\n".encode()
-    + b"".join(b"%s: %s\r\n" % header for header in HEADERS)
-    + b"\r\n"
-    + BODY
-)
+def raw_request() -> bytes:
+    """The request as a client writes it to the socket (for the server protocol's stages)."""
+    return (
+        f"POST {PATH} HTTP/1.1\r\n".encode()
+        + b"".join(b"%s: %s\r\n" % header for header in headers())
+        + b"\r\n"
+        + BODY
+    )
 
 
 async def serving_stages(app: Any, limit: Any) -> list[tuple[str, Callable[[], Awaitable[Any]]]]:
     """What `serve` adds to the app per request: the server protocol (uvicorn's httptools
     one and ours, with a trivial app and with the gateway), the hot path's middlewares one
     by one, the metrics count and the access line."""
+    raw = raw_request()
     from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
     from bench.protocol_driver import ProtocolDriver, trivial_app
@@ -265,10 +278,10 @@ async def serving_stages(app: Any, limit: Any) -> list[tuple[str, Callable[[], A
         fn()
 
     return [
-        ("server: httptools protocol, trivial app", lambda: plain.request(RAW_REQUEST)),
-        ("server: bounded protocol, trivial app", lambda: bounded.request(RAW_REQUEST)),
-        ("server: bounded protocol, the gateway", lambda: served.request(RAW_REQUEST)),
-        ("server: httptools protocol, the limit app", lambda: limit_served.request(RAW_REQUEST)),
+        ("server: httptools protocol, trivial app", lambda: plain.request(raw)),
+        ("server: bounded protocol, trivial app", lambda: bounded.request(raw)),
+        ("server: bounded protocol, the gateway", lambda: served.request(raw)),
+        ("server: httptools protocol, the limit app", lambda: limit_served.request(raw)),
         ("hot path: endpoints only", lambda: through(endpoints)),
         ("hot path: + body limit", lambda: through(limited)),
         ("hot path: + observe (metrics, access line)", lambda: through(hot)),
@@ -320,7 +333,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("-n", type=int, default=2000)
     parser.add_argument("--cprofile", action="store_true")
+    parser.add_argument("--api", choices=("chat", "responses"), default="chat")
     args = parser.parse_args()
+    if args.api == "responses":
+        global PATH, BODY
+        PATH, BODY = RESPONSES_PATH, responses_hits(1)[0]
     fleet = Fleet()
     try:
         app, _ = gateway_in_process(fleet)

@@ -5,13 +5,14 @@
     BENCH_SOAK_SECONDS=600 python -m bench.run   # the 10-minute soak of issue #9
 
 Knobs (environment): BENCH_ROUNDS (5), BENCH_SECONDS per round (4), BENCH_SOAK_SECONDS (60),
-BENCH_ONLY (hits, embeddings, misses, coalescing, soak, fallback), BENCH_LOG_LEVEL and
-BENCH_LOG_FORMAT of the gateway (default: the defaults a user gets, INFO and text: one
-access line per request), BENCH_LOG_VARIANTS=0 (the chat hits also measure the gateway at WARNING and with
-LOG_FORMAT=json unless this), BENCH_BEFORE=<directory> (a checkout of another commit, e.g.
-`git worktree add /tmp/before <commit>`: its gateway, at the same settings and at WARNING,
-joins the chat hits' rounds as `before` and `before WARNING`), BENCH_SLIDING=1 (and the
-gateway with `sliding = true` for the bench's models, as `gateway sliding`).
+BENCH_ONLY (hits, embeddings, misses, coalescing, responses, soak, fallback),
+BENCH_LOG_LEVEL and BENCH_LOG_FORMAT of the gateway (default: the defaults a user gets, INFO
+and text: one access line per request), BENCH_LOG_VARIANTS=0 (the chat hits also measure the
+gateway at WARNING and with LOG_FORMAT=json unless this), BENCH_BEFORE=<directory> (a
+checkout of another commit, e.g. `git worktree add /tmp/before <commit>`: its gateway, at
+the same settings and at WARNING, joins the chat hits' rounds as `before` and `before
+WARNING`), BENCH_SLIDING=1 (and the gateway with `sliding = true` for the bench's models, as
+`gateway sliding`).
 The server under test is pinned to core 0; wrk, Redis, the fake upstreams and this process
 to core 1. Exits 1 when a bar is missed, 2 when the run could not be made. Raw figures go to
 bench/results/<time>.json.
@@ -28,13 +29,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench import fallback, scenarios, wrk
+from bench import fallback, scenario_responses, scenarios, wrk
 from bench.procs import ROOT, Fleet, Process, cores, free_port
 from bench.report import print_table, settings_line
 from bench.workload import CHAT_MODEL, EMBED_MODEL
 from genai_api.settings import Settings
 
-SCENARIOS = ("hits", "embeddings", "misses", "coalescing", "soak", "fallback")
+SCENARIOS = ("hits", "embeddings", "misses", "coalescing", "responses", "soak", "fallback")
 
 
 def machine() -> dict[str, Any]:
@@ -239,6 +240,8 @@ def main() -> int:
                 cmps, new = scenarios.embedding_hits(env)
             elif name == "misses":
                 cmps, new = scenarios.misses(env)
+            elif name == "responses":
+                cmps, new = scenario_responses.responses_hits(env)
             elif name == "coalescing":
                 report["coalescing"], new = scenarios.coalescing(env)
                 cmps = []

@@ -1,12 +1,14 @@
-"""Time to first chunk of a streamed chat completion: straight from a local fake provider,
-and through the gateway on a miss and on a hit.
+"""Time to first chunk of a streamed chat completion (or, with `--api responses`, of a
+streamed Responses API answer: its first event): straight from a local fake provider, and
+through the gateway on a miss and on a hit.
 
-    python -m bench.stream_ttfb [--requests 30] [--first-ms 50]
+    python -m bench.stream_ttfb [--requests 30] [--first-ms 50] [--api responses]
 
 Starts its own fake streaming upstream and a `genai-api serve` (memory cache, the default
 aiohttp upstream client) as subprocesses on free ports, measures, prints a table, and stops
 both. Bounded to about 30 s. The fake upstream waits `--first-ms` before its first chunk
-(a model's time to first token), then sends 20 chunks 2 ms apart, then `[DONE]`.
+(a model's time to first token), then sends 20 chunks 2 ms apart, then `[DONE]` (for the
+Responses API: the typed events of a 20-delta answer, 2 ms apart, ending `response.completed`).
 """
 
 from __future__ import annotations
@@ -46,6 +48,15 @@ def _chunk(n: int, delta: dict[str, Any], finish: str | None = None) -> bytes:
     return b"data: " + orjson.dumps(doc) + b"\n\n"
 
 
+def _events() -> list[bytes]:
+    """A Responses API stream of `PIECES` deltas, as the fake upstream of the bench sends it."""
+    from bench import fake_responses
+
+    text = " ".join(f"word{i}" for i in range(PIECES))
+    events = list(fake_responses.events({"model": "gpt-4o-mini", "input": text}))
+    return [fake_responses.sse(e) for e in events]
+
+
 def upstream_app(first_ms: float) -> Any:
     async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -56,6 +67,12 @@ def upstream_app(first_ms: float) -> Any:
         await send({"type": "http.response.start", "status": 200, "headers": headers})
         await asyncio.sleep(first_ms / 1000)
         body = {"type": "http.response.body", "more_body": True}
+        if scope["path"].endswith("/responses"):
+            for event in _events():
+                await send({**body, "body": event})
+                await asyncio.sleep(0.002)
+            await send({**body, "body": b"", "more_body": False})
+            return
         await send({**body, "body": _chunk(0, {"role": "assistant", "content": ""})})
         for i in range(PIECES):
             await asyncio.sleep(0.002)
@@ -113,7 +130,7 @@ async def _wait_up(url: str, deadline: float) -> None:
 
 
 async def _ttfb(client: httpx.AsyncClient, url: str, body: dict[str, Any]) -> tuple[float, str]:
-    """Seconds to the first `data:` event, and the X-Cache header (after reading it all)."""
+    """Seconds to the first `data:` line, and the X-Cache header (after reading it all)."""
     start = time.perf_counter()
     first = 0.0
     async with client.stream("POST", url, json=body) as response:
@@ -124,7 +141,12 @@ async def _ttfb(client: httpx.AsyncClient, url: str, body: dict[str, Any]) -> tu
         return first, response.headers.get("x-cache", "-")
 
 
+PATH = "/v1/chat/completions"  # `--api responses`: /v1/responses
+
+
 def _body(prompt: str) -> dict[str, Any]:
+    if PATH.endswith("/responses"):
+        return {"model": "gpt-4o-mini", "stream": True, "input": prompt}
     return {
         "model": "gpt-4o-mini",
         "stream": True,
@@ -136,8 +158,8 @@ async def measure(upstream: str, gateway: str, requests: int, deadline: float) -
     results: dict[str, list[float]] = {"provider direct": [], "gateway miss": [], "gateway hit": []}
     statuses: dict[str, set[str]] = {k: set() for k in results}
     async with httpx.AsyncClient(timeout=10) as client:
-        await _ttfb(client, gateway + "/v1/chat/completions", _body("warm-up"))
-        await _ttfb(client, upstream + "/v1/chat/completions", _body("warm-up"))
+        await _ttfb(client, gateway + PATH, _body("warm-up"))
+        await _ttfb(client, upstream + PATH, _body("warm-up"))
         run = f"{time.time_ns()}"
         for i in range(requests):
             if time.monotonic() > deadline:
@@ -149,7 +171,7 @@ async def measure(upstream: str, gateway: str, requests: int, deadline: float) -
                 ("gateway hit", gateway, prompt),
             ]
             for name, base, text in plan:
-                seconds, status = await _ttfb(client, base + "/v1/chat/completions", _body(text))
+                seconds, status = await _ttfb(client, base + PATH, _body(text))
                 results[name].append(seconds * 1000)
                 statuses[name].add(status)
     return {"ms": results, "x-cache": statuses}
@@ -174,8 +196,11 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--requests", type=int, default=30, help="requests per path")
     parser.add_argument("--first-ms", type=float, default=50.0, help="upstream time to first chunk")
+    parser.add_argument("--api", choices=("chat", "responses"), default="chat")
     parser.add_argument("--upstream", type=int, metavar="PORT", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    global PATH
+    PATH = "/v1/responses" if args.api == "responses" else "/v1/chat/completions"
     if args.upstream:
         serve_upstream(args.upstream, args.first_ms)
         return
@@ -200,7 +225,7 @@ def main(argv: list[str] | None = None) -> None:
             asyncio.run(_wait_up(upstream + "/", deadline))
             asyncio.run(_wait_up(gateway + "/healthz", deadline))
             report = asyncio.run(measure(upstream, gateway, args.requests, deadline - 2))
-    print(f"time to first chunk, upstream first chunk after {args.first_ms:g} ms")
+    print(f"{args.api}: time to first chunk, upstream first chunk after {args.first_ms:g} ms")
     print(_table(report))
 
 

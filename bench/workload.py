@@ -22,6 +22,7 @@ CHAT_MODEL = "gpt-4o-mini"
 EMBED_MODEL = "text-embedding-3-small"
 CHAT_PATH = "/v1/chat/completions"
 EMBED_PATH = "/v1/embeddings"
+RESPONSES_PATH = "/v1/responses"
 TOKEN = "bench-key"
 AUTH = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"}
 
@@ -46,6 +47,26 @@ def chat_hits(count: int = 64) -> list[bytes]:
 
 def chat_unique_template(model: str = CHAT_MODEL) -> bytes:
     return chat_body(f"Question {UNIQUE}: where is my order?", model)
+
+
+def responses_body(question: str, stream: bool = False) -> bytes:
+    """A Responses API request of the same size and shape as `chat_body`'s."""
+    body: dict[str, Any] = {
+        "model": CHAT_MODEL,
+        "instructions": "You are a concise assistant for an online shop.",
+        "input": f"{question} Answer in one short sentence.",
+        "temperature": 0,
+        "max_output_tokens": 64,
+    }
+    if stream:
+        body["stream"] = True
+    return orjson.dumps(body)
+
+
+def responses_hits(count: int = 64) -> list[bytes]:
+    return [
+        responses_body(f"Question {i}: where is my order number {1000 + i}?") for i in range(count)
+    ]
 
 
 def embedding_body(batch: int, fmt: str, size: int = 64) -> bytes:
@@ -77,11 +98,15 @@ async def warm_gateway(gateway: str, path: str, bodies: list[bytes]) -> None:
             raise RuntimeError(f"{path} is not answered from the cache after warming: {headers}")
 
 
-async def fill_limit_chat(redis_url: str, upstream: str, bodies: list[bytes]) -> None:
+async def fill_limit_chat(
+    redis_url: str, upstream: str, bodies: list[bytes], path: str = CHAT_PATH
+) -> None:
+    """The upstream's answer to each body, stored under the limit's key for it (chat and
+    completions, and the Responses API with `path`)."""
     redis = aioredis.Redis.from_url(redis_url)
     async with aiohttp.ClientSession() as session:
         for body in bodies:
-            status, _, raw = await post(session, upstream + CHAT_PATH, body)
+            status, _, raw = await post(session, upstream + path, body)
             assert status == 200, raw
             await redis.set(chat_key(body), raw)
     await redis.aclose()

@@ -6,7 +6,7 @@ fresh directory before any worker starts; prometheus-client then keeps each work
 in files there, and a scrape (answered by any one worker) adds them all up.
 
 Label values are bounded so a client cannot blow up the series count: `endpoint` is one of
-five names (every relayed route is `passthrough`, never its path), `model` is a model of the
+six names (every relayed route is `passthrough`, never its path), `model` is a model of the
 models table or `other`, `cache` one of five values, `upstream` one of the upstreams the
 models file names (`genai_api.providers.upstreams`).
 """

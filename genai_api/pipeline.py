@@ -505,7 +505,8 @@ class Pipeline:
                     if call.model.fallbacks and eligible(exc):
                         claim.fail_over(exc)  # waiters elsewhere fall back, not call again
                     raise
-                if call.controls.write and not claim.degraded:  # it failed Redis already
+                writes = call.controls.write and call.api.storable(entry.response)
+                if writes and not claim.degraded:  # a degraded claim failed Redis already
                     ttl = self.ttl_for(call)
                     value = entry.encode(ttl)
                     try:
@@ -534,7 +535,7 @@ class Pipeline:
         else:
             entry = await self._stream_call(call, feed)
         entry.index = -1  # not stored (yet)
-        if not call.controls.write:
+        if not call.controls.write or not call.api.storable(entry.response):
             return entry, CacheStatus.MISS
         try:
             raw = await self.store.get(call.skey)

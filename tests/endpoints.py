@@ -15,6 +15,7 @@ import httpx
 import pytest
 import respx
 
+from bench import fake_responses
 from tests.conftest import CHAT, Running, chat_response, completion_response
 
 
@@ -24,6 +25,10 @@ def _chat_answer(n: int) -> dict[str, Any]:
 
 def _completion_answer(n: int) -> dict[str, Any]:
     return {**completion_response(), "id": f"call-{n}"}
+
+
+def _response_answer(n: int) -> dict[str, Any]:
+    return {**fake_responses.response({"model": "gpt-4o-mini", "input": "x"}), "id": f"call-{n}"}
 
 
 def _embedding_answer(n: int) -> dict[str, Any]:
@@ -45,6 +50,8 @@ class Endpoint:
     mark: Callable[[dict[str, Any]], Any]  # which provider call a client's answer came from
     with_text: Callable[[str], dict[str, Any]]  # a valid request carrying `text` as its prompt
     int_params: tuple[str, ...]  # integer parameters of its schema
+    max_tokens: str = "max_tokens"  # its parameter bounding the answer's length
+    n: bool = True  # it takes `n` (several choices)
 
     def mock(self, upstream: respx.MockRouter, **kwargs: Any) -> respx.Route:
         """The provider route: by default a 200 answer telling each call apart (`mark`)."""
@@ -87,6 +94,18 @@ COMPLETION_ENDPOINTS = [
         lambda answer: answer["id"],
         lambda text: {"model": "gpt-4o-mini", "variables": {"text": text, "sentences": 1}},
         ("seed", "n", "max_tokens"),
+    ),
+    Endpoint(
+        "responses",
+        "/v1/responses",
+        "/responses",
+        {"model": "gpt-4o-mini", "input": "Say hello"},
+        _response_answer,
+        lambda answer: answer["id"],
+        lambda text: {"model": "gpt-4o-mini", "input": text},
+        ("max_output_tokens", "top_logprobs", "max_tool_calls"),
+        max_tokens="max_output_tokens",
+        n=False,
     ),
 ]
 ENDPOINTS = [

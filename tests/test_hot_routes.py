@@ -23,6 +23,8 @@ def test_hot_paths_are_the_post_completion_and_embeddings_routes() -> None:
         "/chat/completions": completions.chat_completions,
         "/v1/completions": completions.completions,
         "/completions": completions.completions,
+        "/v1/responses": completions.responses,
+        "/responses": completions.responses,
         "/v1/embeddings": embeddings.embeddings,
         "/embeddings": embeddings.embeddings,
     }

@@ -16,7 +16,7 @@ import respx
 from tests.conftest import make_settings, running
 from tests.endpoints import COMPLETION_ENDPOINTS, Endpoint, assert_envelope, stored_keys
 
-CHAT, COMPLETIONS, PROMPT = COMPLETION_ENDPOINTS
+CHAT, COMPLETIONS, PROMPT, _RESPONSES = COMPLETION_ENDPOINTS
 
 TOOL = {
     "type": "function",

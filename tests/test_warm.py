@@ -344,3 +344,19 @@ def test_cli_passes_warm_options() -> None:
     )
     assert (args.file, args.url, args.api_key) == ("f.jsonl", "http://h:1", "k")
     assert args.concurrency == 3
+
+
+def test_responses_lines_are_accepted_and_priced_by_input_and_output_tokens() -> None:
+    body = {"model": "gpt-4o-mini", "input": "What is a cache?", "stream": True}
+    line = parse_line(3, _line("r", "/v1/responses", body))
+    assert (line.url, line.body) == (
+        "/v1/responses",
+        {"model": "gpt-4o-mini", "input": body["input"]},
+    )
+    usage = {"input_tokens": 1000, "output_tokens": 100, "total_tokens": 1100}
+    miss = httpx.Response(200, json={"object": "response", "usage": usage})
+    miss.headers["x-cache"] = "MISS"
+    summary = WarmSummary()
+    summary.count(line, miss, ModelTable.load(None))
+    assert summary.tokens_spent == 1100
+    assert summary.cost_spent == Decimal("0.00021")  # as chat's 1000 prompt + 100 completion

@@ -6,13 +6,16 @@ that request's `Api`, never found by branching on the endpoint's name:
 
 - its request schema (`check`), and what leaves the key (`key_body`);
 - whether a request may use the cache at all (`bypass`: an upstream keeping state a hit
-  would skip) and whether it samples (`nondeterministic`);
+  would skip), whether it samples (`nondeterministic`), and whether an answer may be
+  stored (`storable`: not one the upstream marked failed or incomplete);
 - how a streamed answer is asked for (`stream_body`), read (`finished`), assembled into the
   entry (`assemble`), replayed from it (`synthesize` for an entry stored whole), shown to
   one client (`client_view`) and framed as Server-Sent Events (`sse_event`, `sse_end`,
   `sse_error`);
 - where its usage lives (`usage`), and how to count it when the provider sent none
-  (`count`, `size`).
+  (`count`, `size`);
+- which upstream objects a request names and an answer gives its tenant (`references`,
+  `created`: CONTRACT §3's tenancy of stored responses, files...).
 
 Adding an API is one module implementing this, one route calling `complete` with it
 (`genai_api.routes.completions`), and its entry in `genai_api.apis.GENERATING`.
@@ -77,6 +80,11 @@ class Api(Protocol):
         `ProviderError` for an event saying the answer failed."""
         ...
 
+    def storable(self, response: dict[str, Any]) -> bool:
+        """Whether a whole answer may be stored (one the upstream says is incomplete or failed
+        is relayed to its client, never stored)."""
+        ...
+
     def assemble(self, events: list[Event]) -> dict[str, Any]:
         """The whole answer a complete stream makes up; `IncompleteStream` if it is not."""
         ...
@@ -87,6 +95,16 @@ class Api(Protocol):
 
     def client_view(self, body: dict[str, Any]) -> View:
         """How the client that sent `body` sees each event (e.g. no usage chunk unasked)."""
+        ...
+
+    def references(self, body: dict[str, Any]) -> list[tuple[str, str]]:
+        """The upstream objects a request names, as `(object id, parameter)`: each must be
+        the caller's (`genai_api.tenancy`) before the request goes anywhere."""
+        ...
+
+    def created(self, answer: Event) -> list[tuple[str, str]]:
+        """The upstream objects a whole answer or a stream event gives the caller, as
+        `(object id, kind)` (a stored response's id)."""
         ...
 
     def usage(self, response: dict[str, Any]) -> dict[str, Any] | None:
@@ -113,8 +131,9 @@ class Api(Protocol):
         """One event as Server-Sent Events bytes."""
         ...
 
-    def sse_error(self, error: GatewayError) -> bytes:
-        """The event that tells a client its stream failed, in the shape its SDK raises."""
+    def sse_error(self, error: GatewayError, after: Event | None) -> bytes:
+        """The event that tells a client its stream failed, in the shape its SDK raises;
+        `after` is the last event the client got (None: none yet)."""
         ...
 
 

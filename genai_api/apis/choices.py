@@ -249,6 +249,9 @@ class ChoicesApi:
     def finished(self, event: Event) -> bool:
         return False  # the provider's `data: [DONE]` ends these streams
 
+    def storable(self, response: dict[str, Any]) -> bool:
+        return True  # a `length` finish is the answer a repeat would get: stored
+
     def assemble(self, events: list[Event]) -> dict[str, Any]:
         return assemble(events)
 
@@ -258,6 +261,12 @@ class ChoicesApi:
     def client_view(self, body: dict[str, Any]) -> View:
         return partial(for_client, include_usage=wants_usage(body))
 
+    def references(self, body: dict[str, Any]) -> list[tuple[str, str]]:
+        return []
+
+    def created(self, answer: Event) -> list[tuple[str, str]]:
+        return []
+
     def usage(self, response: dict[str, Any]) -> dict[str, Any] | None:
         usage = response.get("usage")
         return usage if has_usage(usage) else None
@@ -265,6 +274,6 @@ class ChoicesApi:
     def sse_event(self, event: Event) -> bytes:
         return b"data: " + orjson.dumps(event) + b"\n\n"
 
-    def sse_error(self, error: GatewayError) -> bytes:
+    def sse_error(self, error: GatewayError, after: Event | None) -> bytes:
         # `data: {"error": ...}`, as OpenAI sends it: the openai SDK raises `APIError`.
         return self.sse_event(error.envelope())

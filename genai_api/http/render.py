@@ -62,11 +62,13 @@ def render_stream(streamed: Streamed) -> Response:
 
 async def _events(streamed: Streamed) -> AsyncIterator[bytes]:
     api, chunks = streamed.api, streamed.chunks
+    last = None
     try:
         async for chunk in chunks:
+            last = chunk
             yield api.sse_event(chunk)
     except GatewayError as exc:
-        yield api.sse_error(exc)
+        yield api.sse_error(exc, last)
         return
     finally:
         await chunks.aclose()

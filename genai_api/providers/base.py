@@ -1,7 +1,8 @@
 """What the pipeline needs from an upstream: one JSON call, and (for streams) a chunk iterator.
 
 Paths are the OpenAI API paths relative to the base URL (`/chat/completions`, `/completions`,
-`/embeddings`). Implementations raise `genai_api.errors.ProviderError` and its subclasses.
+`/responses`, `/embeddings`). Implementations raise `genai_api.errors.ProviderError` and its
+subclasses.
 """
 
 from __future__ import annotations

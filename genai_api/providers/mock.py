@@ -20,6 +20,8 @@ import orjson
 
 from genai_api.apis import BY_PATH
 from genai_api.apis import embeddings as embeddings_api
+from genai_api.apis.response_items import prompt_messages
+from genai_api.apis.response_stream import synthesize
 from genai_api.savings.tokenizer import TokenCounter
 
 
@@ -54,6 +56,10 @@ class MockProvider:
                 usage = api.count(self.tokens, model, None, body, answer)
             usage.pop("estimated")
             answer["usage"] = usage
+            if path == "/responses":
+                answer["usage"] = _responses_usage(
+                    usage["prompt_tokens"], usage["completion_tokens"]
+                )
 
     async def create(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
         self.calls += 1
@@ -65,6 +71,10 @@ class MockProvider:
             embedded = self._embeddings(body, model)
             self._usage(path, body, embedded)
             return embedded
+        if path == "/responses":
+            response = _response(body, model, seed)
+            self._usage(path, body, response)
+            return response
         n = int(body.get("n") or 1)
         if path == "/chat/completions":
             messages = body.get("messages") or []
@@ -140,7 +150,8 @@ class MockProvider:
 
     async def stream(self, path: str, body: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
         full = await self.create(path, body)
-        for chunk in _chunks_of(full):
+        chunks = synthesize(full, _words) if path == "/responses" else _chunks_of(full)
+        for chunk in chunks:
             yield chunk
 
     async def aclose(self) -> None:
@@ -184,3 +195,61 @@ def _chunks_of(full: dict[str, Any]) -> list[dict[str, Any]]:
         chunks.append({**base, "choices": [end]})
     chunks.append({**base, "choices": [], "usage": full["usage"]})
     return chunks
+
+
+def _words(text: str) -> list[str]:
+    """Word-sized stream deltas, each word after the first with its leading space."""
+    words = text.split(" ")
+    return [w if i == 0 else " " + w for i, w in enumerate(words)] if text else []
+
+
+def _responses_usage(prompt: int, completion: int) -> dict[str, Any]:
+    return {
+        "input_tokens": prompt,
+        "input_tokens_details": {"cached_tokens": 0},
+        "output_tokens": completion,
+        "output_tokens_details": {"reasoning_tokens": 0},
+        "total_tokens": prompt + completion,
+    }
+
+
+def _response(body: dict[str, Any], model: str, seed: str) -> dict[str, Any]:
+    """A completed Responses API answer shaped as OpenAI's (one assistant message)."""
+    messages = prompt_messages(body)
+    prompt = " ".join(m["content"] for m in messages)
+    last = messages[-1]["content"] if messages else ""
+    instructions = body.get("instructions")
+    text = f"This is a mock answer to: {last[:200]}"
+    message = {
+        "id": f"msg_mock{seed[:40]}",
+        "type": "message",
+        "status": "completed",
+        "role": "assistant",
+        "content": [{"type": "output_text", "annotations": [], "logprobs": [], "text": text}],
+    }
+    return {
+        "id": f"resp_mock{seed[:40]}",
+        "object": "response",
+        "created_at": int(time.time()),
+        "status": "completed",
+        "background": False,
+        "error": None,
+        "incomplete_details": None,
+        "instructions": instructions,
+        "max_output_tokens": body.get("max_output_tokens"),
+        "model": model,
+        "output": [message],
+        "parallel_tool_calls": body.get("parallel_tool_calls", True),
+        "previous_response_id": body.get("previous_response_id"),
+        "reasoning": body.get("reasoning") or {"effort": None, "summary": None},
+        "store": body.get("store", True),
+        "temperature": body.get("temperature", 1.0),
+        "text": body.get("text") or {"format": {"type": "text"}},
+        "tool_choice": body.get("tool_choice", "auto"),
+        "tools": body.get("tools") or [],
+        "top_p": body.get("top_p", 1.0),
+        "truncation": body.get("truncation", "disabled"),
+        "usage": _responses_usage(_approx_tokens(prompt), _approx_tokens(text)),
+        "user": body.get("user"),
+        "metadata": body.get("metadata") or {},
+    }

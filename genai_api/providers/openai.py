@@ -130,7 +130,8 @@ class OpenAIProvider:
 
     async def stream(self, path: str, body: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
         """The provider's chunks as they arrive. An error status before the stream starts,
-        an `{"error": ...}` event, or an end without `data: [DONE]` raises `ProviderError`."""
+        an `{"error": ...}` event, or an end without `data: [DONE]` raises `ProviderError`
+        (a caller stops reading at an API's own last event, if it has one)."""
         try:
             response = await self._client.post_raw(path, orjson.dumps(body), stream=True)
         except openai.APITimeoutError as exc:
@@ -156,7 +157,10 @@ class OpenAIProvider:
             raise ProviderUnreachable(f"The upstream stream failed: {exc}") from exc
         finally:
             await response.aclose()
-        raise IncompleteStream("The upstream stream ended without [DONE].")
+        # Past the end of a stream that did not finish: chat and completions end with
+        # `[DONE]`; streams ending with an event (Responses' `response.completed`) are not
+        # read this far, as the pipeline stops at that event (`Api.finished`).
+        raise IncompleteStream()
 
     async def aclose(self) -> None:
         await self._client.close()

@@ -23,7 +23,8 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
-from genai_api.apis import BY_PATH
+from genai_api.apis import BY_PATH, Api
+from genai_api.errors import GatewayError
 from genai_api.metrics import Metrics
 from genai_api.models.catalog import Lister
 from genai_api.providers.base import Provider
@@ -99,12 +100,25 @@ class RoutingProvider:
         rename = route is not None and route.wire is not None
         if rename:
             body = {**body, "model": route.wire}  # type: ignore[union-attr]
+        api, last = BY_PATH.get(path), False
         async with upstream.slots:
             with self.metrics.provider_call(_ENDPOINTS.get(path, "other"), model, upstream.name):
-                async for chunk in upstream.provider.stream(path, body):
-                    if rename:
-                        _rename(chunk, model)
-                    yield chunk
+                chunks = upstream.provider.stream(path, body)
+                try:
+                    async for chunk in chunks:
+                        if rename:
+                            _rename(chunk, model)
+                        last = api is not None and _ends(api, chunk)
+                        yield chunk
+                except GeneratorExit:
+                    # Closed by its reader: after an API's last event (Responses' completed
+                    # event: the pipeline reads no further) the call succeeded, else not.
+                    if not last:
+                        raise
+                finally:
+                    aclose = getattr(chunks, "aclose", None)
+                    if aclose is not None:
+                        await aclose()  # the upstream response, released now
 
     async def aclose(self) -> None:
         for upstream in self.upstreams:
@@ -113,6 +127,14 @@ class RoutingProvider:
     def __getattr__(self, name: str) -> Any:
         # Anything else (e.g. MockProvider.calls) is the default upstream's provider's.
         return getattr(self.default.provider, name)
+
+
+def _ends(api: Api, chunk: dict[str, Any]) -> bool:
+    """Whether `chunk` is the event that ends a successful stream of `api`."""
+    try:
+        return api.finished(chunk)
+    except GatewayError:  # a failure event: its reader raises it
+        return False
 
 
 def _rename(answer: dict[str, Any], public: object) -> None:

@@ -1,5 +1,6 @@
-"""The generating endpoints: `POST /v1/chat/completions` and `POST /v1/completions` (and
-their un-prefixed aliases), each one `complete` call with its `Api`."""
+"""The generating endpoints: `POST /v1/chat/completions`, `POST /v1/completions` and
+`POST /v1/responses` (and their un-prefixed aliases), each one `complete` call with its
+`Api`."""
 
 from __future__ import annotations
 
@@ -9,13 +10,14 @@ from fastapi import APIRouter
 from starlette.requests import Request
 from starlette.responses import Response
 
-from genai_api.apis import CHAT, COMPLETIONS, Api
+from genai_api.apis import CHAT, COMPLETIONS, RESPONSES, Api
 from genai_api.controls import parse_controls
 from genai_api.gateway import Gateway
 from genai_api.http.body import read_json
 from genai_api.http.deps import GatewayDep, TenantDep
 from genai_api.http.openapi import json_body
 from genai_api.http.render import render, render_stream
+from genai_api.tenancy import answers as owned
 
 router = APIRouter()
 
@@ -28,13 +30,17 @@ async def complete(
     body: dict[str, Any] | None = None,
     prompt: str | None = None,
 ) -> Response:
-    """Shared by every generating API and prompt templates: validate, run the pipeline,
-    render (as SSE when the body says `stream: true`)."""
+    """Shared by every generating API and prompt templates: validate, check what the body
+    names is the caller's, run the pipeline, record what the answer gives the caller, render
+    (as SSE when the body says `stream: true`)."""
     if body is None:
         body = await read_json(request)
     api.check(body)  # names the offending parameter
     model = gateway.models.get(body["model"])
     request.state.model = model.name
+    tenancy = gateway.tenancy
+    if tenancy.enforced:  # e.g. a previous_response_id of another tenant's: 404
+        await owned.check(tenancy, tenant, api, body)
     controls = parse_controls(
         request.headers, body.pop("cache", None), max_ttl=gateway.settings.cache_max_ttl
     )
@@ -46,10 +52,14 @@ async def complete(
         streamed = await gateway.pipeline.run_stream(call)
         if streamed.fallback is not None:  # logged and counted as the model that answered
             request.state.model = streamed.fallback
+        if tenancy.recording:
+            streamed = await owned.record_stream(tenancy, tenant, api, streamed)
         return render_stream(streamed)
     outcome = await gateway.pipeline.run(call)
     if outcome.fallback is not None:
         request.state.model = outcome.fallback
+    if tenancy.recording:  # e.g. the response id it is served: the tenant's from now on
+        await owned.record_outcome(tenancy, tenant, api, outcome)
     return render(outcome)
 
 
@@ -69,3 +79,10 @@ async def chat_completions(request: Request, gateway: GatewayDep, tenant: Tenant
 async def completions(request: Request, gateway: GatewayDep, tenant: TenantDep) -> Response:
     """OpenAI legacy text completion, cached the same way."""
     return await complete(request, gateway, tenant, COMPLETIONS)
+
+
+@router.post("/v1/responses", tags=["completions"], openapi_extra=json_body(RESPONSES.schema))
+@router.post("/responses", include_in_schema=False)
+async def responses(request: Request, gateway: GatewayDep, tenant: TenantDep) -> Response:
+    """OpenAI Responses API, cached the same way (streamed as its typed events)."""
+    return await complete(request, gateway, tenant, RESPONSES)

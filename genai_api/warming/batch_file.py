@@ -19,7 +19,8 @@ from genai_api.errors import NotFound
 from genai_api.models.table import ModelTable
 
 _URL = re.compile(
-    r"^/v1/(chat/completions|completions|embeddings|prompts/[A-Za-z0-9][A-Za-z0-9_.\-]*/completions)$"
+    r"^/v1/(chat/completions|completions|responses|embeddings"
+    r"|prompts/[A-Za-z0-9][A-Za-z0-9_.\-]*/completions)$"
 )
 # Warming stores whole answers; the key ignores these, so leaving them out fills the same entry.
 _STREAM_FIELDS = ("stream", "stream_options")
@@ -64,8 +65,8 @@ def parse_line(number: int, text: bytes | str) -> BatchLine:
     url = url if url.startswith("/v1/") else "/v1" + (url if url.startswith("/") else "/" + url)
     if not _URL.match(url):
         raise LineError(
-            f"unsupported url {data['url']!r} (chat/completions, completions, embeddings "
-            "or prompts/{name}/completions)"
+            f"unsupported url {data['url']!r} (chat/completions, completions, responses, "
+            "embeddings or prompts/{name}/completions)"
         )
     body = data.get("body")
     if not isinstance(body, dict):
@@ -136,8 +137,9 @@ class WarmSummary:
         usage = payload.get("usage") if isinstance(payload, dict) else None
         if not isinstance(usage, dict):
             return
-        prompt = _int(usage.get("prompt_tokens"))
-        completion = _int(usage.get("completion_tokens"))
+        # Chat's names, else the Responses API's.
+        prompt = _int(usage.get("prompt_tokens", usage.get("input_tokens")))
+        completion = _int(usage.get("completion_tokens", usage.get("output_tokens")))
         self.tokens_spent += prompt + completion
         # Priced as the model that answered: a fallback's answer names it in a header.
         model = (
