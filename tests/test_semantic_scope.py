@@ -54,9 +54,10 @@ def test_everything_else_is_in_the_scope(other: tuple[str, dict[str, Any], str])
         {"model": "m", "messages": [{"role": "user", "content": "a", "name": "bob"}]},
         {"model": "m", "messages": [{"role": "user", "content": "  "}]},
         {"model": "m", "prompt": "a completion"},
+        {"model": "m", "input": "a Responses API request"},
     ],
     ids=["tools", "tool_choice", "functions", "response_format", "n", "audio-out", "audio",
-         "image", "last-not-user", "named", "blank", "not-chat"],
+         "image", "last-not-user", "named", "blank", "completions", "responses"],
 )  # fmt: skip
 def test_requests_that_are_never_compared_by_meaning(request_body: dict[str, Any]) -> None:
     assert query_of("chat", request_body, "t") is None
