@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 HOST   ?= 127.0.0.1
 PORT   ?= 8000
 
-.PHONY: install install-dev run test lint bench clean
+.PHONY: install install-dev run test lint bench bench-semantic clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +34,11 @@ lint: install-dev
 
 bench: install-dev
 	$(BIN)/python -m bench.run
+
+# Precision and hit rate of semantic hits per threshold, on the labelled pairs of
+# bench/semantic, with two local embedding models (offline).
+bench-semantic: install-dev
+	$(BIN)/python -m bench.semantic.run
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -13,7 +13,7 @@ from decimal import Decimal
 
 from genai_api.call import Call
 from genai_api.entry import Entry
-from genai_api.savings.accounting import Accounting, CacheStatus
+from genai_api.savings.accounting import SAVED, Accounting, CacheStatus
 from genai_api.savings.money import to_pico
 
 Flight = asyncio.Task[tuple[Entry, CacheStatus]]
@@ -36,12 +36,13 @@ class Outcome:
     entry: Entry
     saved_tokens: int = 0
     saved_cost: Decimal | None = None
+    similarity: float | None = None  # a SEMANTIC-HIT's: to the prompt its entry answered
     fallback: str | None = None  # the fallback model that answered (`X-Upstream-Model`)
 
     @property
     def from_cache(self) -> bool:
-        """Answered without a provider call of its own (HIT or COALESCED)."""
-        return self.status in (CacheStatus.HIT, CacheStatus.COALESCED)
+        """Answered without a provider call of its own (HIT, COALESCED, SEMANTIC-HIT)."""
+        return self.status in SAVED
 
 
 class Answers:

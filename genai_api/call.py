@@ -13,6 +13,7 @@ from typing import Any
 from genai_api.apis.base import Api
 from genai_api.controls import CacheControls
 from genai_api.models.table import ModelInfo
+from genai_api.semantic.layer import Pending
 
 
 @dataclass(slots=True)
@@ -28,5 +29,6 @@ class Call:
     cacheable: bool
     requester: str | None = None  # who asks, when the key may hold several answers
     seen: frozenset[int] | None = None  # answers already served to them: a regenerate
+    semantic: Pending | None = None  # an opted-in model's request that may match by meaning
     tenant: str = ""  # with `prompt`, what the same request for another model needs
     prompt: str | None = None  # the template it was rendered from

@@ -27,6 +27,7 @@ from genai_api.savings.accounting import Accounting
 from genai_api.savings.backends import MemoryStats, StatsBackend
 from genai_api.savings.redis import RedisStats
 from genai_api.savings.tokenizer import TokenCounter
+from genai_api.semantic import build as semantic
 from genai_api.settings import Settings
 from genai_api.store import CacheStore, build_store
 from genai_api.store.near import NearStore
@@ -98,6 +99,7 @@ class Gateway:
             ),
             fallbacks=Fallbacks(models.get, settings.upstream_timeout, metrics.fallback),
         )
+        pipeline.semantic = await semantic.build(settings, models, pipeline)
         pipeline.leases.start()
         if isinstance(store, NearStore):
             store.start()  # the L1's invalidation subscription
@@ -161,6 +163,8 @@ class Gateway:
         await self.pipeline.embeddings.aclose()  # its flights release leases as they stop
         await self.pipeline.leases.aclose()
         await self.pipeline.variants.aclose()  # the last records, before the store closes
+        if self.pipeline.semantic is not None:
+            await self.pipeline.semantic.aclose()  # its index writes, before the store closes
         await self.accounting.aclose()  # the last increments, before the store's pool closes
         await self.provider.aclose()
         await self.passthrough.aclose()

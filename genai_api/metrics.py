@@ -43,7 +43,14 @@ _PATH_ENDPOINTS = {
     for prefix in ("/v1", "")
 }
 M = TypeVar("M", Counter, Gauge, Histogram)
-_CACHE_RESULTS = {"HIT": "hit", "MISS": "miss", "COALESCED": "coalesced", "BYPASS": "bypass"}
+_BUCKET = {status: "saved" for status in SAVED} | {CacheStatus.SEMANTIC_HIT: "semantic"}
+_CACHE_RESULTS = {
+    "HIT": "hit",
+    "MISS": "miss",
+    "COALESCED": "coalesced",
+    "BYPASS": "bypass",
+    "SEMANTIC-HIT": "semantic_hit",
+}
 _REQUEST_SERIES = 4096
 
 
@@ -77,6 +84,18 @@ class Metrics:
             "genai_cache_tokens_saved",
             "Tokens answered from the cache (HIT, COALESCED) instead of the provider.",
             ["model", "kind"],
+            registry=reg,
+        )
+        self.semantic_tokens_saved = Counter(
+            "genai_semantic_cache_tokens_saved",
+            "Tokens answered by semantic hits (opt-in per model), not counted as cache hits.",
+            ["model", "kind"],
+            registry=reg,
+        )
+        self.semantic_cost_saved = Counter(
+            "genai_semantic_cache_cost_saved_usd",
+            "USD the provider would have charged for answers served by semantic hits.",
+            ["model"],
             registry=reg,
         )
         self.tokens_spent = Counter(
@@ -123,7 +142,7 @@ class Metrics:
         # status): one lookup per answer. Bounded as the labels are, plus the client-sent
         # model names folded into `other` (the memo starts over past `_REQUEST_SERIES`).
         self._request_series: dict[tuple[str, object, str | None, int], Counter] = {}
-        self._pending: dict[tuple[bool, str, str], int | Decimal] = {}
+        self._pending: dict[tuple[str, str, str], int | Decimal] = {}
         self.backend_errors = Counter(
             "genai_cache_backend_errors",
             "Cache backend failures (component=cache: lookups and writes; stats: counters).",
@@ -168,7 +187,7 @@ class Metrics:
         so a scrape answered by another worker sees this one's tokens at most that late.
         """
         label = self.model_label(model)
-        saved = status in SAVED
+        saved = _BUCKET.get(status, "spent")
         pending = self._pending
         if prompt:
             key = (saved, label, "prompt")
@@ -183,13 +202,21 @@ class Metrics:
     def flush(self) -> None:
         """Apply the sums `account()` gathered."""
         pending, self._pending = self._pending, {}
-        for (saved, label, kind), amount in pending.items():
+        tokens_of = {
+            "saved": self.tokens_saved,
+            "semantic": self.semantic_tokens_saved,
+            "spent": self.tokens_spent,
+        }
+        cost_of = {
+            "saved": self.cost_saved,
+            "semantic": self.semantic_cost_saved,
+            "spent": self.cost_spent,
+        }
+        for (bucket, label, kind), amount in pending.items():
             if kind:
-                tokens = self.tokens_saved if saved else self.tokens_spent
-                self._series(tokens, label, kind).inc(float(amount))
+                self._series(tokens_of[bucket], label, kind).inc(float(amount))
             else:
-                cost = self.cost_saved if saved else self.cost_spent
-                self._series(cost, label).inc(float(amount))
+                self._series(cost_of[bucket], label).inc(float(amount))
 
     def backend_error(self, component: str) -> None:
         self.backend_errors.labels(component).inc()

@@ -45,6 +45,7 @@ from genai_api.providers.base import Provider
 from genai_api.savings.accounting import Accounting, CacheStatus
 from genai_api.savings.tokenizer import EncodingNotLoadedError, TokenCounter
 from genai_api.savings.usage import estimate_usage
+from genai_api.semantic.layer import Match, SemanticCache
 from genai_api.store import budget
 from genai_api.store.base import CacheStore
 from genai_api.variants import Variants
@@ -96,6 +97,7 @@ class Pipeline:
         self.fallbacks = fallbacks or Fallbacks(ModelInfo, upstream_timeout)
         self.reads = SharedReads(store)  # lookups under way, shared
         self.answers = Answers(accounting)  # outcomes and their counting
+        self.semantic: SemanticCache | None = None  # set by the gateway when a model opts in
         self.embeddings = EmbeddingRunner(
             store=store,
             leases=self.leases,
@@ -119,10 +121,16 @@ class Pipeline:
         """The call for a checked `body` of `api`: its keys, and whether it may be cached.
         `caller`: who sent it, when that is not `tenant` (`Authenticator.identity`)."""
         encoding = self._exact.get(model.tokenizer)
-        key = canonical_key(api.name, api.key_body(body, encoding), tenant=tenant)
+        key_body = api.key_body(body, encoding)
+        key = canonical_key(api.name, key_body, tenant=tenant)
         cacheable = not api.bypass(body) and (
             self.cache_nondeterministic or not api.nondeterministic(body)
         )
+        semantic = None
+        if model.semantic is not None and cacheable and self.semantic is not None:
+            semantic = self.semantic.pending(
+                model.semantic, api.name, key_body, tenant=tenant, model=model.name, prompt=prompt
+            )
         requester = None
         if cacheable and self.variants.enabled and api.nondeterministic(body):
             requester = self.variants.requester(caller or tenant, body)
@@ -137,6 +145,7 @@ class Pipeline:
             requester=requester,
             tenant=tenant,
             prompt=prompt,
+            semantic=semantic,
         )
 
     async def prepare_embeddings(
@@ -190,6 +199,8 @@ class Pipeline:
             cached = await self._lookup(call)
             if cached is not None:
                 return self._answer(call, CacheStatus.HIT, cached)
+            if call.semantic is not None and (match := await self._by_meaning(call)) is not None:
+                return self._matched(call, match)
             task, started, feed = self._join(call, None)
             followers = None if started else self.answers.follow(call, task)
             try:
@@ -227,6 +238,8 @@ class Pipeline:
             cached = await self._lookup(call)
             if cached is not None:
                 return self._replay(call, CacheStatus.HIT, cached)
+            if call.semantic is not None and (match := await self._by_meaning(call)) is not None:
+                return self._replay_match(call, match)
             task, started, live = self._join(call, Feed())
             if live is None:  # a non-streamed flight: replay its answer once it lands
                 entry, status = await asyncio.shield(task)
@@ -369,6 +382,48 @@ class Pipeline:
         self._served(call, entry)
         return self.answers.answer(call, status, entry)
 
+    async def _by_meaning(self, call: Call) -> Match | None:
+        """An exact miss of an opted-in model's request: its answer by meaning, if any
+        (`genai_api.semantic`). Not for a no-cache request, nor a regenerate.
+
+        When the leases' claim reads the entry (Redis), `_lookup` only looked at the L1: the
+        store is read here first, so the exact lookup always runs before the semantic one
+        (one more round trip, for these models' L1 misses only)."""
+        if self.semantic is None or call.semantic is None:
+            return None
+        if not call.controls.read or call.seen:
+            return None
+        if self.leases.claim_reads and call.skey not in self.coalescer:
+            try:
+                raw = await self.reads.get(call.skey)
+            except CacheUnavailable as exc:
+                self._cache_failed(call, exc.message)
+                return None  # the cache is down: no semantic hit either
+            entry = None if raw is None else self._usable(call, raw)
+            if entry is not None:
+                return Match(entry, None)
+        return await self.semantic.lookup(call.semantic, partial(self._usable, call))
+
+    def _matched(self, call: Call, match: Match) -> Outcome:
+        """A SEMANTIC-HIT: counted under its own name, keyed by the entry that answered
+        (or a plain HIT, when the exact read of `_by_meaning` found the entry)."""
+        if match.candidate is None:
+            return self._answer(call, CacheStatus.HIT, match.entry)
+        # Not `_answer`: the entry is another key's, so it is not recorded as one of this
+        # key's answers served to the requester (regenerates are about this key).
+        outcome = self.answers.answer(call, CacheStatus.SEMANTIC_HIT, match.entry)
+        outcome.key = match.candidate.key
+        outcome.similarity = match.candidate.similarity
+        return outcome
+
+    def _replay_match(self, call: Call, match: Match) -> Streamed:
+        """`_matched`, as a stream: the matched entry's chunks replayed."""
+        outcome = self._matched(call, match)
+        entry = match.entry
+        chunks = entry.chunks if entry.chunks is not None else call.api.synthesize(entry.response)
+        view = call.api.client_view(call.body)
+        return Streamed(call.api, outcome.status, outcome.key, replay(chunks, view), outcome)
+
     def _served(self, call: Call, entry: Entry) -> None:
         if call.requester is not None:
             self.variants.record(call.requester, call.skey, entry.index)
@@ -463,6 +518,8 @@ class Pipeline:
                     except CacheUnavailable as exc:
                         self._cache_failed(call, exc.message)
                         status = CacheStatus.BYPASS
+                    if status is CacheStatus.MISS and call.semantic and self.semantic:
+                        self.semantic.remember(call.semantic, call.skey, call.key, ttl)
             return entry, status
         finally:
             if feed is not None:

@@ -54,6 +54,10 @@ class Settings(BaseSettings):
     cache_l1_seconds: float = Field(
         2.0, ge=0, description="longest an L1 copy of an entry is answered after it was read"
     )
+    # The vector index of models that opt in to semantic hits (models file `semantic`): a
+    # Redis with the query engine (Redis 8, Redis Stack, Valkey + search); default: the
+    # cache's own Redis.
+    semantic_redis_url: SecretStr | None = None
     lease_seconds: float = Field(
         30.0, gt=0, le=30, description="cross-process coalescing lease, renewed while alive"
     )
@@ -126,7 +130,7 @@ class Settings(BaseSettings):
             return value.strip().upper()
         raise ValueError(f"must be one of {', '.join(_LEVELS)}, in any case")
 
-    @field_validator("redis_url")
+    @field_validator("redis_url", "semantic_redis_url")
     @classmethod
     def _a_redis_url(cls, value: SecretStr | None) -> SecretStr | None:
         # Checked here, not when the pool is built: in a worker's lifespan a bad URL was a

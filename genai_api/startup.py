@@ -21,6 +21,7 @@ from pydantic_core import ErrorDetails
 from genai_api.errors import ConfigError
 from genai_api.models.table import ModelTable
 from genai_api.prompts import PromptLibrary
+from genai_api.semantic import build as semantic
 from genai_api.settings import Settings
 
 EXIT_CONFIG = 2  # what `serve` and `warm` exit with on a ConfigError
@@ -45,9 +46,14 @@ def load_config() -> Settings:
     settings = load_settings()
     problems: list[str] = []
     try:
-        ModelTable.load(settings.models_file)
+        models = ModelTable.load(settings.models_file)
     except ConfigError as exc:
         problems += [f"MODELS_FILE {problem}" for problem in exc.problems]
+    else:
+        try:
+            semantic.check_server(settings, models)  # a server without FT.*: exit 2
+        except ConfigError as exc:
+            problems += exc.problems
     try:
         PromptLibrary.load(settings.prompts_dir)
     except ConfigError as exc:

@@ -194,3 +194,25 @@ async def wait_until(predicate: Callable[[], bool], within: float = 5.0) -> None
     while not predicate():
         assert asyncio.get_running_loop().time() < deadline, "condition never became true"
         await asyncio.sleep(0.01)
+
+
+@pytest.fixture(scope="session")
+def search_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A Redis with the query engine, shared by the session (tests isolate by namespace)."""
+    from tests.search_server import (
+        SearchServer,
+        external_search_url,
+        require_search,
+        search_binaries,
+    )
+
+    if search_binaries() is not None:
+        server = SearchServer(tmp_path_factory.mktemp("search")).start()
+        try:
+            yield server.url
+        finally:
+            server.stop()
+    elif external_search_url():
+        yield str(external_search_url())
+    else:
+        require_search()

@@ -27,8 +27,9 @@ class RedisServer:
         port: int | None = None,
         password: str | None = None,
         extra_args: list[str] | None = None,
+        binary: str | None = None,
     ) -> None:
-        self.binary = shutil.which("redis-server")
+        self.binary = binary or shutil.which("redis-server")
         if self.binary is None:
             raise RuntimeError("redis-server is not installed")
         self.workdir = workdir

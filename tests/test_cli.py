@@ -170,3 +170,29 @@ def test_serve_refuses_a_fallback_cycle(tmp_path: Path) -> None:
     assert done.stderr == (
         "genai-api: MODELS_FILE models.toml: model 'a': fallbacks: a cycle (a -> b -> a)\n"
     )
+
+
+def test_serve_refuses_a_semantic_index_server_without_the_query_engine(tmp_path: Path) -> None:
+    from tests.search_server import SearchServer, require_search, search_binaries
+
+    if search_binaries() is None:
+        require_search()
+    plain = SearchServer(tmp_path, module=False).start()
+    try:
+        models = tmp_path / "models.toml"
+        models.write_text(
+            '[models."gpt-4o-mini"]\nsemantic = { embedding_model = "text-embedding-3-small" }\n'
+        )
+        done = _run(
+            tmp_path,
+            "serve",
+            "--port",
+            str(free_port()),
+            MODELS_FILE=str(models),
+            SEMANTIC_REDIS_URL=plain.url,
+        )
+    finally:
+        plain.stop()
+    assert done.returncode == 2
+    (line,) = done.stderr.splitlines()
+    assert line.startswith("genai-api: SEMANTIC_REDIS_URL: the server has no query engine")

@@ -138,6 +138,10 @@ def test_page_draws_the_numbers_of_the_stats(server: str, tmp_path: Path) -> Non
         assert page.cells[(model, "cost_saved_usd")] == counters["cost_saved_usd"]
         assert page.cells[(model, "tokens_saved")] == str(counters["tokens_saved"]["total"])
     assert page.cells[("total", "cost_spent_usd")] == expected["cost_spent_usd"]
+    # Semantic hits (models that opt in) have cards and columns of their own.
+    assert page.by_id["semantic-hits"]["data-value"] == str(expected["semantic_hits"])
+    assert page.by_id["semantic-cost-saved"]["data-value"] == expected["semantic_cost_saved_usd"]
+    assert page.cells[("total", "semantic_hits")] == str(expected["semantic_hits"])
     # The charts are drawn from the last hour's buckets: every request so far is in them.
     requests, saved = page.by_id["chart-requests"], page.by_id["chart-saved"]
     assert (requests["data-points"], requests["data-requests"]) == ("60", "6")

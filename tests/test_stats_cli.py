@@ -36,7 +36,7 @@ async def test_table_shows_each_model_and_the_exact_totals() -> None:
     assert mini[1:6] == ["2", "0", "1", "0", "0"]  # hits, coalesced, misses, bypassed, errors
     assert mini[6] == "66.7%"
     total = [cell.strip() for cell in lines["total"].split("│")[1:-1]]
-    assert total[8:] == [f"${stats['cost_saved_usd']}", f"${stats['cost_spent_usd']}"]
+    assert total[8:] == [f"${stats['cost_saved_usd']}", f"${stats['cost_spent_usd']}", "0"]
     assert f"since {stats['since']}" in out
     assert "last hour: 4 requests, 50.0% from cache" in out
 

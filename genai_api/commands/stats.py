@@ -27,6 +27,7 @@ COLUMNS = (
     "tokens saved",
     "USD saved",
     "USD spent",
+    "semantic hits",  # last: the exact columns keep their places
 )
 
 
@@ -35,10 +36,20 @@ def _last_hour(stats: dict[str, Any]) -> str | None:
     if not points:
         return None
     cached = sum(p["hits"] + p["coalesced"] for p in points)
-    total = cached + sum(p["misses"] + p["bypassed"] for p in points)
+    total = cached + sum(p["misses"] + p["bypassed"] + p.get("semantic_hits", 0) for p in points)
     saved = sum(Decimal(p["cost_saved_usd"]) for p in points)
     ratio = f"{cached / total:.1%}" if total else "-"
     return f"last hour: {total:,} requests, {ratio} from cache, ${saved} saved"
+
+
+def _semantic(c: dict[str, Any]) -> str:
+    """Semantic hits and what they saved, apart from the exact figures (a server without
+    them, older than this client, shows a dash)."""
+    if "semantic_hits" not in c:
+        return "-"
+    if not c["semantic_hits"]:
+        return "0"
+    return f"{c['semantic_hits']:,} (${c['semantic_cost_saved_usd']})"
 
 
 def stats_table(stats: dict[str, Any]) -> Table:
@@ -61,6 +72,7 @@ def stats_table(stats: dict[str, Any]) -> Table:
             f"{c['tokens_saved']['total']:,}",
             f"${c['cost_saved_usd']}",
             f"${c['cost_spent_usd']}",
+            _semantic(c),
             style=style,
         )
 

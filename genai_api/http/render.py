@@ -24,6 +24,8 @@ def cache_headers(outcome: Outcome) -> dict[str, str]:
         headers["x-cache-saved-tokens"] = str(outcome.saved_tokens)
         # Rounded and written exactly as /v1/cache/stats adds it up, so headers sum to stats.
         headers["x-cache-saved-cost-usd"] = usd(to_pico(outcome.saved_cost or Decimal(0)))
+        if outcome.similarity is not None:
+            headers["x-cache-similarity"] = f"{outcome.similarity:.4f}"
     if outcome.fallback is not None:  # a fallback model answered (CONTRACT §7)
         headers["x-upstream-model"] = outcome.fallback
     return headers

@@ -32,6 +32,7 @@ import yaml
 from genai_api.errors import ConfigError
 from genai_api.models.environ import environment
 from genai_api.savings.tokenizer import DEFAULT_ENCODINGS
+from genai_api.semantic.config import DEFAULT_THRESHOLD, SEMANTIC_KEYS, SemanticConfig
 
 
 @dataclass(frozen=True, slots=True)
@@ -214,6 +215,28 @@ def _fallbacks(value: object) -> tuple[str, ...]:
     return tuple(value)
 
 
+def _semantic(value: object) -> SemanticConfig:
+    # Opting a model in to answers written for other prompts: every key is checked, and an
+    # unknown one (a typo of `threshold`) is refused rather than left at its default.
+    if not isinstance(value, dict):
+        raise _Bad('must be a table, e.g. { embedding_model = "text-embedding-3-small" }')
+    unknown = [str(k) for k in value if k not in SEMANTIC_KEYS]
+    if unknown:
+        raise _Bad(_unknown(unknown[0], SEMANTIC_KEYS))
+    model = value.get("embedding_model")
+    if not isinstance(model, str) or not model.strip():
+        raise _Bad("embedding_model: must name the embedding model (a non-empty string)")
+    threshold = value.get("threshold", DEFAULT_THRESHOLD)
+    if isinstance(threshold, bool) or not isinstance(threshold, int | float):
+        raise _Bad("threshold: must be a number between 0 and 1")
+    if not 0 < threshold <= 1:
+        raise _Bad("threshold: must be a number between 0 and 1")
+    strict = value.get("strict", True)
+    if not isinstance(strict, bool):
+        raise _Bad("strict: must be true or false, unquoted")
+    return SemanticConfig(model, float(threshold), strict)
+
+
 _TOP = ("closed", "builtin", "models")
 _MODEL_FIELDS: dict[str, Callable[[object], Any]] = {
     "ttl": _ttl,
@@ -226,4 +249,5 @@ _MODEL_FIELDS: dict[str, Callable[[object], Any]] = {
     "upstream_model": _text,
     "fallbacks": _fallbacks,
     "sliding": _boolean,
+    "semantic": _semantic,
 }

@@ -35,6 +35,7 @@ from typing import Any
 
 from genai_api.errors import ConfigError, NotFound
 from genai_api.models.file import read_models_file
+from genai_api.semantic.config import SemanticConfig
 
 MILLION = Decimal(1_000_000)
 
@@ -54,6 +55,7 @@ class ModelInfo:
     api_key_env: str | None = None  # the variable holding that upstream's key
     upstream_model: str | None = None  # the name sent upstream, when not the public one
     fallbacks: tuple[str, ...] = ()  # tried in order when its upstream fails (pruned)
+    semantic: SemanticConfig | None = None  # opted in to semantic hits (models file)
 
     @property
     def own_upstream(self) -> bool:
@@ -186,9 +188,20 @@ class ModelTable:
         for name, changes in file.models.items():
             models[name] = replace(models.get(name, ModelInfo(name)), **changes)
         problems = [f"{path}: {problem}" for problem in fallback_problems(models)]
+        problems += [
+            f"{path}: model {m.name!r}: semantic: embedding_model {m.semantic.embedding_model!r}"
+            " is not in the models table, which is closed"
+            for m in models.values()
+            if m.semantic is not None and file.closed and m.semantic.embedding_model not in models
+        ]
         if problems:
             raise ConfigError(*problems)
         return cls(chain_fallbacks(models), closed=file.closed)
+
+    @property
+    def semantic(self) -> list[ModelInfo]:
+        """The models opted in to semantic hits."""
+        return [m for m in self._models.values() if m.semantic is not None]
 
     def get(self, name: str) -> ModelInfo:
         """The model's info; an unknown model is 404 on a closed list, else defaults."""

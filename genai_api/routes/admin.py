@@ -67,6 +67,13 @@ async def invalidate(request: Request, gateway: GatewayDep, _: AdminDep) -> Resp
     tenant = gateway.auth.tenant_of(filters["tenant"]) if filters.get("tenant") else "*"
     try:
         deleted = await gateway.store.delete_matching(f"{ns}:e:*:{tenant}:{model}:{prompt}:{key}")
+        if gateway.pipeline.semantic is not None:  # the vectors go with their entries
+            await gateway.pipeline.semantic.forget(
+                tenant=None if tenant == "*" else tenant,
+                model=filters.get("model") or None,
+                prompt=filters.get("prompt") or None,
+                key=None if key == "*" else key,
+            )
     except CacheUnavailable as exc:
         raise GatewayError(
             "The cache backend is not answering.", status_code=503, code="cache_unavailable"

@@ -42,6 +42,7 @@ class CacheStatus(StrEnum):
     MISS = "MISS"
     COALESCED = "COALESCED"
     BYPASS = "BYPASS"
+    SEMANTIC_HIT = "SEMANTIC-HIT"  # answered with a similar prompt's entry (opt-in per model)
 
 
 _COUNTER = {
@@ -49,8 +50,16 @@ _COUNTER = {
     CacheStatus.MISS: "misses",
     CacheStatus.COALESCED: "coalesced",
     CacheStatus.BYPASS: "bypassed",
+    CacheStatus.SEMANTIC_HIT: "semantic_hits",
 }
-SAVED = (CacheStatus.HIT, CacheStatus.COALESCED)
+SAVED = (CacheStatus.HIT, CacheStatus.COALESCED, CacheStatus.SEMANTIC_HIT)
+# What a semantic hit saved is counted apart from what exact hits saved: a semantic hit's
+# answer was written for another prompt, and the stats never mix the two.
+_SAVED_AS = {
+    CacheStatus.SEMANTIC_HIT: ("semantic_saved_prompt", "semantic_saved_completion",
+                               "semantic_saved_pusd"),
+}  # fmt: skip
+_SAVED_EXACT = ("saved_prompt", "saved_completion", "saved_pusd")
 
 
 class Meter(Protocol):
@@ -68,7 +77,7 @@ class Meter(Protocol):
 def counters_doc(c: Counter[str]) -> dict[str, Any]:
     """One set of CONTRACT §3 counters (the totals, a model, or a time bucket)."""
     answered = c["hits"] + c["coalesced"]
-    total = answered + c["misses"] + c["bypassed"]
+    total = answered + c["misses"] + c["bypassed"] + c["semantic_hits"]
     return {
         "hits": c["hits"],
         "misses": c["misses"],
@@ -83,6 +92,16 @@ def counters_doc(c: Counter[str]) -> dict[str, Any]:
         },
         "cost_saved_usd": usd(c["saved_pusd"]),
         "cost_spent_usd": usd(c["spent_pusd"]),
+        # Opt-in semantic hits (models with `semantic`), never mixed into the figures above:
+        # hit_ratio is exact hits only, over every request.
+        "semantic_hits": c["semantic_hits"],
+        "semantic_hit_ratio": round(c["semantic_hits"] / total, 6) if total else 0.0,
+        "semantic_tokens_saved": {
+            "prompt": c["semantic_saved_prompt"],
+            "completion": c["semantic_saved_completion"],
+            "total": c["semantic_saved_prompt"] + c["semantic_saved_completion"],
+        },
+        "semantic_cost_saved_usd": usd(c["semantic_saved_pusd"]),
     }
 
 
@@ -128,9 +147,10 @@ class Accounting:
         """Count `count` answers; tokens and cost are saved on HIT/COALESCED, spent otherwise."""
         counts = {_COUNTER[status]: count}
         if status in SAVED:
-            counts["saved_prompt"] = prompt_tokens
-            counts["saved_completion"] = completion_tokens
-            counts["saved_pusd"] = to_pico(cost)
+            prompt, completion, pusd = _SAVED_AS.get(status, _SAVED_EXACT)
+            counts[prompt] = prompt_tokens
+            counts[completion] = completion_tokens
+            counts[pusd] = to_pico(cost)
         else:
             counts["spent_pusd"] = to_pico(cost)
         model = self._label(model)

@@ -24,6 +24,10 @@ FIELDS = (
     "saved_completion",
     "saved_pusd",
     "spent_pusd",
+    "semantic_hits",
+    "semantic_saved_prompt",
+    "semantic_saved_completion",
+    "semantic_saved_pusd",
 )
 
 
