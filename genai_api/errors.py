@@ -76,8 +76,14 @@ class NotFound(GatewayError):
 
 
 class AuthenticationFailed(GatewayError):
+    """401, with `WWW-Authenticate: Bearer` (RFC 9110 §11.6.1: a 401 names its scheme, and
+    clients and proxies that look for it know to send a bearer token)."""
+
     status_code = 401
     error_type = "invalid_request_error"
+
+    def __init__(self, message: str, *, code: str | None = None) -> None:
+        super().__init__(message, code=code, headers={"WWW-Authenticate": "Bearer"})
 
 
 class PermissionDenied(GatewayError):

@@ -70,6 +70,8 @@ async def test_admin_routes_need_the_admin_key(
         error = assert_envelope(answer, status)
         assert ADMIN_KEY not in answer.text
         assert error["code"] == ("admin_only" if status == 403 else "invalid_api_key")
+        expected = "Bearer" if status == 401 else None
+        assert answer.headers.get("www-authenticate") == expected
 
 
 @each_admin_route
