@@ -174,7 +174,7 @@ async def test_unknown_route_is_404_in_envelope(provider: respx.Route) -> None:
 @pytest.mark.parametrize(
     ("method", "path", "allowed"),
     [("GET", "/v1/chat/completions", "POST"), ("PUT", "/v1/embeddings", "POST"),
-     ("POST", "/v1/models", "GET"), ("GET", "/v1/cache", "DELETE")],
+     ("POST", "/v1/models", "GET, HEAD"), ("GET", "/v1/cache", "DELETE")],
 )  # fmt: skip
 async def test_a_wrong_method_is_405_in_envelope_naming_the_allowed_ones(
     provider: respx.Route, method: str, path: str, allowed: str

@@ -17,6 +17,20 @@ async def test_list_names_the_configured_models() -> None:
     assert {"gpt-4o-mini", "text-embedding-3-small"} <= {m.id for m in page.data}
 
 
+@pytest.mark.parametrize("path", ["/v1/models", "/models", "/v1/models/gpt-4o-mini"])
+async def test_head_answers_as_get_does_without_a_body(path: str) -> None:
+    async with running(make_settings(gateway_api_keys="key-a")) as gw:
+        key = {"Authorization": "Bearer key-a"}
+        get, head = await gw.http.get(path, headers=key), await gw.http.head(path, headers=key)
+        refused = await gw.http.head(path)
+        missing = await gw.http.head("/v1/models/gpt-99", headers=key)
+    assert (head.status_code, head.content) == (200, b"")
+    assert head.headers["content-type"] == get.headers["content-type"] == "application/json"
+    assert head.headers["content-length"] == get.headers["content-length"] == str(len(get.content))
+    assert (refused.status_code, refused.headers["www-authenticate"]) == (401, "Bearer")
+    assert missing.status_code == 404
+
+
 async def test_retrieve_answers_a_configured_model_with_or_without_v1() -> None:
     async with running(make_settings()) as gw:
         model = await gw.client.models.retrieve("gpt-4o-mini")
