@@ -35,7 +35,7 @@ HEADERS = [
 ]
 
 
-def scope() -> dict[str, Any]:
+def scope(extra: list[tuple[bytes, bytes]] | None = None) -> dict[str, Any]:
     return {
         "type": "http",
         "asgi": {"version": "3.0"},
@@ -46,13 +46,13 @@ def scope() -> dict[str, Any]:
         "raw_path": CHAT_PATH.encode(),
         "query_string": b"",
         "root_path": "",
-        "headers": HEADERS,
+        "headers": HEADERS + extra if extra else HEADERS,
         "client": ("127.0.0.1", 1),
         "server": ("gw", 80),
     }
 
 
-async def call(app: ASGIApp) -> list[Message]:
+async def call(app: ASGIApp, extra: list[tuple[bytes, bytes]] | None = None) -> list[Message]:
     sent: list[Message] = []
 
     async def receive() -> Message:
@@ -61,8 +61,49 @@ async def call(app: ASGIApp) -> list[Message]:
     async def send(message: Message) -> None:
         sent.append(message)
 
-    await app(scope(), receive, send)
+    await app(scope(extra), receive, send)
     return sent
+
+
+GZIP = [(b"accept-encoding", b"gzip, deflate")]  # what httpx (the openai SDK) sends
+ORIGIN = [(b"origin", b"http://127.0.0.1:5173")]
+
+
+def outer_stages(app: Any) -> list[tuple[str, Callable[[], Awaitable[Any]]]]:
+    """The whole request with the outer middlewares (compression, CORS) off, as configured,
+    and on, for clients that do and do not ask for them: `app.outer` is switched per stage."""
+    from starlette.middleware.gzip import GZipMiddleware
+
+    from genai_api.app import GZIP_LEVEL
+    from genai_api.http.compression import GzipWhenAsked
+    from genai_api.http.cors import with_cors
+
+    configured = app.outer
+    gzip_only = GzipWhenAsked(app._dispatch, minimum_size=1, level=GZIP_LEVEL)
+    # What Starlette's own middleware costs, for the record (README "Compression").
+    starlette_gzip = GZipMiddleware(app._dispatch, minimum_size=1400, compresslevel=GZIP_LEVEL)
+    cors = with_cors(app._dispatch, (ORIGIN[0][1].decode(),))
+
+    def stage(outer: Any, extra: list[tuple[bytes, bytes]] | None) -> Callable[[], Any]:
+        async def run() -> None:
+            app.outer = outer
+            try:
+                await call(app, extra)
+            finally:
+                app.outer = configured
+
+        return run
+
+    return [
+        ("whole request, no outer middleware", stage(None, None)),
+        ("whole request, as configured", stage(configured, None)),
+        ("  ... client accepts gzip (answer < minimum)", stage(configured, GZIP)),
+        ("  ... gzip whatever the size, client accepts", stage(gzip_only, GZIP)),
+        ("  ... Starlette's GZipMiddleware, no gzip asked", stage(starlette_gzip, None)),
+        ("  ... Starlette's, client accepts (answer < min)", stage(starlette_gzip, GZIP)),
+        ("  ... CORS on, no Origin (a server client)", stage(cors, None)),
+        ("  ... CORS on, a page's cross-origin call", stage(cors, ORIGIN)),
+    ]
 
 
 async def per_call(
@@ -174,6 +215,7 @@ async def measure(app: Any, n: int, profile: bool) -> None:
         stages: list[tuple[str, Callable[[], Awaitable[Any]]]] = [
             ("limit app: whole request (same driver)", limit_whole),
             ("gateway: whole request through the ASGI app", whole),
+            *outer_stages(app),
             ("complete() + Response, no framework", route_only),
             ("orjson.loads(body)", lambda: sync(lambda: orjson.loads(BODY))),
             (

@@ -90,10 +90,17 @@ class HotEndpoints:
 
 
 class GatewayApp(FastAPI):
-    """FastAPI, with POSTs to the hot paths answered by `hot` (see the module docstring)."""
+    """FastAPI, with POSTs to the hot paths answered by `hot` (see the module docstring), and
+    optionally everything answered through `outer` (CORS, compression: middlewares that must
+    see the answers of both paths, and the server-error middleware's answers too)."""
 
     hot: ASGIApp | None = None
     hot_paths: frozenset[str] = frozenset()
+    outer: ASGIApp | None = None
+
+    def use_outer(self, wrap: Callable[[ASGIApp], ASGIApp]) -> None:
+        """Answer every request through `wrap(app)`; the app's own paths stay as they are."""
+        self.outer = wrap(self._dispatch)
 
     def use_hot_routes(
         self, routes: Mapping[str, Endpoint], wrap: Callable[[ASGIApp], ASGIApp]
@@ -107,6 +114,12 @@ class GatewayApp(FastAPI):
         self.hot, self.hot_paths = None, frozenset()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.outer is not None:
+            await self.outer(scope, receive, send)
+            return
+        await self._dispatch(scope, receive, send)
+
+    async def _dispatch(self, scope: Scope, receive: Receive, send: Send) -> None:
         if (
             scope["type"] == "http"
             and scope["method"] == "POST"
