@@ -56,11 +56,14 @@ class Gateway:
         tokens = TokenCounter.load()  # packaged encodings: no network, fails at start-up
         metrics = Metrics(m.name for m in models)
         store = build_store(settings)
-        provider = MeteredProvider(
-            provider or build_provider(settings, http_client, tokens), metrics
-        )
         accounting = Accounting(
             _stats_backend(settings, store), meter=metrics, models=(m.name for m in models)
+        )
+        provider = MeteredProvider(
+            provider or build_provider(settings, http_client, tokens),
+            metrics,
+            accounting,
+            timeout=settings.upstream_timeout,
         )
         pipeline = Pipeline(
             store=store,
@@ -71,7 +74,6 @@ class Gateway:
             max_ttl=settings.cache_max_ttl,
             cache_nondeterministic=settings.cache_nondeterministic,
             upstream_concurrency=settings.upstream_concurrency,
-            upstream_timeout=settings.upstream_timeout,
             stream_finish_on_disconnect=settings.stream_finish_on_disconnect,
             leases=build_leases(settings, store),
             tokens=tokens,

@@ -26,7 +26,7 @@ from genai_api.controls import CacheControls
 from genai_api.embeddings.runner import EmbeddingBatch, EmbeddingOutcome, EmbeddingRunner, prepare
 from genai_api.embeddings.upstream import Item
 from genai_api.entry import Entry, decode_shared
-from genai_api.errors import CacheUnavailable, GatewayError, ProviderError, ProviderTimeout
+from genai_api.errors import CacheUnavailable, GatewayError, ProviderError
 from genai_api.flights.coalesce import Coalescer
 from genai_api.flights.fanout import Feed
 from genai_api.flights.relay import Relay, Streamed, replay
@@ -68,7 +68,6 @@ class Pipeline:
         max_ttl: int,
         cache_nondeterministic: bool,
         upstream_concurrency: int,
-        upstream_timeout: float,
         stream_finish_on_disconnect: bool = True,
         leases: Leases | None = None,
         tokens: TokenCounter | None = None,
@@ -80,7 +79,6 @@ class Pipeline:
         self.default_ttl = default_ttl
         self.max_ttl = max_ttl
         self.cache_nondeterministic = cache_nondeterministic
-        self.upstream_timeout = upstream_timeout
         self.tokens = tokens  # counts usage the provider did not send
         self.coalescer: Coalescer[tuple[Entry, CacheStatus]] = Coalescer()
         self.relay = Relay(self.coalescer, finish_on_disconnect=stream_finish_on_disconnect)
@@ -336,18 +334,16 @@ class Pipeline:
         """One streamed provider call, each chunk appended to `feed` the moment it arrives.
 
         The feed is closed as soon as the stream is complete (before any store), or with the
-        error when it fails, is cut short, or runs past `UPSTREAM_TIMEOUT` in total.
+        error when it fails, is cut short, or runs past `UPSTREAM_TIMEOUT` in total (the
+        provider wrapper, `MeteredProvider`, bounds and counts every call).
         """
         try:
             async with self._upstream:
                 self.in_flight += 1
                 chunks = self.provider.stream(call.path, upstream_body(call.body))
                 try:
-                    async with asyncio.timeout(self.upstream_timeout):
-                        async for chunk in chunks:
-                            feed.append(chunk)
-                except TimeoutError as exc:
-                    raise ProviderTimeout() from exc
+                    async for chunk in chunks:
+                        feed.append(chunk)
                 finally:
                     self.in_flight -= 1
                     aclose = getattr(chunks, "aclose", None)
@@ -377,14 +373,12 @@ class Pipeline:
         return entry
 
     async def upstream(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
-        """One provider call, within `UPSTREAM_CONCURRENCY` and `UPSTREAM_TIMEOUT`."""
+        """One provider call, within `UPSTREAM_CONCURRENCY` (the provider wrapper applies
+        `UPSTREAM_TIMEOUT`)."""
         async with self._upstream:
             self.in_flight += 1
             try:
-                async with asyncio.timeout(self.upstream_timeout):
-                    return await self.provider.create(path, body)
-            except TimeoutError as exc:
-                raise ProviderTimeout() from exc
+                return await self.provider.create(path, body)
             finally:
                 self.in_flight -= 1
 

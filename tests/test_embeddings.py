@@ -23,7 +23,7 @@ import respx
 from genai_api.controls import DEFAULT_CONTROLS
 from genai_api.embeddings.vectors import VectorEntry
 from genai_api.settings import Settings
-from tests.conftest import make_settings, running
+from tests.conftest import make_settings, running, stats_doc
 from tests.embeddings_provider import (
     MODEL,
     PRICE,
@@ -194,7 +194,7 @@ async def test_batch_inside_another_batchs_flight_is_coalesced(
         await asyncio.sleep(0.1)  # b has looked up and joined a's flight
         provider.gate.set()
         first, second = await asyncio.gather(a, b)
-        stats = (await gw.http.get("/v1/cache/stats")).json()
+        stats = stats_doc(await gw.http.get("/v1/cache/stats"))
     assert provider.calls == [["x", "y", "z"]]
     assert first.headers["x-cache"] == "MISS"
     assert second.headers["x-cache"] == "COALESCED"
@@ -209,7 +209,7 @@ async def test_stats_count_inputs_and_exact_saved_tokens(
     async with running(backend()) as gw:
         await embed(gw, ["a b c", "d"])
         await embed(gw, ["a b c", "d", "e f", "e f"])
-        stats = (await gw.http.get("/v1/cache/stats")).json()
+        stats = stats_doc(await gw.http.get("/v1/cache/stats"))
     model = stats["by_model"][MODEL]
     # 1st: 2 misses; 2nd: 2 hits, 1 miss and 1 repeat of that miss (coalesced)
     assert (model["hits"], model["misses"], model["coalesced"]) == (2, 3, 1)
