@@ -9,7 +9,9 @@
      ├── PermissionDenied        403 permission_denied
      ├── ProviderError           the provider's own status, body relayed
      │    ├── ProviderUnreachable 502 (connection failed)
-     │    └── ProviderTimeout    504 (no answer within UPSTREAM_TIMEOUT)
+     │    ├── ProviderTimeout    504 (no answer within UPSTREAM_TIMEOUT)
+     │    └── AnswerCut          502 (the connection broke while the answer arrived;
+     │                                 a stream's: genai_api.streams.StreamCut)
      └── CacheUnavailable        never shown to a client: the cache fails open
 
     ConfigError (ValueError)     start-up only: a bad variable, models file or template
@@ -123,6 +125,15 @@ class ProviderUnreachable(ProviderError):
 class ProviderTimeout(ProviderError):
     def __init__(self, message: str = "The upstream provider did not answer in time.") -> None:
         super().__init__(message, status_code=504, body={"code": "upstream_timeout"})
+
+
+class AnswerCut(ProviderError):
+    def __init__(self) -> None:
+        super().__init__(
+            "The upstream provider closed the connection before its answer was complete.",
+            status_code=502,
+            body={"code": "upstream_cut"},
+        )
 
 
 class CacheUnavailable(GatewayError):

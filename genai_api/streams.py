@@ -29,8 +29,23 @@ _CHUNK_META = ("id", "created", "model", "system_fingerprint", "service_tier")
 class IncompleteStream(ProviderError):
     """The provider's stream ended without finishing every choice."""
 
-    def __init__(self, message: str = "The upstream stream ended before it finished.") -> None:
-        super().__init__(message, status_code=502, body={"code": "upstream_stream_incomplete"})
+    def __init__(
+        self,
+        message: str = "The upstream stream ended before it finished.",
+        code: str = "upstream_stream_incomplete",
+    ) -> None:
+        super().__init__(message, status_code=502, body={"code": code})
+
+
+class StreamCut(IncompleteStream):
+    """The connection carrying the provider's stream broke before the stream ended (a chunked
+    body cut short, a reset). The HTTP client's own words for it ("Response payload is not
+    completed: <TransferEncodingError: 400 ...>") name its internals, not what happened."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "The upstream provider cut the stream before it finished.", "upstream_stream_cut"
+        )
 
 
 def upstream_body(body: dict[str, Any]) -> dict[str, Any]:

@@ -8,7 +8,7 @@ place. A failed call raises a `ProviderError` here and nowhere else:
 - no answer within `UPSTREAM_TIMEOUT` (the whole call, a stream until its last chunk):
   `timeout`, raised as `ProviderTimeout` (504);
 - a provider that cannot be reached: `unreachable`;
-- a stream cut or ended before it finished: `cut`.
+- an answer or stream cut (the connection broke) or ended before it finished: `cut`.
 
 Each is counted once: `provider_errors` in the stats (`Failures`, the savings recorder) and
 `genai_provider_errors_total{reason}` in `/metrics`. A call cancelled by the gateway itself
@@ -21,7 +21,7 @@ import asyncio
 from collections.abc import AsyncIterator
 from typing import Any, Protocol
 
-from genai_api.errors import ProviderError, ProviderTimeout, ProviderUnreachable
+from genai_api.errors import AnswerCut, ProviderError, ProviderTimeout, ProviderUnreachable
 from genai_api.metrics import Metrics
 from genai_api.providers.base import Provider
 from genai_api.streams import IncompleteStream
@@ -44,7 +44,7 @@ def reason_of(error: ProviderError) -> str:
         return "timeout"
     if isinstance(error, ProviderUnreachable):
         return "unreachable"
-    if isinstance(error, IncompleteStream):
+    if isinstance(error, IncompleteStream | AnswerCut):
         return "cut"
     return "error"
 
