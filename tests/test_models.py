@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import httpx
 import openai
 import pytest
 
 from tests.conftest import make_settings, running
 from tests.endpoints import assert_envelope
+from tests.live_server import live_server
 
 
 async def test_list_names_the_configured_models() -> None:
@@ -62,3 +64,14 @@ async def test_retrieve_needs_a_client_key_when_keys_are_required() -> None:
         anonymous = await gw.http.get("/v1/models/gpt-4o-mini")
     assert model.id == "gpt-4o-mini"
     assert assert_envelope(anonymous, 401)["code"] == "invalid_api_key"
+
+
+def test_a_live_server_answers_head_with_get_s_headers_and_no_body(tmp_path: Path) -> None:
+    # uvicorn drops a HEAD answer's body and keeps its Content-Length (RFC 9110 §9.3.2).
+    with live_server(tmp_path, {"GATEWAY_API_KEYS": "key-a"}) as url:
+        key = {"Authorization": "Bearer key-a"}
+        get = httpx.get(url + "/v1/models", headers=key)
+        head = httpx.head(url + "/v1/models", headers=key)
+    assert (head.status_code, head.content) == (200, b"")
+    assert head.headers["content-length"] == get.headers["content-length"] != "0"
+    assert head.headers["content-type"] == get.headers["content-type"]
