@@ -70,39 +70,44 @@ ORIGIN = [(b"origin", b"http://127.0.0.1:5173")]
 
 
 def outer_stages(app: Any) -> list[tuple[str, Callable[[], Awaitable[Any]]]]:
-    """The whole request with the outer middlewares (compression, CORS) off, as configured,
-    and on, for clients that do and do not ask for them: `app.outer` is switched per stage."""
+    """The whole request with compression and CORS as configured, off, and on for clients
+    that do and do not ask for them: the hot path's `Compressor` and `app.outer` are switched
+    per stage (Starlette's own GZipMiddleware too, as the reference the README cites)."""
     from starlette.middleware.gzip import GZipMiddleware
 
     from genai_api.app import GZIP_LEVEL
-    from genai_api.http.compression import GzipWhenAsked
+    from genai_api.http.compression import Compressor
     from genai_api.http.cors import with_cors
+    from genai_api.http.hot_routes import HotEndpoints
 
-    configured = app.outer
-    gzip_only = GzipWhenAsked(app._dispatch, minimum_size=1, level=GZIP_LEVEL)
-    # What Starlette's own middleware costs, for the record (README "Compression").
+    endpoints = app.hot
+    while not isinstance(endpoints, HotEndpoints):
+        endpoints = endpoints.app  # inside the hot path's middlewares
+    configured = (app.outer, endpoints.compress)
+    always = Compressor(minimum_size=1, level=GZIP_LEVEL)
     starlette_gzip = GZipMiddleware(app._dispatch, minimum_size=1400, compresslevel=GZIP_LEVEL)
     cors = with_cors(app._dispatch, (ORIGIN[0][1].decode(),))
 
-    def stage(outer: Any, extra: list[tuple[bytes, bytes]] | None) -> Callable[[], Any]:
+    def stage(outer: Any, compress: Any, extra: list[tuple[bytes, bytes]] | None) -> Any:
         async def run() -> None:
-            app.outer = outer
+            app.outer, endpoints.compress = outer, compress
             try:
                 await call(app, extra)
             finally:
-                app.outer = configured
+                app.outer, endpoints.compress = configured
 
         return run
 
+    gzip = configured[1]
     return [
-        ("whole request, no outer middleware", stage(None, None)),
-        ("whole request, as configured", stage(configured, None)),
-        ("  ... client accepts gzip (answer < minimum)", stage(configured, GZIP)),
-        ("  ... gzip whatever the size, client accepts", stage(gzip_only, GZIP)),
-        ("  ... Starlette's GZipMiddleware, no gzip asked", stage(starlette_gzip, None)),
-        ("  ... Starlette's, client accepts (answer < min)", stage(starlette_gzip, GZIP)),
-        ("  ... CORS on, no Origin (a server client)", stage(cors, None)),
-        ("  ... CORS on, a page's cross-origin call", stage(cors, ORIGIN)),
+        ("whole request, no gzip, no CORS", stage(None, None, None)),
+        ("whole request, as configured", stage(*configured, None)),
+        ("  ... client accepts gzip (answer < minimum)", stage(None, gzip, GZIP)),
+        ("  ... gzip whatever the size, client accepts", stage(None, always, GZIP)),
+        ("  ... Starlette's GZipMiddleware, no gzip asked", stage(starlette_gzip, None, None)),
+        ("  ... Starlette's, client accepts (answer < min)", stage(starlette_gzip, None, GZIP)),
+        ("  ... CORS on, no Origin (a server client)", stage(cors, gzip, None)),
+        ("  ... CORS on, a page's cross-origin call", stage(cors, gzip, ORIGIN)),
     ]
 
 

@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
 
 import httpx
 from fastapi import APIRouter, FastAPI
 from fastapi.routing import APIRoute
-from starlette.types import ASGIApp
 
 from genai_api import __version__
 from genai_api.gateway import Gateway
 from genai_api.http import handlers
-from genai_api.http.compression import GzipWhenAsked
+from genai_api.http.compression import Compressor, GzipWhenAsked
 from genai_api.http.cors import with_cors
 from genai_api.http.hot_routes import GatewayApp, hot_routes
 from genai_api.http.limits import BodyLimitMiddleware
@@ -70,34 +69,22 @@ def create_app(
         app.include_router(module.router)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_request_bytes)
     app.add_middleware(ObserveMiddleware)
+    compress = None
+    if settings.gzip_min_bytes:
+        # Embeddings answers are not compressed: their vectors compress poorly for a great
+        # deal of CPU (README "Compression").
+        gzip = {"minimum_size": settings.gzip_min_bytes, "level": GZIP_LEVEL}
+        uncompressed = _paths(embeddings.router)
+        app.add_middleware(GzipWhenAsked, **gzip, skip_paths=uncompressed)
+        compress = Compressor(**gzip, skip_paths=uncompressed)
     app.use_hot_routes(
         hot_routes(completions.router, embeddings.router),
         lambda inner: ObserveMiddleware(BodyLimitMiddleware(inner, settings.max_request_bytes)),
+        compress,
     )
-    outer = _outer_middlewares(settings, _paths(embeddings.router))
-    if outer is not None:
-        app.use_outer(outer)
+    if settings.cors_origins:  # around both paths; off, a request pays nothing for it
+        app.use_outer(lambda inner: with_cors(inner, settings.cors_origins))
     return app
-
-
-def _outer_middlewares(
-    settings: Settings, uncompressed: frozenset[str]
-) -> Callable[[ASGIApp], ASGIApp] | None:
-    """CORS outside compression, both around the whole app; None when both are off (then a
-    request pays nothing for them). Embeddings answers are not compressed: their vectors
-    compress poorly for a great deal of CPU (README "Compression")."""
-    gzip, origins = settings.gzip_min_bytes, settings.cors_origins
-    if not gzip and not origins:
-        return None
-
-    def wrap(app: ASGIApp) -> ASGIApp:
-        if gzip:
-            app = GzipWhenAsked(app, minimum_size=gzip, level=GZIP_LEVEL, skip_paths=uncompressed)
-        if origins:
-            app = with_cors(app, origins)
-        return app
-
-    return wrap
 
 
 def _paths(router: APIRouter) -> frozenset[str]:

@@ -56,6 +56,17 @@ async def test_a_large_answer_is_gzipped_for_a_client_that_asks(long_answer: res
     assert sdk.parse().choices[0].message.content == LONG
 
 
+async def test_a_large_answer_of_a_fastapi_route_is_gzipped_too(long_answer: respx.Route) -> None:
+    # Prompt templates take FastAPI's stack, not the direct hot path: its middleware gzips.
+    body = {"variables": {"text": "A long story.", "sentences": 1}}
+    async with running(make_settings()) as gw:
+        answer, wire = await _post(gw, "/v1/prompts/summarise/completions", body, GZIP)
+        plain, plain_wire = await _post(gw, "/v1/prompts/summarise/completions", body, IDENTITY)
+    assert answer.headers["content-encoding"] == "gzip" and answer.headers["x-cache"] == "MISS"
+    assert orjson.loads(gzip.decompress(wire)) == orjson.loads(plain_wire)
+    assert "content-encoding" not in plain.headers
+
+
 async def test_a_small_answer_is_sent_as_it_is(upstream: respx.MockRouter) -> None:
     upstream.post("/chat/completions").mock(return_value=httpx.Response(200, json=chat_response()))
     async with running(make_settings()) as gw:

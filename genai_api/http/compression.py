@@ -4,20 +4,29 @@ Why not Starlette's `GZipMiddleware`: it wraps every request's `send` in a respo
 parses each answer's headers, even when the client did not send `Accept-Encoding: gzip` and
 even when the answer is too small to compress (measured in-process, `bench.profile_hit`: ~10
 µs on a ~35 µs chat hit; the openai SDK's httpx sends `Accept-Encoding: gzip` on every call).
-Here the request's headers are looked at once, and a client that does not accept gzip goes
-straight to the app. For one that does, an answer is only examined when its one body message
-is at least `minimum_size` bytes; then it is compressed when
+Two pieces here, one per path an answer takes:
 
-- it is whole (no `more_body`): a stream is never compressed, so Server-Sent Events (and
-  anything else sent in pieces) go out as the app sends them, each chunk at once;
+- `Compressor`, on the direct hot path (`genai_api.http.hot_routes`): the endpoint has built
+  the whole answer before anything is sent, so its size is looked at first (a `len`); only
+  an answer of at least `minimum_size` bytes leads to a look at the request's headers, and no
+  `send` is wrapped. A cache hit below the size, or for a client that does not ask, costs a
+  length check.
+- `GzipWhenAsked`, a middleware for the FastAPI routes (stats, models, metrics, dashboard):
+  the request's headers are looked at once; a client that does not accept gzip goes straight
+  to the app; for one that does, an answer is held only until its one body message says
+  whether it is whole and big enough.
+
+Either way an answer is compressed only when
+
+- it is whole: a stream is never compressed, so Server-Sent Events (and anything else sent in
+  pieces) go out as the app sends them, each chunk at once;
 - its `Content-Type` is JSON or text (not `text/event-stream`), with no `Content-Encoding`;
-- its status has a body worth it (not 1xx, 204, 206, 304).
+- its status has a body worth it (not 1xx, 204, 206, 304);
+- its path is not one of `skip_paths` (the embeddings endpoints: README "Compression").
 
 Compression is zlib level 1 (README "Compression" has the figures: most of level 9's ratio
 on JSON, at a fraction of its CPU); a body of 128 KiB or more is compressed in a worker
 thread, as Starlette does, so it does not stall the event loop.
-
-    GzipWhenAsked(app, minimum_size=1400, level=1, skip_paths={"/v1/embeddings"})
 """
 
 from __future__ import annotations
@@ -26,6 +35,7 @@ import asyncio
 import zlib
 from collections.abc import Iterable
 
+from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 THREAD_FROM_BYTES = 128 * 1024
@@ -55,7 +65,59 @@ def gzip(body: bytes, level: int) -> bytes:
     return compressor.compress(body) + compressor.flush()
 
 
+async def gzip_off_loop(body: bytes, level: int) -> bytes:
+    if len(body) >= THREAD_FROM_BYTES:
+        return await asyncio.to_thread(gzip, body, level)
+    return gzip(body, level)
+
+
+def compressible(status: int, headers: Iterable[tuple[bytes, bytes]]) -> bool:
+    """Whether an answer with this status and these headers may be gzipped (size aside)."""
+    if status < 200 or status in _NO_BODY:
+        return False
+    media = b""
+    for name, value in headers:
+        lower = name.lower()
+        if lower == b"content-encoding":
+            return False
+        if lower == b"content-type":
+            media = value.lower()
+    return media.startswith(_TYPES) and not media.startswith(_NEVER)
+
+
+class Compressor:
+    """The hot path's: applied to the whole answer an endpoint built, before it is sent.
+
+    if compressor.big(response):
+        await compressor.apply(response, scope)
+    """
+
+    def __init__(self, *, minimum_size: int, level: int, skip_paths: Iterable[str] = ()) -> None:
+        self.minimum_size = minimum_size
+        self.level = level
+        self.skip_paths = frozenset(skip_paths)
+
+    def big(self, response: Response) -> bool:
+        """A whole answer of at least the size (a streamed answer has no `body`)."""
+        body = getattr(response, "body", None)
+        return isinstance(body, bytes) and len(body) >= self.minimum_size
+
+    async def apply(self, response: Response, scope: Scope) -> None:
+        """gzip `response`'s body in place, when the client and the answer allow it."""
+        if scope["path"] in self.skip_paths or not accepts_gzip(scope["headers"]):
+            return
+        if not compressible(response.status_code, response.raw_headers):
+            return
+        body = bytes(response.body)
+        packed = await gzip_off_loop(body, self.level)
+        if len(packed) < len(body):
+            response.body = packed
+            response.raw_headers = _headers(response.raw_headers, len(packed))
+
+
 class GzipWhenAsked:
+    """The FastAPI routes': a middleware (see the module docstring)."""
+
     def __init__(
         self,
         app: ASGIApp,
@@ -101,31 +163,19 @@ class _Responder:
         if start is None:  # the rest of a stream, or anything past the first body
             await self._send(message)
             return
-        if kind == "http.response.body" and self._compressible(start, message):
-            body = message["body"]
-            if len(body) >= THREAD_FROM_BYTES:
-                packed = await asyncio.to_thread(gzip, body, self.level)
-            else:
-                packed = gzip(body, self.level)
+        body = message.get("body", b"")
+        if (
+            kind == "http.response.body"
+            and not message.get("more_body")
+            and len(body) >= self.minimum_size
+            and compressible(start["status"], start.get("headers", ()))
+        ):
+            packed = await gzip_off_loop(body, self.level)
             if len(packed) < len(body):
                 start = {**start, "headers": _headers(start["headers"], len(packed))}
                 message = {**message, "body": packed}
         await self._send(start)
         await self._send(message)
-
-    def _compressible(self, start: Message, message: Message) -> bool:
-        if message.get("more_body") or len(message.get("body", b"")) < self.minimum_size:
-            return False
-        if start["status"] < 200 or start["status"] in _NO_BODY:
-            return False
-        media = b""
-        for name, value in start.get("headers", ()):
-            lower = name.lower()
-            if lower == b"content-encoding":
-                return False
-            if lower == b"content-type":
-                media = value.lower()
-        return media.startswith(_TYPES) and not media.startswith(_NEVER)
 
 
 def _headers(raw: Iterable[tuple[bytes, bytes]], length: int) -> list[tuple[bytes, bytes]]:
