@@ -97,14 +97,19 @@ class Compressor:
         self.level = level
         self.skip_paths = frozenset(skip_paths)
 
-    def big(self, response: Response) -> bool:
-        """A whole answer of at least the size (a streamed answer has no `body`)."""
+    def big(self, response: Response, scope: Scope) -> bool:
+        """A whole answer of at least the size (a streamed answer has no `body`), on a path
+        that is compressed: what is known without reading a header."""
         body = getattr(response, "body", None)
-        return isinstance(body, bytes) and len(body) >= self.minimum_size
+        return (
+            isinstance(body, bytes)
+            and len(body) >= self.minimum_size
+            and scope["path"] not in self.skip_paths
+        )
 
     async def apply(self, response: Response, scope: Scope) -> None:
         """gzip `response`'s body in place, when the client and the answer allow it."""
-        if scope["path"] in self.skip_paths or not accepts_gzip(scope["headers"]):
+        if not accepts_gzip(scope["headers"]):
             return
         if not compressible(response.status_code, response.raw_headers):
             return

@@ -71,7 +71,7 @@ class HotEndpoints:
         except Exception as exc:
             response = await self._answer(request, exc)
         compress = self.compress
-        if compress is not None and compress.big(response):
+        if compress is not None and compress.big(response, scope):
             await compress.apply(response, scope)
         await response(scope, receive, send)
 
