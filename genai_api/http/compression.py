@@ -8,9 +8,8 @@ Two pieces here, one per path an answer takes:
 
 - `Compressor`, on the direct hot path (`genai_api.http.hot_routes`): the endpoint has built
   the whole answer before anything is sent, so its size is looked at first (a `len`); only
-  an answer of at least `minimum_size` bytes leads to a look at the request's headers, and no
-  `send` is wrapped. A cache hit below the size, or for a client that does not ask, costs a
-  length check.
+  an answer of at least `minimum_size` bytes leads to a look at the path and the request's
+  headers, and no `send` is wrapped. A cache hit below the size costs a length check.
 - `GzipWhenAsked`, a middleware for the FastAPI routes (stats, models, metrics, dashboard):
   the request's headers are looked at once; a client that does not accept gzip goes straight
   to the app; for one that does, an answer is held only until its one body message says
@@ -97,19 +96,11 @@ class Compressor:
         self.level = level
         self.skip_paths = frozenset(skip_paths)
 
-    def big(self, response: Response, scope: Scope) -> bool:
-        """A whole answer of at least the size (a streamed answer has no `body`), on a path
-        that is compressed: what is known without reading a header."""
-        body = getattr(response, "body", None)
-        return (
-            isinstance(body, bytes)
-            and len(body) >= self.minimum_size
-            and scope["path"] not in self.skip_paths
-        )
-
     async def apply(self, response: Response, scope: Scope) -> None:
-        """gzip `response`'s body in place, when the client and the answer allow it."""
-        if not accepts_gzip(scope["headers"]):
+        """gzip `response`'s body in place, when the client and the answer allow it. The
+        caller has checked the size (`len(response.body) >= minimum_size`, a streamed answer
+        having no body): nothing else is looked at for a small answer."""
+        if scope["path"] in self.skip_paths or not accepts_gzip(scope["headers"]):
             return
         if not compressible(response.status_code, response.raw_headers):
             return
