@@ -262,6 +262,27 @@ async def test_the_hot_path_and_its_errors_carry_the_cors_headers(
     assert "access-control-allow-origin" not in other.headers  # answered; the browser hides it
 
 
+async def test_a_post_without_origin_skips_cors_and_a_get_keeps_vary_origin(
+    upstream: respx.MockRouter,
+) -> None:
+    # No browser sends a POST without Origin, and no shared cache keeps a POST's answer:
+    # server-side clients (the SDKs) are not charged for CORS. A GET's answer may be cached,
+    # so it says it varies by Origin whoever asked.
+    upstream.post("/chat/completions").mock(return_value=httpx.Response(200, json=chat_response()))
+    settings = make_settings(cors_allow_origins="https://chat.example")
+    async with running(settings) as gw:
+        sdk = await gw.http.post("/v1/chat/completions", json=CHAT)
+        page = await gw.http.post(
+            "/v1/chat/completions", json=CHAT, headers={"Origin": "https://chat.example"}
+        )
+        models = await gw.http.get("/v1/models")
+    assert sdk.status_code == page.status_code == 200
+    assert not any(h.startswith("access-control-") or h == "vary" for h in sdk.headers)
+    assert page.headers["access-control-allow-origin"] == "https://chat.example"
+    assert "Origin" in page.headers["vary"]
+    assert "Origin" in models.headers["vary"]
+
+
 async def test_any_origin_on_an_open_gateway(upstream: respx.MockRouter) -> None:
     async with running(make_settings(cors_allow_origins="*")) as gw:
         preflight = await gw.http.options(

@@ -87,8 +87,8 @@ def compressible(status: int, headers: Iterable[tuple[bytes, bytes]]) -> bool:
 class Compressor:
     """The hot path's: applied to the whole answer an endpoint built, before it is sent.
 
-        if len(getattr(response, "body", b"")) >= compressor.minimum_size:
-            await compressor.apply(response, scope)
+    if len(getattr(response, "body", b"")) >= compressor.minimum_size:
+        await compressor.apply(response, scope)
     """
 
     def __init__(self, *, minimum_size: int, level: int, skip_paths: Iterable[str] = ()) -> None:
