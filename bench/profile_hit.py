@@ -42,7 +42,7 @@ def headers() -> list[tuple[bytes, bytes]]:
     ]
 
 
-def scope() -> dict[str, Any]:
+def scope(extra: list[tuple[bytes, bytes]] | None = None) -> dict[str, Any]:
     return {
         "type": "http",
         "asgi": {"version": "3.0"},
@@ -53,13 +53,13 @@ def scope() -> dict[str, Any]:
         "raw_path": PATH.encode(),
         "query_string": b"",
         "root_path": "",
-        "headers": headers(),
+        "headers": headers() + extra if extra else headers(),
         "client": ("127.0.0.1", 1),
         "server": ("gw", 80),
     }
 
 
-async def call(app: ASGIApp) -> list[Message]:
+async def call(app: ASGIApp, extra: list[tuple[bytes, bytes]] | None = None) -> list[Message]:
     sent: list[Message] = []
 
     async def receive() -> Message:
@@ -68,8 +68,54 @@ async def call(app: ASGIApp) -> list[Message]:
     async def send(message: Message) -> None:
         sent.append(message)
 
-    await app(scope(), receive, send)
+    await app(scope(extra), receive, send)
     return sent
+
+
+GZIP = [(b"accept-encoding", b"gzip, deflate")]  # what httpx (the openai SDK) sends
+ORIGIN = [(b"origin", b"http://127.0.0.1:5173")]
+
+
+def outer_stages(app: Any) -> list[tuple[str, Callable[[], Awaitable[Any]]]]:
+    """The whole request with compression and CORS as configured, off, and on for clients
+    that do and do not ask for them: the hot path's `Compressor` and `app.outer` are switched
+    per stage (Starlette's own GZipMiddleware too, as the reference the README cites)."""
+    from starlette.middleware.gzip import GZipMiddleware
+
+    from genai_api.app import GZIP_LEVEL
+    from genai_api.http.compression import Compressor
+    from genai_api.http.cors import with_cors
+    from genai_api.http.hot_routes import HotEndpoints
+
+    endpoints = app.hot
+    while not isinstance(endpoints, HotEndpoints):
+        endpoints = endpoints.app  # inside the hot path's middlewares
+    configured = (app.outer, endpoints.compress)
+    always = Compressor(minimum_size=1, level=GZIP_LEVEL)
+    starlette_gzip = GZipMiddleware(app._dispatch, minimum_size=1400, compresslevel=GZIP_LEVEL)
+    cors = with_cors(app._dispatch, (ORIGIN[0][1].decode(),))
+
+    def stage(outer: Any, compress: Any, extra: list[tuple[bytes, bytes]] | None) -> Any:
+        async def run() -> None:
+            app.outer, endpoints.compress = outer, compress
+            try:
+                await call(app, extra)
+            finally:
+                app.outer, endpoints.compress = configured
+
+        return run
+
+    gzip = configured[1]
+    return [
+        ("whole request, no gzip, no CORS", stage(None, None, None)),
+        ("whole request, as configured", stage(*configured, None)),
+        ("  ... client accepts gzip (answer < minimum)", stage(None, gzip, GZIP)),
+        ("  ... gzip whatever the size, client accepts", stage(None, always, GZIP)),
+        ("  ... Starlette's GZipMiddleware, no gzip asked", stage(starlette_gzip, None, None)),
+        ("  ... Starlette's, client accepts (answer < min)", stage(starlette_gzip, None, GZIP)),
+        ("  ... CORS on, no Origin (a server client)", stage(cors, gzip, None)),
+        ("  ... CORS on, a page's cross-origin call", stage(cors, gzip, ORIGIN)),
+    ]
 
 
 async def per_call(
@@ -181,6 +227,7 @@ async def measure(app: Any, n: int, profile: bool) -> None:
         stages: list[tuple[str, Callable[[], Awaitable[Any]]]] = [
             ("limit app: whole request (same driver)", limit_whole),
             ("gateway: whole request through the ASGI app", whole),
+            *outer_stages(app),
             *(await serving_stages(app, limit)),
             ("complete() + Response, no framework", route_only),
             ("orjson.loads(body)", lambda: sync(lambda: orjson.loads(BODY))),

@@ -155,7 +155,6 @@ def misses(env: Env) -> tuple[list[side.Comparison], list[Bar]]:
         ],
         connections=1,
     )
-    added = serial.median("gateway", "p50_ms") - serial.median("upstream", "p50_ms")
     loaded = env.compare(
         "3 misses, 32 connections",
         [
@@ -167,32 +166,44 @@ def misses(env: Env) -> tuple[list[side.Comparison], list[Bar]]:
         ],
         connections=32,
     )
+    return [serial, loaded], miss_bars(serial, loaded)
+
+
+MISS_BAR = 0.70  # issue #18: bar 3b restated against the floor this stack can reach
+
+
+def miss_bars(serial: side.Comparison, loaded: side.Comparison) -> list[Bar]:
+    """Bar 3a (added p50 at concurrency 1) and bar 3b as issue #18 restates it: at 32
+    connections, the gateway's miss throughput >= 0.7 x the miss limit that makes the provider
+    call with the SDK (`bench/miss_limit.py`: one claim on Redis, the SDK call, one fill; the
+    least a miss that coalesces across processes does with the SDK, which stays the provider
+    client). The ratio to the aiohttp pass-through, issue #9's first statement, is shown."""
+    added = serial.median("gateway", "p50_ms") - serial.median("upstream", "p50_ms")
     errors = serial.errors("gateway") + loaded.errors("gateway")
     # The floors: the SDK relay (no cache at all), and the least a coalescing miss costs
-    # (one claim and one fill on Redis) with a bare aiohttp POST and with the SDK. The
-    # gateway cannot beat the last one; the bar as written asks more than the first two.
+    # (one claim and one fill on Redis) with a bare aiohttp POST and with the SDK.
     floor = (
         f"SDK alone: {loaded.ratio('sdk'):.2f}; miss limit: {loaded.ratio('miss-limit'):.2f}, "
         f"with the SDK: {loaded.ratio('miss-limit-sdk'):.2f}"
     )
     to_floor = _paired_ratio(loaded, "gateway", "miss-limit-sdk")
-    return [serial, loaded], [
+    return [
         Bar("3 misses", "added p50 ms at concurrency 1", added, "<= 2.00", added <= 2.0),
         Bar(
             "3 misses",
-            "throughput / aiohttp passthrough",
-            loaded.ratio("gateway"),
-            ">= 0.50",
-            loaded.ratio("gateway") >= 0.5 and errors == 0,
-            f"{errors} errors; {floor}",
+            "throughput / miss limit with the SDK, 32 connections",
+            to_floor,
+            f">= {MISS_BAR:.2f}",
+            to_floor >= MISS_BAR and errors == 0,
+            f"{errors} errors; the same cache work done bare: claim, SDK call, fill",
         ),
         Bar(
             "3 misses",
-            "throughput / miss limit with the SDK (not a bar of #9: shown)",
-            to_floor,
+            "throughput / aiohttp passthrough (issue #9's first bar: shown)",
+            loaded.ratio("gateway"),
             "shown",
             None,
-            "the same cache work done bare: claim, SDK call, fill",
+            floor,
         ),
     ]
 

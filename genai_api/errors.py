@@ -10,7 +10,9 @@
      ├── ProviderError           the provider's own status, body relayed
      │    ├── ProviderUnreachable 502 (connection failed)
      │    ├── ProviderTimeout    504 (no answer within UPSTREAM_TIMEOUT)
+     │    ├── AnswerCut          502 (the connection broke while the answer arrived)
      │    └── IncompleteStream   502 (a stream that ended before it finished)
+     │         └── StreamCut     502 (its connection broke before the stream ended)
      └── CacheUnavailable        never shown to a client: the cache fails open
 
     ConfigError (ValueError)     start-up only: a bad variable, models file or template
@@ -77,8 +79,14 @@ class NotFound(GatewayError):
 
 
 class AuthenticationFailed(GatewayError):
+    """401, with `WWW-Authenticate: Bearer` (RFC 9110 §11.6.1: a 401 names its scheme, and
+    clients and proxies that look for it know to send a bearer token)."""
+
     status_code = 401
     error_type = "invalid_request_error"
+
+    def __init__(self, message: str, *, code: str | None = None) -> None:
+        super().__init__(message, code=code, headers={"WWW-Authenticate": "Bearer"})
 
 
 class PermissionDenied(GatewayError):
@@ -120,12 +128,36 @@ class ProviderTimeout(ProviderError):
         super().__init__(message, status_code=504, body={"code": "upstream_timeout"})
 
 
-class IncompleteStream(ProviderError):
-    """The provider's stream ended without finishing (a choice unfinished, no end marker,
-    a cut connection): never stored."""
+class AnswerCut(ProviderError):
+    def __init__(self) -> None:
+        super().__init__(
+            "The upstream provider closed the connection before its answer was complete.",
+            status_code=502,
+            body={"code": "upstream_cut"},
+        )
 
-    def __init__(self, message: str = "The upstream stream ended before it finished.") -> None:
-        super().__init__(message, status_code=502, body={"code": "upstream_stream_incomplete"})
+
+class IncompleteStream(ProviderError):
+    """The provider's stream ended without finishing (a choice unfinished, no end marker):
+    never stored."""
+
+    def __init__(
+        self,
+        message: str = "The upstream stream ended before it finished.",
+        code: str = "upstream_stream_incomplete",
+    ) -> None:
+        super().__init__(message, status_code=502, body={"code": code})
+
+
+class StreamCut(IncompleteStream):
+    """The connection carrying the provider's stream broke before the stream ended (a chunked
+    body cut short, a reset). The HTTP client's own words for it ("Response payload is not
+    completed: <TransferEncodingError: 400 ...>") name its internals, not what happened."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "The upstream provider cut the stream before it finished.", "upstream_stream_cut"
+        )
 
 
 class CacheUnavailable(GatewayError):

@@ -66,17 +66,23 @@ class Gateway:
         tokens = TokenCounter.load()  # packaged encodings: no network, fails at start-up
         metrics = Metrics(m.name for m in models)
         store = build_store(settings)
+        accounting = Accounting(
+            _stats_backend(settings, store), meter=metrics, models=(m.name for m in models)
+        )
         routing = build_provider(
-            settings, models, metrics, provider=provider, http_client=http_client, tokens=tokens
+            settings,
+            models,
+            metrics,
+            accounting,
+            provider=provider,
+            http_client=http_client,
+            tokens=tokens,
         )
         catalog = Catalog(
             models,
             {upstream.name: upstream.lister for upstream in routing.upstreams},
             lambda name: _where(routing, name),
             default=routing.default.name,
-        )
-        accounting = Accounting(
-            _stats_backend(settings, store), meter=metrics, models=(m.name for m in models)
         )
         pipeline = Pipeline(
             store=store,

@@ -8,7 +8,7 @@ in files there, and a scrape (answered by any one worker) adds them all up.
 Label values are bounded so a client cannot blow up the series count: `endpoint` is one of
 six names (every relayed route is `passthrough`, never its path), `model` is a model of the
 models table or `other`, `cache` one of five values, `upstream` one of the upstreams the
-models file names (`genai_api.providers.upstreams`).
+models file names (`genai_api.providers.upstreams`), `reason` (provider errors) one of four.
 """
 
 from __future__ import annotations
@@ -124,6 +124,14 @@ class Metrics:
             buckets=LATENCY_BUCKETS,
             registry=reg,
         )
+        self.provider_errors = Counter(
+            "genai_provider_errors",
+            "Provider calls that failed, by reason: error (an error status or event from the "
+            "provider, or an answer that is not one), timeout, unreachable, cut (a stream or "
+            "answer that ended before it finished).",
+            ["endpoint", "model", "reason"],
+            registry=reg,
+        )
         self.in_flight = Gauge(
             "genai_provider_in_flight",
             "Provider calls in flight, by upstream.",
@@ -220,6 +228,9 @@ class Metrics:
 
     def backend_error(self, component: str) -> None:
         self.backend_errors.labels(component).inc()
+
+    def provider_error(self, endpoint: str, model: str, reason: str) -> None:
+        self._series(self.provider_errors, endpoint, self.model_label(model), reason).inc()
 
     @contextmanager
     def provider_call(self, endpoint: str, model: object, upstream: str) -> Iterator[None]:

@@ -32,7 +32,7 @@ from genai_api.controls import CacheControls
 from genai_api.embeddings.runner import EmbeddingBatch, EmbeddingOutcome, EmbeddingRunner, prepare
 from genai_api.embeddings.upstream import Item
 from genai_api.entry import Entry, decode_shared
-from genai_api.errors import CacheUnavailable, GatewayError, ProviderError, ProviderTimeout
+from genai_api.errors import CacheUnavailable, GatewayError, ProviderError
 from genai_api.fallbacks import Fallbacks, eligible, within
 from genai_api.flights.coalesce import Coalescer
 from genai_api.flights.fanout import Feed
@@ -83,7 +83,6 @@ class Pipeline:
         self.default_ttl = default_ttl
         self.max_ttl = max_ttl
         self.cache_nondeterministic = cache_nondeterministic
-        self.upstream_timeout = upstream_timeout
         self.tokens = tokens  # counts usage the provider did not send
         # The tokenizers the models table can name, by name: a model's is known exactly.
         self._exact: dict[str | None, Encoding] = (
@@ -560,19 +559,17 @@ class Pipeline:
         """One streamed provider call, each chunk appended to `feed` the moment it arrives.
 
         The feed is closed as soon as the stream is complete (before any store), or with the
-        error when it fails, is cut short, or runs past `UPSTREAM_TIMEOUT` in total.
+        error when it fails, is cut short, or runs past `UPSTREAM_TIMEOUT` in total (the
+        provider, `RoutingProvider`, bounds and counts every call).
         """
         try:
             api = call.api
             chunks = self.provider.stream(api.path, api.stream_body(call.body))
             try:
-                async with asyncio.timeout(self.upstream_timeout):
-                    async for chunk in chunks:
-                        feed.append(chunk)
-                        if api.finished(chunk):
-                            break
-            except TimeoutError as exc:
-                raise ProviderTimeout() from exc
+                async for chunk in chunks:
+                    feed.append(chunk)
+                    if api.finished(chunk):
+                        break
             finally:
                 aclose = getattr(chunks, "aclose", None)
                 if aclose is not None:
@@ -601,13 +598,9 @@ class Pipeline:
         return Entry.fresh(response, model=call.model.name, usage=usage, chunks=chunks)
 
     async def upstream(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
-        """One provider call, within `UPSTREAM_TIMEOUT` (and, waiting for a slot of its
-        upstream's `UPSTREAM_CONCURRENCY`, in the provider)."""
-        try:
-            async with asyncio.timeout(self.upstream_timeout):
-                return await self.provider.create(path, body)
-        except TimeoutError as exc:
-            raise ProviderTimeout() from exc
+        """One provider call (the provider bounds it by `UPSTREAM_TIMEOUT`, waiting for a slot
+        of its upstream's `UPSTREAM_CONCURRENCY` included, and counts it if it fails)."""
+        return await self.provider.create(path, body)
 
     def slide_ms(self, model: ModelInfo) -> int:
         """What a hit of `model` sets its entry's TTL back to at most (ms), 0: not sliding."""

@@ -20,6 +20,8 @@ from genai_api.logs import redact
 
 _LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 _NAMESPACE = re.compile(r"[A-Za-z0-9_.\-]+")
+_ORIGIN = re.compile(r"https?://(\[[0-9a-f:.]+\]|[^/\s:\[\]]+)(:[0-9]{1,5})?", re.I)
+_HTTP_URL = re.compile(r"https?://[^/\s]+", re.I)
 
 
 class Settings(BaseSettings):
@@ -64,8 +66,10 @@ class Settings(BaseSettings):
 
     # --- cache semantics
     cache_namespace: str = Field("genai", min_length=1)
-    cache_default_ttl: int = Field(3600, ge=1)
+    # The bound before the default: validators see the fields declared before theirs, and a
+    # default above the bound is reported on CACHE_DEFAULT_TTL (see `_within_the_bound`).
     cache_max_ttl: int = Field(2_592_000, ge=1)
+    cache_default_ttl: int = Field(3600, ge=1)
     cache_nondeterministic: bool = True
     cache_variants: int = Field(
         3, ge=1, le=16, description="most answers kept per key of a sampled request"
@@ -91,11 +95,15 @@ class Settings(BaseSettings):
     # --- access and limits
     gateway_api_keys: SecretStr | None = None
     admin_api_key: SecretStr | None = None
+    cors_allow_origins: str | None = None  # after the keys: `*` is checked against them
     metrics_require_admin: bool = False
     max_request_bytes: int = Field(8_388_608, ge=1024)
     # Pass-through bodies streamed upstream (file uploads: OpenAI takes 512 MB per file, plus
     # the multipart framing); never below MAX_REQUEST_BYTES.
     max_upload_bytes: int = Field(513 * 1024 * 1024, ge=1024)
+    gzip_min_bytes: int = Field(
+        1400, ge=0, description="gzip answers of at least this many bytes when asked; 0: never"
+    )
     prompts_dir: Path = Path("prompts")
     cache_warm_file: Path | None = None
     log_level: str = "INFO"  # a standard level name, upper-cased when read
@@ -152,6 +160,62 @@ class Settings(BaseSettings):
             raise ValueError("holds commas but no key; leave it empty for an open gateway")
         return value
 
+    @field_validator("cache_default_ttl")
+    @classmethod
+    def _within_the_bound(cls, value: int, info: ValidationInfo) -> int:
+        # A default above the bound was silently cut to it at every store: refuse the
+        # contradiction instead of guessing which of the two the operator meant.
+        bound = info.data.get("cache_max_ttl")
+        if isinstance(bound, int) and value > bound:
+            raise ValueError(f"must be at most CACHE_MAX_TTL ({bound})")
+        return value
+
+    @field_validator("admin_api_key")
+    @classmethod
+    def _not_a_client_key(cls, value: SecretStr | None, info: ValidationInfo) -> SecretStr | None:
+        # The admin key is not a client key (README): one key that is both would be read as
+        # the admin's on admin routes and as a tenant's elsewhere.
+        keys = info.data.get("gateway_api_keys")
+        if value is not None and isinstance(keys, SecretStr):
+            admin = value.get_secret_value().strip()
+            if admin and admin in (k.strip() for k in keys.get_secret_value().split(",")):
+                raise ValueError("must not be one of GATEWAY_API_KEYS")
+        return value
+
+    @field_validator("cors_allow_origins", mode="before")
+    @classmethod
+    def _origins(cls, value: object, info: ValidationInfo) -> object:
+        if not isinstance(value, str):
+            return value
+        origins = [o.strip() for o in value.split(",") if o.strip()]
+        if not origins:
+            return None  # `CORS_ALLOW_ORIGINS=` as copied from .env.example: CORS off
+        for origin in origins:
+            # What a browser sends in `Origin`: scheme://host[:port], no path, no slash. A
+            # configured `https://app.example/` would never match and fail silently.
+            if origin != "*" and not _ORIGIN.fullmatch(origin):
+                raise ValueError(
+                    f"{origin!r} is not an origin: scheme://host[:port], with no path or "
+                    "trailing slash"
+                )
+        keys = info.data.get("gateway_api_keys")
+        if "*" in origins and isinstance(keys, SecretStr) and keys.get_secret_value().strip():
+            # Any page on the web could then call with a key it got hold of; an open gateway
+            # is open anyway. Name the front-ends' origins instead.
+            raise ValueError("'*' is allowed only when GATEWAY_API_KEYS is unset; name the origins")
+        return ",".join(origins)
+
+    @field_validator("openai_base_url", mode="before")
+    @classmethod
+    def _an_http_url(cls, value: object) -> object:
+        # `OPENAI_BASE_URL=` as copied from .env.example meant the default; the SDK took ''
+        # as a base and every provider call failed.
+        if isinstance(value, str) and not value.strip():
+            return None
+        if isinstance(value, str) and not _HTTP_URL.match(value.strip()):
+            raise ValueError("must be an http:// or https:// URL")
+        return value.strip() if isinstance(value, str) else value
+
     @field_validator("cache_namespace")
     @classmethod
     def _a_key_prefix(cls, value: str) -> str:
@@ -188,6 +252,11 @@ class Settings(BaseSettings):
     def upload_limit(self) -> int:
         """The body limit of pass-through routes, whose bodies are streamed, not held."""
         return max(self.max_upload_bytes, self.max_request_bytes)
+
+    @property
+    def cors_origins(self) -> tuple[str, ...]:
+        """Origins whose pages may call the API (`*`: any); empty = CORS off."""
+        return tuple(self.cors_allow_origins.split(",")) if self.cors_allow_origins else ()
 
     @property
     def command_key(self) -> str | None:

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import re
 import shutil
 import signal
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -186,6 +189,19 @@ def redis_binary() -> None:
     """For tests that start their own redis-server (with a password, as a replica...)."""
     if not shutil.which("redis-server"):
         require_redis()
+
+
+def stats_doc(answer: httpx.Response) -> dict[str, Any]:
+    """`/v1/cache/stats` as a script should read it: every dollar figure checked to be a plain
+    JSON number (not a string, no exponent), then read as an exact `Decimal`, never through a
+    float (`hit_ratio` too: compare it with a `Decimal`)."""
+    assert answer.status_code == 200, answer.text
+    dollars = re.findall(rb'"cost_(?:saved|spent)_usd":([^,}]*)', answer.content)
+    assert dollars and all(re.fullmatch(rb"(0|[1-9][0-9]*)(\.[0-9]*[1-9])?", d) for d in dollars), (
+        sorted(set(dollars))[:5]
+    )
+    doc: dict[str, Any] = json.loads(answer.content, parse_float=Decimal)
+    return doc
 
 
 async def wait_until(predicate: Callable[[], bool], within: float = 5.0) -> None:

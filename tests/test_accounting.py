@@ -15,7 +15,14 @@ import httpx
 import pytest
 import respx
 
-from tests.conftest import Running, chat_response, completion_response, make_settings, running
+from tests.conftest import (
+    Running,
+    chat_response,
+    completion_response,
+    make_settings,
+    running,
+    stats_doc,
+)
 
 MINI = "gpt-4o-mini"  # 0.15 / 0.60 USD per 1M tokens
 INSTRUCT = "gpt-3.5-turbo-instruct"  # 1.50 / 2.00
@@ -32,7 +39,7 @@ NO_SEMANTIC = {
     "semantic_hits": 0,
     "semantic_hit_ratio": 0.0,
     "semantic_tokens_saved": {"prompt": 0, "completion": 0, "total": 0},
-    "semantic_cost_saved_usd": "0",
+    "semantic_cost_saved_usd": Decimal(0),
 }
 # By hand: one chat answer costs (1200 * 0.15 + 345 * 0.60) / 1e6 = 0.000387 USD,
 # one completion (3 * 1.50 + 2 * 2.00) / 1e6 = 0.0000085 USD.
@@ -42,10 +49,11 @@ EXPECTED_MINI = {
     "coalesced": 4,
     "bypassed": 1,
     "errors": 0,
-    "hit_ratio": 0.727273,  # 8 / 11
+    "provider_errors": 0,
+    "hit_ratio": Decimal("0.727273"),  # 8 / 11
     "tokens_saved": {"prompt": 9600, "completion": 2760, "total": 12360},
-    "cost_saved_usd": "0.003096",  # 8 * 0.000387
-    "cost_spent_usd": "0.001161",  # 3 * 0.000387
+    "cost_saved_usd": Decimal("0.003096"),  # 8 * 0.000387
+    "cost_spent_usd": Decimal("0.001161"),  # 3 * 0.000387
     **NO_SEMANTIC,
 }
 EXPECTED_INSTRUCT = {
@@ -54,10 +62,11 @@ EXPECTED_INSTRUCT = {
     "coalesced": 0,
     "bypassed": 0,
     "errors": 0,
-    "hit_ratio": 0.666667,
+    "provider_errors": 0,
+    "hit_ratio": Decimal("0.666667"),
     "tokens_saved": {"prompt": 6, "completion": 4, "total": 10},
-    "cost_saved_usd": "0.000017",
-    "cost_spent_usd": "0.0000085",
+    "cost_saved_usd": Decimal("0.000017"),
+    "cost_spent_usd": Decimal("0.0000085"),
     **NO_SEMANTIC,
 }
 EXPECTED_TOTAL = {
@@ -66,10 +75,11 @@ EXPECTED_TOTAL = {
     "coalesced": 4,
     "bypassed": 1,
     "errors": 0,
-    "hit_ratio": 0.714286,  # 10 / 14
+    "provider_errors": 0,
+    "hit_ratio": Decimal("0.714286"),  # 10 / 14
     "tokens_saved": {"prompt": 9606, "completion": 2764, "total": 12370},
-    "cost_saved_usd": "0.003113",
-    "cost_spent_usd": "0.0011695",
+    "cost_saved_usd": Decimal("0.003113"),
+    "cost_spent_usd": Decimal("0.0011695"),
     **NO_SEMANTIC,
     "by_model": {INSTRUCT: EXPECTED_INSTRUCT, MINI: EXPECTED_MINI},
 }
@@ -142,7 +152,7 @@ async def test_known_mix_adds_up_to_the_token_and_cent(upstream: respx.MockRoute
     release = provider(upstream)
     async with running(make_settings()) as gw:
         answers = await known_mix([gw], release)
-        stats = (await gw.http.get("/v1/cache/stats")).json()
+        stats = stats_doc(await gw.http.get("/v1/cache/stats"))
     statuses = sorted(a.headers["x-cache"] for a in answers)
     assert statuses.count("COALESCED") == 4 and statuses.count("MISS") == 3
     assert without_since(stats) == EXPECTED_TOTAL
@@ -153,11 +163,12 @@ async def test_saved_headers_sum_to_the_stats_exactly(upstream: respx.MockRouter
     release = provider(upstream)
     async with running(make_settings()) as gw:
         answers = await known_mix([gw], release)
-        stats = (await gw.http.get("/v1/cache/stats")).json()
+        stats = stats_doc(await gw.http.get("/v1/cache/stats"))
     saved = [a for a in answers if "x-cache-saved-cost-usd" in a.headers]
     assert len(saved) == 10
-    assert sum(Decimal(a.headers["x-cache-saved-cost-usd"]) for a in saved) == Decimal(
-        stats["cost_saved_usd"]
+    assert (
+        sum(Decimal(a.headers["x-cache-saved-cost-usd"]) for a in saved)
+        == (stats["cost_saved_usd"])
     )
     assert sum(int(a.headers["x-cache-saved-tokens"]) for a in saved) == 12370
 
@@ -187,8 +198,8 @@ async def test_two_instances_sharing_redis_report_the_same_totals(
         await known_mix([one, two], release)
         # Reading flushes the reader's own pending increments first; read both, then again.
         await two.http.get("/v1/cache/stats")
-        first = (await one.http.get("/v1/cache/stats")).json()
-        second = (await two.http.get("/v1/cache/stats")).json()
+        first = stats_doc(await one.http.get("/v1/cache/stats"))
+        second = stats_doc(await two.http.get("/v1/cache/stats"))
     assert first == second
     assert without_since(first) == EXPECTED_TOTAL
 
@@ -205,8 +216,8 @@ async def test_shutdown_flushes_pending_counts(upstream: respx.MockRouter, redis
     async with running(
         make_settings(cache_backend="redis", redis_url=redis_url, cache_namespace=namespace)
     ) as later:
-        stats = (await later.http.get("/v1/cache/stats")).json()
-    assert (stats["hits"], stats["misses"], stats["cost_saved_usd"]) == (1, 1, "0.000387")
+        stats = stats_doc(await later.http.get("/v1/cache/stats"))
+    assert (stats["hits"], stats["misses"], stats["cost_saved_usd"]) == (1, 1, Decimal("0.000387"))
 
 
 async def test_stats_need_the_admin_key_when_set(upstream: respx.MockRouter) -> None:
@@ -232,8 +243,8 @@ async def test_series_has_the_requested_buckets_with_the_same_counters(
     release = provider(upstream)
     async with running(make_settings()) as gw:
         await known_mix([gw], release)
-        minute = (await gw.http.get("/v1/cache/stats?series=minute&points=5")).json()
-        hour = (await gw.http.get("/v1/cache/stats?series=hour")).json()
+        minute = stats_doc(await gw.http.get("/v1/cache/stats?series=minute&points=5"))
+        hour = stats_doc(await gw.http.get("/v1/cache/stats?series=hour"))
     points = minute["series"]["points"]
     assert (minute["series"]["interval"], minute["series"]["seconds"]) == ("minute", 60)
     assert len(points) == 5
@@ -255,7 +266,7 @@ async def test_models_outside_the_table_count_under_other(upstream: respx.MockRo
             body = {"model": name, "messages": [{"role": "user", "content": "x"}]}
             assert (await gw.http.post("/v1/chat/completions", json=body)).status_code == 200
         await gw.http.post("/v1/chat/completions", json=chat("a"))
-        stats = (await gw.http.get("/v1/cache/stats")).json()
+        stats = stats_doc(await gw.http.get("/v1/cache/stats"))
     assert sorted(stats["by_model"]) == [MINI, "other"]
     other = stats["by_model"]["other"]
     assert (other["misses"], other["hits"]) == (2, 1)

@@ -7,6 +7,7 @@ deletion used SCAN + UNLINK and never KEYS or FLUSHDB.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import shutil
@@ -15,13 +16,23 @@ from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+import httpx
 import pytest
 import redis.asyncio as aioredis
 import respx
 
 from genai_api.apis import CHAT as CHAT_API
 from genai_api.controls import DEFAULT_CONTROLS
-from tests.conftest import CHAT, Running, make_settings, running
+from tests.conftest import (
+    CHAT,
+    Running,
+    chat_response,
+    completion_response,
+    make_settings,
+    running,
+    stats_doc,
+)
+from tests.embeddings_provider import Provider as EmbeddingsProvider
 from tests.endpoints import ENDPOINTS, assert_envelope, stored_keys
 from tests.redis_server import RedisServer, require_redis
 
@@ -71,6 +82,8 @@ async def test_admin_routes_need_the_admin_key(
         error = assert_envelope(answer, status)
         assert ADMIN_KEY not in answer.text
         assert error["code"] == ("admin_only" if status == 403 else "invalid_api_key")
+        expected = "Bearer" if status == 401 else None
+        assert answer.headers.get("www-authenticate") == expected
 
 
 @each_admin_route
@@ -368,4 +381,96 @@ async def test_the_key_of_a_one_input_embeddings_request_deletes_its_entry(
     assert (first.headers["x-cache"], listed.headers["x-cache"]) == ("MISS", "HIT")
     assert listed.headers["x-cache-key"] == key  # one input, one entry, one key
     assert deleted.json() == {"deleted": 1}
+    assert again.headers["x-cache"] == "MISS"
+
+
+# --- DELETE /v1/cache with no filter: every entry, and nothing else ---------------------
+
+HELD = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "held question"}]}
+EVERY_KIND = [
+    ("/v1/chat/completions", CHAT),
+    ("/v1/completions", {"model": "gpt-3.5-turbo-instruct", "prompt": "Once"}),
+    ("/v1/embeddings", {"model": "text-embedding-3-small", "input": ["one", "two"]}),
+    (
+        "/v1/prompts/summarise/completions",
+        {"variables": {"text": "A long story.", "sentences": 1}},
+    ),
+]
+
+
+@pytest.fixture
+def every_kind(upstream: respx.MockRouter) -> asyncio.Event:
+    """A provider for every kind of entry; a chat about the "held question" waits for the
+    returned event."""
+    release = asyncio.Event()
+
+    async def chat(request: httpx.Request) -> httpx.Response:
+        if b"held question" in request.content:
+            await release.wait()  # a flight in progress: its lease is live in Redis
+            return httpx.Response(200, json=chat_response("held answer"))
+        return httpx.Response(200, json=chat_response())
+
+    upstream.post("/chat/completions").mock(side_effect=chat)
+    upstream.post("/completions").mock(return_value=httpx.Response(200, json=completion_response()))
+    upstream.post("/embeddings").mock(side_effect=EmbeddingsProvider())
+    return release
+
+
+async def _keys(client: aioredis.Redis, pattern: str) -> list[bytes]:
+    return [key async for key in client.scan_iter(match=pattern, count=1000)]
+
+
+@pytest.mark.redis
+async def test_delete_without_a_filter_removes_every_entry_and_keeps_counters_and_leases(
+    every_kind: asyncio.Event, redis_url: str
+) -> None:
+    release = every_kind
+    ns = f"del{uuid.uuid4().hex[:8]}"
+    settings = make_settings(cache_backend="redis", redis_url=redis_url, cache_namespace=ns)
+    client = aioredis.from_url(redis_url)
+    try:
+        async with running(settings) as gw:
+            for path, body in EVERY_KIND * 2:  # stored, then hits
+                assert (await gw.http.post(path, json=body)).status_code == 200
+            held = asyncio.create_task(gw.http.post("/v1/chat/completions", json=HELD))
+            for _ in range(500):
+                if await _keys(client, f"{ns}:lock:*"):
+                    break
+                await asyncio.sleep(0.01)
+            leases = await _keys(client, f"{ns}:lock:*")
+            entries = await _keys(client, f"{ns}:e:*")
+            before = stats_doc(await gw.http.get("/v1/cache/stats"))
+            deleted = await gw.http.request("DELETE", "/v1/cache")
+            after = stats_doc(await gw.http.get("/v1/cache/stats"))
+            left = await _keys(client, f"{ns}:e:*")
+            leases_after = await _keys(client, f"{ns}:lock:*")
+            again = await gw.http.post("/v1/chat/completions", json=CHAT)
+            release.set()
+            first_held = await held
+            second_held = await gw.http.post("/v1/chat/completions", json=HELD)
+    finally:
+        release.set()
+        await client.aclose()
+    assert len(entries) == 5 and len(leases) == 1  # chat, completion, 2 inputs, template
+    assert deleted.json() == {"deleted": 5}
+    assert left == []
+    assert leases_after == leases  # the flight still holds its key
+    assert after == before  # counters are not entries
+    assert again.headers["x-cache"] == "MISS"  # gone from Redis and from the L1
+    assert (first_held.headers["x-cache"], second_held.headers["x-cache"]) == ("MISS", "HIT")
+
+
+async def test_delete_without_a_filter_on_memory_keeps_the_counters(
+    every_kind: asyncio.Event,
+) -> None:
+    async with running(make_settings()) as gw:
+        for path, body in EVERY_KIND * 2:
+            assert (await gw.http.post(path, json=body)).status_code == 200
+        before = stats_doc(await gw.http.get("/v1/cache/stats"))
+        deleted = await gw.http.request("DELETE", "/v1/cache", json={})
+        after = stats_doc(await gw.http.get("/v1/cache/stats"))
+        kept = stored_keys(gw)
+        again = await gw.http.post("/v1/embeddings", json=EVERY_KIND[2][1])
+    assert deleted.json() == {"deleted": 5} and kept == []
+    assert after == before and before["hits"] == 5
     assert again.headers["x-cache"] == "MISS"

@@ -11,11 +11,13 @@ import hypothesis
 import pytest
 import respx
 from hypothesis import strategies as st
+from starlette.exceptions import HTTPException
 
 from genai_api.apis import chat, completions
 from genai_api.apis.chat import ChatCompletionRequest, ChatMessage
 from genai_api.apis.completions import CompletionRequest
 from genai_api.apis.schema import validate
+from genai_api.app import create_app
 from tests.conftest import CHAT, chat_response, make_settings, running
 
 
@@ -183,7 +185,24 @@ async def test_a_wrong_method_is_405_in_envelope_naming_the_allowed_ones(
     async with running(make_settings()) as gw:
         answer = await gw.http.request(method, path)
     _assert_envelope(answer, 405)
-    assert answer.headers["allow"] == allowed
+    assert set(answer.headers["allow"].split(", ")) == set(allowed.split(", "))  # a set: any order
+
+
+async def test_a_401_raised_as_an_http_exception_names_the_bearer_scheme() -> None:
+    # The gateway's own refusals are AuthenticationFailed; any other 401 (Starlette's, or a
+    # route's HTTPException) goes through the same handler and says how to authenticate too.
+    app = create_app(make_settings(), http_client=httpx.AsyncClient())
+
+    @app.get("/needs-a-key")
+    async def needs_a_key() -> None:
+        raise HTTPException(401, "Log in first.")
+
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://gw") as http:
+            answer = await http.get("/needs-a-key")
+    _assert_envelope(answer, 401)
+    assert answer.headers["www-authenticate"] == "Bearer"
 
 
 # The value of a message field besides role, content and name: null (always valid), or not.

@@ -18,7 +18,7 @@ from genai_api.call import Call
 from genai_api.controls import parse_controls
 from genai_api.errors import CacheUnavailable
 from genai_api.pipeline import Pipeline
-from tests.conftest import CHAT, chat_response, make_settings, running
+from tests.conftest import CHAT, chat_response, make_settings, running, stats_doc
 
 
 def gated_upstream(upstream: respx.MockRouter) -> tuple[asyncio.Event, asyncio.Event]:
@@ -112,7 +112,7 @@ async def test_a_failed_shared_lookup_bypasses_every_reader(upstream: respx.Mock
         answers = await asyncio.gather(
             *(gw.http.post("/v1/chat/completions", json=CHAT) for _ in range(5))
         )
-        stats = (await gw.http.get("/v1/cache/stats")).json()
+        stats = stats_doc(await gw.http.get("/v1/cache/stats"))
     assert [a.status_code for a in answers] == [200] * 5
     assert len(gets) == 2  # one shared lookup, one re-check: both failed
     assert upstream.routes[0].call_count == 1
@@ -140,7 +140,7 @@ async def test_coalesced_answers_are_counted_once_when_the_flight_lands(
         await asyncio.sleep(0.05)
         release.set()
         answers = await asyncio.gather(*tasks)
-        stats = (await gw.http.get("/v1/cache/stats")).json()
+        stats = stats_doc(await gw.http.get("/v1/cache/stats"))
     assert Counter(a.headers["x-cache"] for a in answers) == {"MISS": 1, "COALESCED": 7}
     assert sorted(records) == [1, 7]
     assert (stats["misses"], stats["coalesced"]) == (1, 7)
@@ -168,7 +168,7 @@ async def test_a_request_that_leaves_before_the_flight_lands_is_not_counted(
             await followers[0]
         release.set()
         outcomes = [await leader, *await asyncio.gather(*followers[1:])]
-        stats = (await gw.http.get("/v1/cache/stats")).json()
+        stats = stats_doc(await gw.http.get("/v1/cache/stats"))
     assert [o.status.value for o in outcomes] == ["MISS", "COALESCED", "COALESCED"]
     assert (stats["misses"], stats["coalesced"]) == (1, 2)
     assert not pipeline.answers.followers and not pipeline.reads.pending

@@ -108,6 +108,16 @@ def test_serve_with_bad_variables_prints_a_line_each_and_exits_2(
     assert done.stdout == ""
 
 
+def test_serve_refuses_any_origin_on_a_gateway_that_needs_keys(tmp_path: Path) -> None:
+    port = str(free_port())
+    done = _run(tmp_path, "serve", "--port", port, CORS_ALLOW_ORIGINS="*", GATEWAY_API_KEYS="key-a")
+    assert done.returncode == 2
+    assert done.stderr == (
+        "genai-api: CORS_ALLOW_ORIGINS: '*' is allowed only when GATEWAY_API_KEYS is unset; "
+        "name the origins (got '*')\n"
+    )
+
+
 def test_serve_never_prints_a_bad_redis_url_password(tmp_path: Path) -> None:
     port = str(free_port())
     done = _run(

@@ -11,6 +11,7 @@ import asyncio
 import time
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import httpx
 import openai
@@ -31,8 +32,14 @@ HI = [{"role": "user", "content": "Say hi"}]
 ADMIN = {"Authorization": "Bearer client-key"}
 
 
-async def _stats(http: httpx.AsyncClient) -> dict[str, dict[str, int]]:
-    by_model: dict[str, dict[str, int]] = (await http.get("/v1/cache/stats")).json()["by_model"]
+def _only_failures(counters: dict[str, Any]) -> bool:
+    """A model whose every call failed over: provider errors counted, no answer."""
+    answered = sum(counters[k] for k in ("hits", "misses", "coalesced", "bypassed"))
+    return counters["provider_errors"] >= 1 and answered == 0
+
+
+async def _stats(http: httpx.AsyncClient) -> dict[str, dict[str, Any]]:
+    by_model: dict[str, dict[str, Any]] = (await http.get("/v1/cache/stats")).json()["by_model"]
     return by_model
 
 
@@ -65,8 +72,10 @@ async def test_a_failing_upstream_falls_back_and_the_answer_is_the_fallbacks(
     assert again.headers["x-upstream-model"] == "gpt-4o-mini"
     assert stored_for_llama.json() == {"deleted": 0}  # never under the failed model's key
     assert calls(upstreams.openai)["total"] == 1 and calls(upstreams.vllm)["total"] == 2
-    assert set(stats) == {"gpt-4o-mini"}  # priced and counted as the fallback
+    # Priced and counted as the fallback; the failed model has its failed call, nothing else.
+    assert set(stats) == {"gpt-4o-mini", "llama-3.1-8b"}
     assert (stats["gpt-4o-mini"]["misses"], stats["gpt-4o-mini"]["hits"]) == (1, 2)
+    assert _only_failures(stats["llama-3.1-8b"])
 
 
 async def test_the_model_is_called_again_once_its_upstream_is_back(
@@ -182,7 +191,7 @@ fallbacks = ["gpt-4o-mini"]
     assert {a.headers["x-upstream-model"] for a in answers} == {"gpt-4o-mini"}
     assert Counter(a.headers["x-cache"] for a in answers) == {"MISS": 1, "COALESCED": 9}
     assert (stats["gpt-4o-mini"]["misses"], stats["gpt-4o-mini"]["coalesced"]) == (1, 9)
-    assert "slow" not in stats
+    assert _only_failures(stats["slow"])  # its one failed call
 
 
 async def test_a_stream_falls_back_before_its_first_byte(upstreams: Fakes, tmp_path: Path) -> None:
@@ -235,7 +244,8 @@ async def test_embeddings_fall_back_and_are_stored_as_the_fallbacks(
     assert direct.headers["x-cache"] == "HIT"  # each input stored under the fallback's key
     assert direct.parse().data[0].embedding == fell.parse().data[1].embedding
     assert calls(upstreams.openai)["models"] == {"text-embedding-3-small": 1}
-    assert set(stats) == {"text-embedding-3-small"}
+    assert set(stats) == {"text-embedding-3-small", "bge"}
+    assert _only_failures(stats["bge"])
 
 
 async def test_fallbacks_share_the_requests_time_budget(upstreams: Fakes, tmp_path: Path) -> None:

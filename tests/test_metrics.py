@@ -11,7 +11,14 @@ import pytest
 import respx
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.conftest import CHAT, chat_response, completion_response, make_settings, running
+from tests.conftest import (
+    CHAT,
+    chat_response,
+    completion_response,
+    make_settings,
+    running,
+    stats_doc,
+)
 from tests.live_server import live_server
 from tests.redis_server import RedisServer
 
@@ -99,7 +106,7 @@ async def test_tokens_and_cost_saved_and_spent_match_the_stats(upstream: respx.M
         for _ in range(3):
             await gw.http.post("/v1/chat/completions", json=CHAT)
         samples = parse((await gw.http.get("/metrics")).text)
-        stats = (await gw.http.get("/v1/cache/stats")).json()
+        stats = stats_doc(await gw.http.get("/v1/cache/stats"))
     mini = {"model": "gpt-4o-mini"}
     assert value(samples, "genai_cache_tokens_saved_total", kind="prompt", **mini) == 24
     assert value(samples, "genai_cache_tokens_saved_total", kind="completion", **mini) == 10

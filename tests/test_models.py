@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import httpx
 import openai
 import pytest
 
 from tests.conftest import make_settings, running
 from tests.endpoints import assert_envelope
+from tests.live_server import live_server
 from tests.redis_server import free_port
 from tests.upstreams import (  # noqa: F401 - the fixtures
     LLAMA_WIRE,
@@ -22,6 +24,20 @@ async def test_list_names_the_configured_models() -> None:
     async with running(make_settings()) as gw:
         page = await gw.client.models.list()
     assert {"gpt-4o-mini", "text-embedding-3-small"} <= {m.id for m in page.data}
+
+
+@pytest.mark.parametrize("path", ["/v1/models", "/models", "/v1/models/gpt-4o-mini"])
+async def test_head_answers_as_get_does_without_a_body(path: str) -> None:
+    async with running(make_settings(gateway_api_keys="key-a")) as gw:
+        key = {"Authorization": "Bearer key-a"}
+        get, head = await gw.http.get(path, headers=key), await gw.http.head(path, headers=key)
+        refused = await gw.http.head(path)
+        missing = await gw.http.head("/v1/models/gpt-99", headers=key)
+    assert (head.status_code, head.content) == (200, b"")
+    assert head.headers["content-type"] == get.headers["content-type"] == "application/json"
+    assert head.headers["content-length"] == get.headers["content-length"] == str(len(get.content))
+    assert (refused.status_code, refused.headers["www-authenticate"]) == (401, "Bearer")
+    assert missing.status_code == 404
 
 
 async def test_retrieve_answers_a_configured_model_with_or_without_v1() -> None:
@@ -128,3 +144,14 @@ async def test_the_offline_mock_lists_the_whole_table() -> None:
     async with running(make_settings(provider=None, openai_api_key=None)) as gw:
         listed = {m.id for m in (await gw.client.models.list()).data}
     assert {"gpt-5", "gpt-4o-mini", "text-embedding-3-small"} <= listed
+
+
+def test_a_live_server_answers_head_with_get_s_headers_and_no_body(tmp_path: Path) -> None:
+    # uvicorn drops a HEAD answer's body and keeps its Content-Length (RFC 9110 §9.3.2).
+    with live_server(tmp_path, {"GATEWAY_API_KEYS": "key-a"}) as url:
+        key = {"Authorization": "Bearer key-a"}
+        get = httpx.get(url + "/v1/models", headers=key)
+        head = httpx.head(url + "/v1/models", headers=key)
+    assert (head.status_code, head.content) == (200, b"")
+    assert head.headers["content-length"] == get.headers["content-length"] != "0"
+    assert head.headers["content-type"] == get.headers["content-type"]

@@ -6,8 +6,9 @@ from decimal import Decimal
 
 import pytest
 
+from genai_api.http.responses import json_response
 from genai_api.models.table import BUILTIN_MODELS
-from genai_api.savings.money import to_pico, usd
+from genai_api.savings.money import dollars, to_pico, usd
 
 
 @pytest.mark.parametrize(
@@ -23,6 +24,32 @@ from genai_api.savings.money import to_pico, usd
 )
 def test_round_trip_is_exact(amount: str, text: str) -> None:
     assert usd(to_pico(Decimal(amount))) == text
+
+
+@pytest.mark.parametrize(
+    ("pico", "written"),
+    [
+        (0, b"0"),
+        (3_113_000_000, b"0.003113"),  # a float would write 0.003113 too; the next ones not
+        (1, b"0.000000000001"),  # a float: 1e-12
+        (31_130_000, b"0.00003113"),  # a float: 3.113e-05
+        (300_000_000_000, b"0.3"),  # one tenth three times over is 0.30000000000000004
+        (12_000 * 10**12, b"12000"),  # Decimal's normal form is 1.2E+4
+        (9_200_000_123_456_789_012_345, b"9200000123.456789012345"),  # > a float's 17 digits
+    ],
+)
+def test_dollars_are_written_as_plain_json_numbers_with_every_digit(
+    pico: int, written: bytes
+) -> None:
+    body = json_response({"cost_saved_usd": dollars(pico)}).body
+    assert body == b'{"cost_saved_usd":' + written + b"}"
+
+
+def test_json_still_refuses_what_is_not_a_number() -> None:
+    with pytest.raises(TypeError):
+        json_response({"x": Decimal("NaN")})
+    with pytest.raises(TypeError):
+        json_response({"x": object()})
 
 
 def test_every_builtin_per_token_price_is_a_whole_number_of_picodollars() -> None:

@@ -59,7 +59,9 @@ async def test_requested_ttl_is_set_exactly_and_capped(
     upstream: respx.MockRouter, redis_url: str
 ) -> None:
     upstream.post("/chat/completions").mock(return_value=_ok())
-    settings = make_settings(cache_backend="redis", redis_url=redis_url, cache_max_ttl=500)
+    settings = make_settings(
+        cache_backend="redis", redis_url=redis_url, cache_default_ttl=300, cache_max_ttl=500
+    )
     async with running(settings) as gw:
         await gw.http.post("/v1/chat/completions", json=CHAT, headers={"X-Cache-TTL": "120"})
         await gw.http.post(

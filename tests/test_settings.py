@@ -25,6 +25,7 @@ def test_defaults_match_the_contract(monkeypatch: pytest.MonkeyPatch) -> None:
     assert s.resolved_provider == "mock"
     assert s.upstream_concurrency == 64 and s.upstream_timeout == 120
     assert s.client_keys == ()
+    assert s.cors_origins == ()  # CORS off
     assert s.max_request_bytes == 8388608
     assert s.prompts_dir == Path("prompts")
 

@@ -58,6 +58,74 @@ def test_a_bad_variable_is_one_line_naming_it_and_its_value(
     assert problem.startswith(line)
 
 
+@pytest.mark.parametrize(
+    ("env", "line"),
+    [
+        (
+            {"CACHE_DEFAULT_TTL": "7200", "CACHE_MAX_TTL": "3600"},
+            "CACHE_DEFAULT_TTL: must be at most CACHE_MAX_TTL (3600) (got '7200')",
+        ),
+        (
+            {"CACHE_DEFAULT_TTL": "2592001"},  # above the bound's default
+            "CACHE_DEFAULT_TTL: must be at most CACHE_MAX_TTL (2592000) (got '2592001')",
+        ),
+        (
+            {"CORS_ALLOW_ORIGINS": "*", "GATEWAY_API_KEYS": "key-a"},
+            "CORS_ALLOW_ORIGINS: '*' is allowed only when GATEWAY_API_KEYS is unset; name the "
+            "origins (got '*')",
+        ),
+        (
+            {"CORS_ALLOW_ORIGINS": "https://chat.example, https://app.example/"},
+            "CORS_ALLOW_ORIGINS: 'https://app.example/' is not an origin: scheme://host[:port], "
+            "with no path or trailing slash",
+        ),
+        (
+            {"OPENAI_BASE_URL": "localhost:8000/v1"},
+            "OPENAI_BASE_URL: must be an http:// or https:// URL (got 'localhost:8000/v1')",
+        ),
+    ],
+    ids=["ttl-over-bound", "ttl-over-default-bound", "cors-any-with-keys", "cors-path", "base-url"],
+)
+def test_contradicting_or_unusable_variables_are_one_line_naming_the_variable(
+    monkeypatch: pytest.MonkeyPatch, env: dict[str, str], line: str
+) -> None:
+    (problem,) = _problems(monkeypatch, **env)
+    assert problem.startswith(line)
+
+
+def test_an_admin_key_that_is_also_a_client_key_is_refused_without_showing_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    problems = _problems(monkeypatch, GATEWAY_API_KEYS="key-a,key-b", ADMIN_API_KEY="key-b")
+    assert problems == ("ADMIN_API_KEY: must not be one of GATEWAY_API_KEYS",)
+
+
+@pytest.mark.parametrize(
+    ("env", "origins"),
+    [
+        ({}, ()),
+        ({"CORS_ALLOW_ORIGINS": ""}, ()),  # as copied from .env.example
+        ({"CORS_ALLOW_ORIGINS": "*"}, ("*",)),  # an open gateway
+        (
+            {"CORS_ALLOW_ORIGINS": " http://127.0.0.1:5173 ,https://[::1]:8443,",
+             "GATEWAY_API_KEYS": "k"},
+            ("http://127.0.0.1:5173", "https://[::1]:8443"),
+        ),
+    ],
+)  # fmt: skip
+def test_cors_origins_are_read_as_a_list(
+    monkeypatch: pytest.MonkeyPatch, env: dict[str, str], origins: tuple[str, ...]
+) -> None:
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    assert load_config().cors_origins == origins
+
+
+def test_an_empty_base_url_is_the_sdk_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OPENAI_BASE_URL", "")  # as copied from .env.example
+    assert load_config().openai_base_url is None
+
+
 def test_every_bad_variable_is_reported_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
     problems = _problems(monkeypatch, CACHE_BACKEND="foo", REDIS_PORT="abc")
     assert [p.split(":")[0] for p in problems] == ["CACHE_BACKEND", "REDIS_PORT"]

@@ -44,4 +44,4 @@ async def test_costs_are_exact_where_floats_drift() -> None:
     accounting.record("m", CacheStatus.MISS, cost=Decimal("0.000000000001"))
     doc = await accounting.snapshot()
     assert sum([0.1] * 10) != 1.0  # what a float counter would have said
-    assert (doc["cost_saved_usd"], doc["cost_spent_usd"]) == ("1", "0.000000000001")
+    assert (doc["cost_saved_usd"], doc["cost_spent_usd"]) == (1, Decimal("0.000000000001"))

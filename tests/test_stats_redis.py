@@ -64,7 +64,7 @@ async def test_failed_flush_keeps_the_counts_for_the_next_one(
     # The restarted Redis kept nothing (no persistence): what it holds is exactly the batch
     # that failed plus the one recorded after, each counted once.
     assert (doc["hits"], doc["misses"], doc["errors"]) == (2, 0, 1)
-    assert (doc["cost_saved_usd"], doc["cost_spent_usd"]) == ("0.5", "0")
+    assert (doc["cost_saved_usd"], doc["cost_spent_usd"]) == (Decimal("0.5"), 0)
     assert accounting.flush_failures == 1
     failures = metrics.backend_errors.labels("stats")._value.get()
     assert failures == 1
@@ -125,7 +125,7 @@ async def test_a_retried_batch_that_had_reached_redis_counts_once(
     accounting.record("m", CacheStatus.HIT, cost=Decimal("0.25"))
     assert await accounting.flush()  # the lost batch again (skipped), then the new one
     doc = await accounting.snapshot()
-    assert (doc["hits"], doc["cost_saved_usd"]) == (2, "0.5")
+    assert (doc["hits"], doc["cost_saved_usd"]) == (2, Decimal("0.5"))
 
 
 async def test_two_writers_never_skip_each_other(client: aioredis.Redis) -> None:
@@ -134,7 +134,7 @@ async def test_two_writers_never_skip_each_other(client: aioredis.Redis) -> None
     for accounting in (one, two, one):
         accounting.record("m", CacheStatus.MISS, cost=Decimal("0.1"))
         assert await accounting.flush()
-    assert (await two.snapshot())["cost_spent_usd"] == "0.3"
+    assert (await two.snapshot())["cost_spent_usd"] == Decimal("0.3")
 
 
 class ReadOnly(AnswerLost):
@@ -156,7 +156,7 @@ async def test_counts_not_yet_written_still_show_in_this_process(
     assert not await stuck.flush()
     stuck.record("m", CacheStatus.HIT, prompt_tokens=7, cost=Decimal("0.1"))
     doc = await stuck.snapshot("minute", 1)
-    assert (doc["hits"], doc["misses"], doc["cost_saved_usd"]) == (2, 1, "0.2")
+    assert (doc["hits"], doc["misses"], doc["cost_saved_usd"]) == (2, 1, Decimal("0.2"))
     assert doc["by_model"]["m"]["tokens_saved"]["prompt"] == 14
     assert doc["series"]["points"][0]["hits"] == 2  # the fake clock's minute: local counts
     assert (await writer.snapshot())["hits"] == 0  # nothing of it reached Redis

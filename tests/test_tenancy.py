@@ -246,6 +246,8 @@ async def test_missing_or_wrong_client_key_is_401(
         models = await gw.http.get("/v1/models", headers=headers)
     assert assert_envelope(answer, 401)["code"] == "invalid_api_key"
     assert_envelope(models, 401)
+    # RFC 9110: a 401 names the scheme the client should use (CONTRACT §5).
+    assert answer.headers["www-authenticate"] == models.headers["www-authenticate"] == "Bearer"
     assert route.call_count == 0
     assert b"key-a" not in answer.content and b"wrong" not in answer.content
 

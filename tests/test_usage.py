@@ -19,7 +19,14 @@ from genai_api.models.table import ModelInfo
 from genai_api.providers.mock import MockProvider
 from genai_api.savings.tokenizer import THREAD_OFFLOAD_THRESHOLD, TokenCounter
 from genai_api.savings.usage import estimate_usage
-from tests.conftest import CHAT, chat_response, completion_response, make_settings, running
+from tests.conftest import (
+    CHAT,
+    chat_response,
+    completion_response,
+    make_settings,
+    running,
+    stats_doc,
+)
 from tests.streaming_client import HELLO, collect, landed, sse_route, streaming
 
 
@@ -51,14 +58,14 @@ async def test_chat_answer_without_usage_is_counted_with_tiktoken(
     async with running(make_settings()) as gw:
         miss = await gw.http.post("/v1/chat/completions", json=CHAT)
         hit = await gw.http.post("/v1/chat/completions", json=CHAT)
-        stats = (await gw.http.get("/v1/cache/stats")).json()
+        stats = stats_doc(await gw.http.get("/v1/cache/stats"))
     # o200k_base: 3 priming + 3 per message + "user" (1) + "Say hello" (2) = 9 prompt tokens;
     # "Hello there!" = 3 completion tokens.
     assert stats["tokens_saved"] == {"prompt": 9, "completion": 3, "total": 12}
     assert hit.headers["x-cache-saved-tokens"] == "12"
     # (9 * 0.15 + 3 * 0.60) / 1e6
-    assert hit.headers["x-cache-saved-cost-usd"] == stats["cost_saved_usd"] == "0.00000315"
-    assert stats["cost_spent_usd"] == "0.00000315"
+    assert Decimal(hit.headers["x-cache-saved-cost-usd"]) == stats["cost_saved_usd"]
+    assert stats["cost_saved_usd"] == stats["cost_spent_usd"] == Decimal("0.00000315")
     assert "usage" not in miss.json() and miss.content == hit.content  # relayed as sent
 
 
@@ -173,7 +180,7 @@ async def test_streamed_answer_without_usage_is_counted_with_tiktoken(
         await collect(gw)
         await landed(gw)
         hit = await gw.http.post("/v1/chat/completions", json=CHAT)
-        stats = (await gw.http.get("/v1/cache/stats")).json()
+        stats = stats_doc(await gw.http.get("/v1/cache/stats"))
     assert hit.headers["x-cache"] == "HIT"
     assert hit.headers["x-cache-saved-tokens"] == "11"  # 9 prompt + "Hello!" (2)
     assert stats["tokens_saved"] == {"prompt": 9, "completion": 2, "total": 11}

@@ -22,6 +22,7 @@ from genai_api.settings import Settings
 from genai_api.warming.batch_file import LineError, WarmSummary, parse_line
 from tests.conftest import chat_response, make_settings, running
 from tests.live_server import live_server as serve_live
+from tests.redis_server import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -271,6 +272,54 @@ async def test_a_line_that_is_not_utf8_is_its_own_error_and_a_bom_is_not_content
     column = bad.index(b"\xff") + 1
     assert f"line 2: not valid UTF-8 (byte 0xff at column {column})" in captured.out
     assert "line 1:" not in captured.out
+
+
+def _clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, **env: str) -> None:
+    for name in Settings.model_fields:
+        monkeypatch.delenv(name.upper(), raising=False)
+    monkeypatch.chdir(tmp_path)  # no stray .env
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+
+
+def test_in_process_warm_with_redis_down_runs_no_line_and_exits_2(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Nothing listens on the port: every line would be paid for upstream and stored nowhere.
+    _clean_env(
+        monkeypatch,
+        tmp_path,
+        CACHE_BACKEND="redis",
+        REDIS_URL=f"redis://127.0.0.1:{free_port()}/0",
+        PROVIDER="openai",
+        OPENAI_API_KEY="sk-test",
+        OPENAI_BASE_URL="http://upstream.test/v1",
+        UPSTREAM_HTTP_CLIENT="httpx",
+    )
+    with respx.mock(base_url="http://upstream.test/v1", assert_all_called=False) as mock:
+        route = mock.post("/chat/completions").mock(
+            return_value=httpx.Response(200, json=chat_response())
+        )
+        code = warm_main(str(_write(tmp_path, GOOD[:2])))
+    captured = capsys.readouterr()
+    assert code == 2
+    assert "the cache backend (redis) is not answering" in captured.err
+    assert "no line was run" in captured.err
+    assert route.call_count == 0
+
+
+def test_in_process_warm_whose_lines_were_not_stored_exits_1(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _clean_env(monkeypatch, tmp_path, PROVIDER="mock", CACHE_NONDETERMINISTIC="false")
+    cold = _line("y", "/v1/chat/completions", {**_chat("say 1"), "temperature": 0})
+    hot = _line("z", "/v1/chat/completions", {**_chat("say anything"), "temperature": 0.9})
+    code = warm_main(str(_write(tmp_path, [cold, hot])))
+    out = capsys.readouterr().out
+    assert code == 1
+    summary = _summary(out)
+    assert (summary["misses"], summary["bypassed"], summary["errors"]) == (1, 1, 0)
+    assert "1 line(s) bypassed the cache (not stored)" in out
 
 
 def test_missing_file_exits_2(tmp_path: Path) -> None:

@@ -1,13 +1,15 @@
 """`genai-api stats`: the savings table of a running server, printed with rich.
 
 One row per model and a total row, from `/v1/cache/stats` (CONTRACT §3), plus a caption
-summing the last hour of per-minute buckets. Costs are printed exactly as the server sent
-them (decimal strings), never through a float.
+summing the last hour of per-minute buckets. Dollars are read as exact decimals (JSON numbers
+parsed as `Decimal`, never through a float; an older server's strings read the same) and
+printed with every digit the server sent.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 from decimal import Decimal
 from typing import Any
 
@@ -16,6 +18,8 @@ from rich.console import Console
 from rich.measure import Measurement
 from rich.table import Table
 
+from genai_api.savings.money import plain
+
 COLUMNS = (
     "model",
     "hits",
@@ -23,6 +27,7 @@ COLUMNS = (
     "misses",
     "bypassed",
     "errors",
+    "provider errors",
     "hit ratio",
     "tokens saved",
     "USD saved",
@@ -37,9 +42,17 @@ def _last_hour(stats: dict[str, Any]) -> str | None:
         return None
     cached = sum(p["hits"] + p["coalesced"] for p in points)
     total = cached + sum(p["misses"] + p["bypassed"] + p.get("semantic_hits", 0) for p in points)
-    saved = sum(Decimal(p["cost_saved_usd"]) for p in points)
+    saved = sum((_decimal(p["cost_saved_usd"]) for p in points), Decimal(0))
     ratio = f"{cached / total:.1%}" if total else "-"
-    return f"last hour: {total:,} requests, {ratio} from cache, ${saved} saved"
+    return f"last hour: {total:,} requests, {ratio} from cache, ${plain(saved)} saved"
+
+
+def _decimal(value: object) -> Decimal:
+    return Decimal(str(value))  # a Decimal, an int, or an older server's string
+
+
+def _usd(value: object) -> str:
+    return f"${plain(_decimal(value))}"
 
 
 def _semantic(c: dict[str, Any]) -> str:
@@ -68,10 +81,11 @@ def stats_table(stats: dict[str, Any]) -> Table:
             f"{c['misses']:,}",
             f"{c['bypassed']:,}",
             f"{c['errors']:,}",
+            f"{c.get('provider_errors', 0):,}",  # an older server has none
             f"{float(c['hit_ratio']):.1%}",
             f"{c['tokens_saved']['total']:,}",
-            f"${c['cost_saved_usd']}",
-            f"${c['cost_spent_usd']}",
+            _usd(c["cost_saved_usd"]),
+            _usd(c["cost_spent_usd"]),
             _semantic(c),
             style=style,
         )
@@ -116,7 +130,7 @@ async def show_stats(
     if response.status_code != 200:
         errors.print(f"[red]{url} answered {response.status_code}: {response.text[:300]}[/red]")
         return 1
-    print_whole(console, stats_table(response.json()))
+    print_whole(console, stats_table(json.loads(response.content, parse_float=Decimal)))
     return 0
 
 

@@ -32,8 +32,14 @@ from genai_api.warming.runner import count_lines, warm_app, warm_lines
 WARM_REDIS_TIMEOUT = 2.0  # seconds per Redis operation during an in-process warm-up
 
 
+class BackendDown(Exception):
+    """In-process, the cache backend does not answer: every line would call the provider (and
+    be paid for) and store nothing, so none is run."""
+
+
 async def warm_in_process(settings: Settings, path: Path, **kwargs: Any) -> WarmSummary:
-    """Build the server's app from `settings`, run its lifespan, and warm through it."""
+    """Build the server's app from `settings`, run its lifespan, and warm through it; raises
+    `BackendDown` before any line when its cache backend does not answer."""
     # A warm-up is a batch job: a Redis answer that takes longer than the server's latency
     # budget is still worth waiting for, because a bypassed line is a line not warmed.
     update: dict[str, Any] = {
@@ -42,6 +48,10 @@ async def warm_in_process(settings: Settings, path: Path, **kwargs: Any) -> Warm
     }
     app = create_app(settings.model_copy(update=update))
     async with app.router.lifespan_context(app):
+        store = app.state.gateway.store
+        if not await store.ping():
+            reason = store.last_failure or "no reason given"
+            raise BackendDown(f"the cache backend ({store.name}) is not answering: {reason}")
         return await warm_app(app, path, **kwargs)
 
 
@@ -57,7 +67,9 @@ async def warm_remote(settings: Settings, url: str, path: Path, **kwargs: Any) -
 def warm_main(
     file: str, url: str | None = None, concurrency: int = 8, api_key: str | None = None
 ) -> int:
-    """The CLI: 0 when every line went through, 1 when some failed, 2 when nothing could run."""
+    """The CLI: 0 when every line was stored or already cached, 1 when some failed or were
+    not stored (BYPASS), 2 when nothing could run (the file, the configuration, or, in-process,
+    a cache backend that does not answer)."""
     out, err = Console(), Console(stderr=True)
     path = Path(file)
     try:
@@ -101,7 +113,11 @@ def warm_main(
         if url:
             summary = asyncio.run(warm_remote(settings, url, path, **kwargs))
         else:
-            summary = asyncio.run(warm_in_process(settings, path, **kwargs))
+            try:
+                summary = asyncio.run(warm_in_process(settings, path, **kwargs))
+            except BackendDown as exc:
+                err.print(f"[red]{exc}; nothing would be stored, so no line was run[/red]")
+                return 2
     where = url or "in-process"
     out.print(f"warmed {path} ({where})", highlight=False)
     for text in summary.report_lines():
@@ -112,4 +128,5 @@ def warm_main(
             "(or CACHE_NONDETERMINISTIC) and run again; stored lines will be hits.",
             highlight=False,
         )
-    return 1 if summary.errors else 0
+    # A warm-up's job is to store: a line that was not stored is a line that failed.
+    return 1 if summary.errors or summary.bypassed else 0

@@ -12,7 +12,9 @@ Per input status, which the stats count (`count=`) and the headers sum up:
 HIT (found in the cache), MISS (sent upstream by this request), COALESCED (answered by a fetch
 it did not make: another batch's flight, or an earlier copy of itself in the same batch) and
 BYPASS (sent upstream with the cache skipped or failing). The request's `X-Cache` is the first
-of BYPASS, MISS, COALESCED present, else HIT.
+of BYPASS, MISS, COALESCED present, else HIT; `X-Cache-Hits`, `X-Cache-Misses` (MISS and
+BYPASS) and `X-Cache-Coalesced` count inputs and add up to the batch's length, so a batch's
+repeated input on a cold cache is coalesced in the headers as in the stats, never a hit.
 """
 
 from __future__ import annotations
@@ -72,8 +74,9 @@ class EmbeddingOutcome:
     model: str
     vectors: list[bytes]  # float32 LE, request order
     tokens: int  # usage over the whole batch, as if nothing were cached
-    hits: int  # inputs not sent upstream by this request
+    hits: int  # inputs found in the cache
     misses: int  # inputs sent upstream by this request
+    coalesced: int = 0  # inputs answered by a fetch made for another request or position
     age: int = 0
     saved_tokens: int = 0
     saved_cost: Decimal = field(default_factory=Decimal)
@@ -349,8 +352,9 @@ class EmbeddingRunner:
             model=model.name,
             vectors=vectors,
             tokens=sum(tokens.values()),
-            hits=len(vectors) - misses,
+            hits=hits,
             misses=misses,
+            coalesced=counts[CacheStatus.COALESCED],
             age=max(0, int(time.time() - oldest)),  # the oldest entry used
             saved_tokens=saved,
             saved_cost=model.cost(saved, 0),

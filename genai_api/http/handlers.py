@@ -51,6 +51,8 @@ async def _http_error(request: Request, exc: Exception) -> Response:
         str(exc.detail), status_code=exc.status_code, headers=dict(exc.headers or {})
     )
     error.error_type = _HTTP_TYPES.get(exc.status_code, "invalid_request_error")
+    if exc.status_code == 401:  # as AuthenticationFailed answers: a 401 names its scheme
+        error.headers.setdefault("WWW-Authenticate", "Bearer")
     if exc.status_code == 404:
         error.message = f"Unknown request URL: {request.method} {request.url.path}."
         error.code = "unknown_url"

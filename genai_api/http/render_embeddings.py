@@ -22,6 +22,7 @@ def embedding_headers(outcome: EmbeddingOutcome) -> dict[str, str]:
         "X-Cache-Key": outcome.key,
         "X-Cache-Hits": str(outcome.hits),
         "X-Cache-Misses": str(outcome.misses),
+        "X-Cache-Coalesced": str(outcome.coalesced),
     }
     if outcome.from_cache:
         headers["Age"] = str(outcome.age)

@@ -1,19 +1,38 @@
-"""JSON responses serialised with orjson (the gateway's answers are plain dicts)."""
+"""JSON responses serialised with orjson (the gateway's answers are plain dicts).
+
+A `Decimal` in the content (the stats' dollars) is written as a JSON number in plain decimal
+notation with every digit it holds: orjson cannot write a `Decimal` itself, a float would
+round it (`0.1 + 0.2`) and may come out as `3.113e-05`, and a string is what dashboards
+cannot add. `orjson.Fragment` inserts the digits as they are.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from decimal import Decimal
 from typing import Any
 
 import orjson
 from starlette.responses import Response
+
+from genai_api.savings.money import plain
+
+
+def exact(value: Any) -> orjson.Fragment:
+    """orjson's `default` for what it cannot write itself: a finite `Decimal`, as a number."""
+    if isinstance(value, Decimal) and value.is_finite():
+        return orjson.Fragment(plain(value))
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
 
 
 def json_response(
     content: Any, *, status: int = 200, headers: Mapping[str, str] | None = None
 ) -> Response:
     return Response(
-        orjson.dumps(content), status_code=status, headers=headers, media_type="application/json"
+        orjson.dumps(content, default=exact),
+        status_code=status,
+        headers=headers,
+        media_type="application/json",
     )
 
 

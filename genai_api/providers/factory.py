@@ -15,7 +15,7 @@ from genai_api.providers.aiohttp_client import GatewayAioHttpClient
 from genai_api.providers.base import Provider
 from genai_api.providers.mock import MockProvider
 from genai_api.providers.openai import OpenAIProvider
-from genai_api.providers.routing import Route, RoutingProvider, Upstream
+from genai_api.providers.routing import Failures, Route, RoutingProvider, Upstream
 from genai_api.providers.upstreams import UpstreamSpec, plan
 from genai_api.savings.tokenizer import TokenCounter
 from genai_api.settings import Settings
@@ -25,6 +25,7 @@ def build_provider(
     settings: Settings,
     models: ModelTable,
     metrics: Metrics,
+    failures: Failures | None = None,
     *,
     provider: Provider | None = None,
     http_client: httpx.AsyncClient | None = None,
@@ -62,7 +63,9 @@ def build_provider(
         for info in models
         if info.name in specs or info.upstream_model is not None
     }
-    return RoutingProvider(default, routes, metrics)
+    return RoutingProvider(
+        default, routes, metrics, timeout=settings.upstream_timeout, failures=failures
+    )
 
 
 def _provider(

@@ -8,6 +8,7 @@ pydantic models for every answer would only cost CPU.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -18,12 +19,20 @@ import orjson
 from genai_api import sse
 from genai_api.apis import BY_PATH
 from genai_api.errors import (
+    AnswerCut,
     IncompleteStream,
     ProviderError,
     ProviderTimeout,
     ProviderUnreachable,
+    StreamCut,
 )
 from genai_api.providers.sdk_client import GatewayOpenAI
+
+log = logging.getLogger("genai_api.provider")
+# A connection that broke once the answer began: httpx's "incomplete chunked read" (and
+# "server disconnected" before the status line), aiohttp's "Response payload is not
+# completed" (a ReadError through httpx-aiohttp). A refused connection is a ConnectError.
+_CUT = (httpx.ReadError, httpx.RemoteProtocolError)
 
 
 def _status_error(exc: openai.APIStatusError) -> ProviderError:
@@ -113,6 +122,9 @@ class OpenAIProvider:
         except openai.APITimeoutError as exc:
             raise ProviderTimeout() from exc
         except openai.APIConnectionError as exc:
+            if isinstance(exc.__cause__, _CUT):  # reached; the answer broke off
+                log.warning("upstream answer cut: %s", exc.__cause__)
+                raise AnswerCut() from exc
             raise ProviderUnreachable() from exc
         except openai.APIStatusError as exc:
             raise _status_error(exc) from exc
@@ -153,8 +165,16 @@ class OpenAIProvider:
                 yield _chunk(data)
         except httpx.TimeoutException as exc:
             raise ProviderTimeout() from exc
+        except _CUT as exc:
+            log.warning("upstream stream cut: %s", exc)
+            raise StreamCut() from exc
         except httpx.HTTPError as exc:
-            raise ProviderUnreachable(f"The upstream stream failed: {exc}") from exc
+            log.warning("upstream stream failed: %s", exc)
+            raise ProviderError(
+                "The upstream stream could not be read.",
+                status_code=502,
+                body={"code": "upstream_stream_failed"},
+            ) from exc
         finally:
             await response.aclose()
         # Past the end of a stream that did not finish: chat and completions end with

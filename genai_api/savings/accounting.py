@@ -27,9 +27,9 @@ from typing import Any, Protocol
 from redis.exceptions import RedisError
 
 from genai_api.errors import CacheUnavailable
-from genai_api.models.table import bounded_label
+from genai_api.models.table import OTHER, bounded_label
 from genai_api.savings.backends import INTERVALS, Batch, MemoryStats, StatsBackend
-from genai_api.savings.money import to_pico, usd
+from genai_api.savings.money import dollars, to_pico
 
 log = logging.getLogger("genai_api.accounting")
 
@@ -71,6 +71,8 @@ class Meter(Protocol):
 
     def backend_error(self, component: str) -> None: ...
 
+    def provider_error(self, endpoint: str, model: str, reason: str) -> None: ...
+
     def flush(self) -> None: ...
 
 
@@ -84,14 +86,15 @@ def counters_doc(c: Counter[str]) -> dict[str, Any]:
         "coalesced": c["coalesced"],
         "bypassed": c["bypassed"],
         "errors": c["errors"],
+        "provider_errors": c["provider_errors"],
         "hit_ratio": round(answered / total, 6) if total else 0.0,
         "tokens_saved": {
             "prompt": c["saved_prompt"],
             "completion": c["saved_completion"],
             "total": c["saved_prompt"] + c["saved_completion"],
         },
-        "cost_saved_usd": usd(c["saved_pusd"]),
-        "cost_spent_usd": usd(c["spent_pusd"]),
+        "cost_saved_usd": dollars(c["saved_pusd"]),  # exact; written as a JSON number
+        "cost_spent_usd": dollars(c["spent_pusd"]),
         # Opt-in semantic hits (models with `semantic`), never mixed into the figures above:
         # hit_ratio is exact hits only, over every request.
         "semantic_hits": c["semantic_hits"],
@@ -101,7 +104,7 @@ def counters_doc(c: Counter[str]) -> dict[str, Any]:
             "completion": c["semantic_saved_completion"],
             "total": c["semantic_saved_prompt"] + c["semantic_saved_completion"],
         },
-        "semantic_cost_saved_usd": usd(c["semantic_saved_pusd"]),
+        "semantic_cost_saved_usd": dollars(c["semantic_saved_pusd"]),
     }
 
 
@@ -166,6 +169,13 @@ class Accounting:
         self._pending.add(model and self._label(model), {"errors": 1}, self.clock())
         if self.meter is not None:
             self.meter.backend_error("cache")
+
+    def record_provider_error(self, endpoint: str, model: object, reason: str) -> None:
+        """A provider call that failed (`reason`: error, timeout, unreachable, cut)."""
+        label = self._label(model) if isinstance(model, str) else OTHER
+        self._pending.add(label, {"provider_errors": 1}, self.clock())
+        if self.meter is not None:
+            self.meter.provider_error(endpoint, label, reason)
 
     def start(self) -> None:
         """Start the background flush (inside the running loop: the app's lifespan)."""

@@ -20,6 +20,7 @@ FIELDS = (
     "coalesced",
     "bypassed",
     "errors",
+    "provider_errors",
     "saved_prompt",
     "saved_completion",
     "saved_pusd",

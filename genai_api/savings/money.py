@@ -5,8 +5,12 @@ token costs a whole number of pico-dollars and every request's cost is an intege
 Integers add exactly everywhere, including Redis `HINCRBY` (64-bit: one counter holds up to
 about 9.2 million USD). Floats would drift; `HINCRBYFLOAT` is a double.
 
-    >>> to_pico(Decimal("0.0000048")), usd(4_800_000)
-    (4800000, '0.0000048')
+    >>> to_pico(Decimal("0.0000048")), usd(4_800_000), dollars(4_800_000)
+    (4800000, '0.0000048', Decimal('0.0000048'))
+
+`dollars` is what the stats document holds: a `Decimal` with exactly the counter's digits,
+which `genai_api.http.responses` writes as a plain JSON number (`0.0000048`, never a string,
+never `4.8e-06`), so a dashboard adds and subtracts what it reads.
 """
 
 from __future__ import annotations
@@ -27,6 +31,16 @@ def to_pico(amount: Decimal) -> int:
 @lru_cache(maxsize=4096)  # a hit's saved cost is one of few amounts: format each once
 def usd(pico: int) -> str:
     """Integer pico-dollars → the shortest exact decimal string, e.g. `'0.0000048'`, `'12'`."""
+    return plain(dollars(pico))
+
+
+def dollars(pico: int) -> Decimal:
+    """Integer pico-dollars → USD as an exact `Decimal` with no trailing zeros."""
     if pico == 0:
-        return "0"
-    return format(Decimal(pico).scaleb(-12).normalize(), "f")
+        return Decimal(0)
+    return Decimal(pico).scaleb(-12).normalize()
+
+
+def plain(amount: Decimal) -> str:
+    """`amount` in plain decimal notation (`'0.0000048'`, `'12000'`; never an exponent)."""
+    return format(amount, "f")
