@@ -75,6 +75,7 @@ class Gateway:
             stream_finish_on_disconnect=settings.stream_finish_on_disconnect,
             leases=build_leases(settings, store),
             tokens=tokens,
+            tagged=settings.cluster,
         )
         pipeline.leases.start()
         if isinstance(store, NearStore):
@@ -96,6 +97,12 @@ class Gateway:
             settings.cache_namespace,
             settings.cache_scope,
         )
+        if settings.redis_mode != "standalone" and settings.cache_backend != "redis":
+            log.warning(
+                "REDIS_MODE=%s has no effect: CACHE_BACKEND is %s",
+                settings.redis_mode,
+                settings.cache_backend,
+            )
         if settings.prompts_dir.is_dir():
             log.info("prompts: %d template(s) from %s", len(prompts), settings.prompts_dir)
         else:  # a typo in PROMPTS_DIR, or serving from another directory than the templates'

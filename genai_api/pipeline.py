@@ -72,11 +72,13 @@ class Pipeline:
         stream_finish_on_disconnect: bool = True,
         leases: Leases | None = None,
         tokens: TokenCounter | None = None,
+        tagged: bool = False,
     ) -> None:
         self.store = store
         self.provider = provider
         self.accounting = accounting
         self.namespace = namespace
+        self.tagged = tagged  # storage keys carry hash tags (a Redis Cluster)
         self.default_ttl = default_ttl
         self.max_ttl = max_ttl
         self.cache_nondeterministic = cache_nondeterministic
@@ -117,7 +119,9 @@ class Pipeline:
             body=body,
             controls=controls,
             key=key,
-            skey=storage_key(self.namespace, kind, tenant, model.name, key, prompt),
+            skey=storage_key(
+                self.namespace, kind, tenant, model.name, key, prompt, tagged=self.tagged
+            ),
             cacheable=cacheable,
         )
 
@@ -140,6 +144,7 @@ class Pipeline:
             tenant=tenant,
             controls=controls,
             encoding=encoding,
+            tagged=self.tagged,
         )
 
     async def run_embeddings(self, batch: EmbeddingBatch) -> EmbeddingOutcome:

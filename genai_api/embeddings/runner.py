@@ -32,7 +32,7 @@ from genai_api.embeddings.upstream import Item, Upstream, fetch_vectors
 from genai_api.embeddings.vectors import VectorEntry, decode_many
 from genai_api.errors import CacheUnavailable
 from genai_api.flights.coalesce_many import ManyCoalescer
-from genai_api.keys import embedding_keys, request_key, storage_key
+from genai_api.keys import embedding_keys, request_key, storage_prefix, tag
 from genai_api.leases import Leases
 from genai_api.leases.batch import Fetched, batch_leases
 from genai_api.models.table import ModelInfo
@@ -88,13 +88,15 @@ def prepare(
     tenant: str,
     controls: CacheControls,
     encoding: tiktoken.Encoding | None,
+    tagged: bool = False,
 ) -> EmbeddingBatch:
-    """Keys for the batch and each input; `encoding_format` changes neither."""
+    """Keys for the batch and each input; `encoding_format` changes neither. `tagged`: the
+    digests are hash tags (`genai_api.keys.storage_key`)."""
     dimensions = body.get("dimensions")
     extra = {k: v for k, v in body.items() if k not in (*_KEY_FIELDS, "model", "dimensions")}
-    prefix = storage_key(namespace, "emb", tenant, model.name, "")  # the layout ends in the hash
+    prefix = storage_prefix(namespace, "emb", tenant, model.name)
     keys = embedding_keys(model.name, items, dimensions=dimensions, tenant=tenant, extra=extra)
-    skeys = [prefix + key for key in keys]
+    skeys = [prefix + tag(key) for key in keys] if tagged else [prefix + key for key in keys]
     upstream = {k: v for k, v in body.items() if k not in ("input", "cache")}
     upstream["encoding_format"] = "base64"  # exact float32 and a third of the bytes
     # A one-input request's X-Cache-Key is its entry's, so `DELETE /v1/cache {"key"}` removes

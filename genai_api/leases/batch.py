@@ -33,7 +33,7 @@ import logging
 import secrets
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Generic, TypeVar
+from typing import Generic, TypeVar
 
 from genai_api.errors import CacheUnavailable
 from genai_api.leases.base import Leases
@@ -44,6 +44,7 @@ from genai_api.savings.accounting import CacheStatus
 log = logging.getLogger("genai_api.leases")
 
 V = TypeVar("V")
+R = TypeVar("R")
 
 # KEYS: n entries, their n leases, their n waiter flags. ARGV: token, lease ms, refresh (1:
 # claim even where an entry exists, for max-age requests). A letter per key: c(laimed),
@@ -116,7 +117,7 @@ class BatchLeases:
     def __init__(self, leases: RedisLeases) -> None:
         self.leases = leases
         self.store = leases.store
-        self._renew = self.store.client.register_script(_RENEW)
+        self._renew = self.store.register_script(_RENEW)
 
     async def fill(
         self,
@@ -141,35 +142,59 @@ class BatchLeases:
 
     def flags(self, keys: Sequence[str]) -> list[str]:
         """The waiter flags of `keys`: ``{ns}:e:<rest>`` → ``{ns}:wait:<rest>``."""
-        entry_prefix = self.leases.entry_prefix
-        prefix = entry_prefix.removesuffix("e:") + "wait:"
-        return [prefix + key.removeprefix(entry_prefix) for key in keys]
+        return [self.leases.wait_key(key) for key in keys]
+
+    async def per_node(
+        self, keys: Sequence[str], op: Callable[[list[str]], Awaitable[R]], extra: int = 0
+    ) -> list[tuple[list[str], R | CacheUnavailable]]:
+        """`op(group)` for each server's share of `keys` (all of them on one server), nodes
+        in parallel, each behind its node's breaker: what each returned, or its failure."""
+
+        async def one(group: list[str]) -> tuple[list[str], R | CacheUnavailable]:
+            try:
+                return group, await self.store.guarded(
+                    lambda: op(group), key=group[0], entries=len(group) + extra
+                )
+            except CacheUnavailable as exc:
+                return group, exc
+
+        groups = self.store.node_groups(keys)
+        if len(groups) == 1:
+            return [await one(groups[0])]
+        return list(await asyncio.gather(*(one(group) for group in groups)))
 
     async def store_and_release(
         self, entries: Sequence[tuple[str, bytes, float]], keys: Sequence[str], token: str
-    ) -> None:
-        """One round trip: write `entries`, release the leases on `keys`, publish `keys`."""
+    ) -> tuple[list[str], CacheUnavailable | None]:
+        """One round trip per server: write its `entries`, release its leases on `keys` and
+        publish them (one script per slot). Returns the keys (of both) on servers that failed,
+        and the first failure."""
         if not entries and not keys:
-            return
+            return [], None
+        items = {key: (value, ttl) for key, value, ttl in entries}
+        leased = set(keys)
         client, channel = self.store.client, self.leases.channel
 
-        async def write() -> None:
+        async def write(group: list[str]) -> None:
             async with client.pipeline(transaction=False) as pipe:
-                for key, value, ttl in entries:
-                    pipe.set(key, value, px=max(1, int(ttl * 1000)))
-                if keys:
-                    held = [*self.locks(keys), *self.flags(keys)]
-                    pipe.eval(_RELEASE, len(held), *held, token, channel, *keys)
+                for key in group:
+                    if key in items:
+                        value, ttl = items[key]
+                        pipe.set(key, value, px=max(1, int(ttl * 1000)))
+                for held in self.store.slot_groups([k for k in group if k in leased]):
+                    locks = [*self.locks(held), *self.flags(held)]
+                    pipe.eval(_RELEASE, len(locks), *locks, token, channel, *held)
                 await pipe.execute()
 
-        await self.store.guarded(write, entries=len(entries) + 1)
+        done = await self.per_node(list(dict.fromkeys([*items, *keys])), write, extra=1)
+        lost = [key for group, r in done if isinstance(r, CacheUnavailable) for key in group]
+        return lost, next((r for _, r in done if isinstance(r, CacheUnavailable)), None)
 
     async def release(self, keys: Sequence[str], token: str) -> None:
         """Release now; on failure keep retrying in the background."""
-        try:
-            await self.store_and_release((), keys, token)
-        except CacheUnavailable:
-            self.release_soon(keys, token)
+        lost, _ = await self.store_and_release((), keys, token)
+        if lost:
+            self.release_soon(lost, token)
 
     def release_soon(self, keys: Sequence[str], token: str) -> None:
         """Release in the background (at once, then after each breaker cool-down) until the
@@ -179,33 +204,37 @@ class BatchLeases:
     async def _release_until_done(self, keys: list[str], token: str) -> None:
         loop = asyncio.get_running_loop()
         until = loop.time() + self.leases.lease_ms / 1000
-        while True:
-            try:
-                await self.store_and_release((), keys, token)
+        while keys:
+            keys, _ = await self.store_and_release((), keys, token)
+            if not keys or loop.time() >= until:
                 return
-            except CacheUnavailable:
-                if loop.time() >= until:
-                    return
-            await asyncio.sleep(max(0.05, self.store.breaker.cooldown))
+            await asyncio.sleep(max(0.05, self.store.cooldown))
 
     async def renew_while_alive(self, keys: list[str], token: str) -> None:
-        """Renew every lease of `keys` each lease/3 until cancelled (the fetch is over)."""
-        client, locks, lease_ms = self.store.client, self.locks(keys), self.leases.lease_ms
-        alive = len(locks)
-        while True:
-            await asyncio.sleep(lease_ms / 3000)
+        """Renew every lease of `keys` each lease/3 until cancelled (the fetch is over): one
+        script per slot they are in (one on one server)."""
+        client, lease_ms = self.store.client, self.leases.lease_ms
+        groups = self.store.slot_groups(self.locks(keys))
+        alive = len(keys)
+
+        async def renew(locks: list[str]) -> int:
             try:
-                kept = int(
+                return int(
                     await self.store.guarded(
                         lambda: self._renew(keys=locks, args=[token, lease_ms], client=client),
                         entries=len(locks),
+                        key=locks[0],
                     )
                 )
             except CacheUnavailable:
-                continue  # a blip: the leases may well outlive it, try again next tick
+                return len(locks)  # a blip: the leases may well outlive it, next tick
+
+        while True:
+            await asyncio.sleep(lease_ms / 3000)
+            kept = sum(await asyncio.gather(*(renew(g) for g in groups)))
             if kept < alive:
                 lost, alive = alive - kept, kept
-                log.warning("%d of %d leases expired under their holder", lost, len(locks))
+                log.warning("%d of %d leases expired under their holder", lost, len(keys))
             if not kept:
                 return
 
@@ -236,12 +265,7 @@ class _Flight(Generic[V]):
         try:
             with leases.notifier.watch_many(keys) as self.watch:
                 while waiting and not self._failing():
-                    try:
-                        waiting, again = await self._round(waiting, found_as)
-                    except CacheUnavailable as exc:
-                        self._told(exc)
-                        self._start(waiting, lease=False, store=False)  # degraded: BYPASS
-                        break
+                    waiting, again = await self._round(waiting, found_as)
                     if not waiting or again:
                         continue
                     remaining = deadline - loop.time()
@@ -264,30 +288,41 @@ class _Flight(Generic[V]):
         return self.results
 
     async def _round(self, keys: list[str], found_as: CacheStatus) -> tuple[list[str], bool]:
-        """One round trip: claim what is free, read what is stored. Answers what was found,
-        starts fetching what the flight now holds; returns the keys held elsewhere, and
-        whether to go again at once (an entry exists but cannot be used: claim it anyway)."""
+        """One round trip per server: claim what is free, read what is stored. Answers what
+        was found, starts fetching what the flight now holds, and without the cache (BYPASS)
+        what sits on a server that failed; returns the keys held elsewhere, and whether to
+        go again at once (an entry exists but cannot be used: claim it anyway)."""
         owner = self.owner
-        every = [*keys, *owner.locks(keys), *owner.flags(keys)]
         client = owner.store.client
         args = (self.token, owner.leases.lease_ms, int(self.refresh))
 
-        async def claim() -> list[Any]:
+        async def claim(group: list[str]) -> tuple[list[str], str, list[bytes | None]]:
+            slots = owner.store.slot_groups(group)
             async with client.pipeline(transaction=False) as pipe:
-                pipe.eval(_CLAIM, len(every), *every, *args)
-                pipe.mget(keys)
-                return await pipe.execute()
+                for held in slots:
+                    every = [*held, *owner.locks(held), *owner.flags(held)]
+                    pipe.eval(_CLAIM, len(every), *every, *args)
+                    pipe.mget(held)
+                replies = await pipe.execute()
+            marks = b"".join(replies[0::2]).decode()
+            return [k for held in slots for k in held], marks, [r for m in replies[1::2] for r in m]
 
-        try:
-            marks, raws = await owner.store.guarded(claim, entries=len(keys))
-        except CacheUnavailable as exc:
-            if exc.__cause__ is not None:  # Redis was tried: the script may have run
-                owner.release_soon(keys, self.token)
-            raise
-        usable = await self.read(keys, raws)
+        ordered: list[str] = []
+        marks, raws = "", []
+        for group, answer in await owner.per_node(keys, claim):
+            if isinstance(answer, CacheUnavailable):
+                if answer.__cause__ is not None:  # Redis was tried: the script may have run
+                    owner.release_soon(group, self.token)
+                self._told(answer)
+                self._start(group, lease=False, store=False)  # degraded: BYPASS
+                continue
+            ordered += answer[0]
+            marks += answer[1]
+            raws += answer[2]
+        usable = await self.read(ordered, raws)
         claimed, waiting, spare = [], [], []
         again = False
-        for key, mark in zip(keys, marks.decode(), strict=True):
+        for key, mark in zip(ordered, marks, strict=True):
             if key in usable:
                 self.results[key] = (usable[key], found_as)
                 if mark == "c":
@@ -313,7 +348,8 @@ class _Flight(Generic[V]):
 
     async def _hold(self, keys: list[str], *, lease: bool, store: bool) -> None:
         """Fetch `keys` upstream; store what came back (if `store`) and release the leases
-        (if `lease`) in one round trip; record each value with its status."""
+        (if `lease`) in one round trip per server; record each value with its status (BYPASS
+        for those on a server that failed)."""
         owner = self.owner
         renewer = owner.leases.spawn(owner.renew_while_alive(keys, self.token)) if lease else None
         try:
@@ -326,16 +362,18 @@ class _Flight(Generic[V]):
             if renewer is not None:
                 renewer.cancel()
         status = CacheStatus.MISS if store else CacheStatus.BYPASS
-        try:
-            await owner.store_and_release(
-                fetched.entries if store else (), keys if lease else (), self.token
-            )
-        except CacheUnavailable as exc:
-            self._told(exc)
-            status = CacheStatus.BYPASS
+        lost, failure = await owner.store_and_release(
+            fetched.entries if store else (), keys if lease else (), self.token
+        )
+        if failure is not None:
+            self._told(failure)
             if lease:
-                owner.release_soon(keys, self.token)
-        self.results.update((k, (v, status)) for k, v in fetched.values.items())
+                owner.release_soon([k for k in lost if k in set(keys)], self.token)
+        bypassed = set(lost)
+        bypass = CacheStatus.BYPASS
+        self.results.update(
+            (k, (v, bypass if k in bypassed else status)) for k, v in fetched.values.items()
+        )
         if fetched.error is not None:
             raise fetched.error
 

@@ -15,6 +15,12 @@ from aiocache.serializers import BaseSerializer
 class CacheStore(Protocol):
     name: str
 
+    @property
+    def shards_down(self) -> tuple[str, ...]:
+        """Parts of the backend that did not answer the last `ping` while others did (the
+        primaries of a Redis Cluster); empty otherwise."""
+        ...
+
     async def get(self, key: str) -> bytes | None: ...
 
     async def get_many(self, keys: Sequence[str]) -> list[bytes | None]: ...

@@ -23,9 +23,11 @@ from typing import Any, TypeVar, cast
 
 import redis.asyncio as aioredis
 from aiocache import RedisCache
+from redis.asyncio.client import PubSub
 from redis.asyncio.connection import parse_url
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
+from redis.commands.core import AsyncScript
 from redis.exceptions import AuthenticationError, NoScriptError, RedisError
 from redis.exceptions import ConnectionError as RedisConnectionError
 
@@ -70,49 +72,95 @@ def _why(exc: BaseException, waited: float) -> str:
     return reason
 
 
+def standalone_client(
+    options: dict[str, Any], *, timeout: float, max_connections: int
+) -> aioredis.Redis:
+    """The client of one Redis server: aiocache's, on our blocking pool (`pool.py`)."""
+    opts = dict(options)
+    host, port, db = opts.pop("host"), int(opts.pop("port")), int(opts.pop("db", 0))
+    password = opts.pop("password", None)
+    if opts.pop("connection_class", None) is aioredis.SSLConnection:  # rediss://
+        opts["connection_class"] = shared_context_ssl_connection()
+    # No socket_timeout (see above): redis-py 8 defaults it to 5 s, which costs an
+    # `asyncio.wait_for` (a task) per command sent and a timeout per reply (~200 µs a hit).
+    opts.update(timeout=timeout, health_check_interval=0, socket_timeout=None)
+    # One immediate retry on a new connection when a pooled one turns out closed (Redis
+    # restarted, `CLIENT KILL`, its idle timeout): without it each of the pool's stale
+    # connections fails a request once. aiocache's client is built with no retry at all.
+    opts.setdefault("retry", Retry(NoBackoff(), 1))
+    cache = RedisCache(
+        serializer=BytesSerializer(),
+        endpoint=host,
+        port=port,
+        db=db,
+        password=password,
+        ssl=False,  # TLS comes with the connection class above
+        pool_max_size=max_connections,
+        create_connection_timeout=timeout,
+        connection_pool_class=FastBlockingPool,
+        connection_pool_kwargs=opts,
+        timeout=None,
+    )
+    client: aioredis.Redis = cache.client
+    return client
+
+
 class RedisStore:
+    """One Redis server, or the primary a Sentinel names (`client`, see `sentinel.py`)."""
+
     name = "redis"
+    shards_down: tuple[str, ...] = ()  # one server: it answers or it does not
 
     def __init__(
         self,
-        options: dict[str, Any],
+        options: dict[str, Any] | None,
         *,
         timeout: float,
         max_connections: int,
         breaker_seconds: float,
         breaker_failures: int = 1,
+        client: aioredis.Redis | None = None,
     ) -> None:
-        opts = dict(options)
-        host, port, db = opts.pop("host"), int(opts.pop("port")), int(opts.pop("db", 0))
-        password = opts.pop("password", None)
-        if opts.pop("connection_class", None) is aioredis.SSLConnection:  # rediss://
-            opts["connection_class"] = shared_context_ssl_connection()
-        # No socket_timeout (see above): redis-py 8 defaults it to 5 s, which costs an
-        # `asyncio.wait_for` (a task) per command sent and a timeout per reply (~200 µs a hit).
-        opts.update(timeout=timeout, health_check_interval=0, socket_timeout=None)
-        # One immediate retry on a new connection when a pooled one turns out closed (Redis
-        # restarted, `CLIENT KILL`, its idle timeout): without it each of the pool's stale
-        # connections fails a request once. aiocache's client is built with no retry at all.
-        opts.setdefault("retry", Retry(NoBackoff(), 1))
-        self._cache = RedisCache(
-            serializer=BytesSerializer(),
-            endpoint=host,
-            port=port,
-            db=db,
-            password=password,
-            ssl=False,  # TLS comes with the connection class above
-            pool_max_size=max_connections,
-            create_connection_timeout=timeout,
-            connection_pool_class=FastBlockingPool,
-            connection_pool_kwargs=opts,
-            timeout=None,
-        )
-        self.client: aioredis.Redis = self._cache.client
+        if client is None:
+            assert options is not None, "RedisStore needs connection options or a client"
+            client = standalone_client(options, timeout=timeout, max_connections=max_connections)
+        self.client: aioredis.Redis = client
         self.breaker = CircuitBreaker(breaker_seconds, breaker_failures)
         self.timeout = timeout
         self.max_connections = max_connections
         self._probe: asyncio.Task[bool] | None = None
         self.last_failure: str | None = None  # why the last ping failed, for the start-up log
+        self._trips = 0  # failed pings: Redis failed, though no operation counted it
+
+    # --- the RedisBackend surface (`backend.py`): one server, one breaker, one group
+    @property
+    def cooldown(self) -> float:
+        return self.breaker.cooldown
+
+    @property
+    def failures(self) -> int:
+        return self.breaker.failures + self._trips
+
+    def breaker_for(self, key: str) -> CircuitBreaker:
+        return self.breaker
+
+    def available(self, key: str) -> bool:
+        if self.breaker.is_open:
+            return False
+        spending = budget.current()
+        return spending is None or not spending.spent
+
+    def slot_groups(self, keys: Sequence[str]) -> list[list[str]]:
+        return [list(keys)] if keys else []
+
+    def node_groups(self, keys: Sequence[str]) -> list[list[str]]:
+        return [list(keys)] if keys else []
+
+    def register_script(self, source: str) -> AsyncScript:
+        return self.client.register_script(source)
+
+    def pubsub(self) -> PubSub:
+        return self.client.pubsub()
 
     async def _call(
         self, op: Callable[[], Awaitable[T]], *, entries: int = 1, bounded: bool = True
@@ -148,16 +196,19 @@ class RedisStore:
         5,000-vector write is not taken for a hung Redis (the bytes take time to travel)."""
         return self.timeout * (1 + entries // 256)
 
-    async def guarded(self, op: Callable[[], Awaitable[T]], *, entries: int = 1) -> T:
+    async def guarded(
+        self, op: Callable[[], Awaitable[T]], *, entries: int = 1, key: str | None = None
+    ) -> T:
         """Run a raw-client operation (`op` uses `self.client`) behind the breaker.
 
         For other Redis users of the same pool, such as the leases: a failure counts for the
         breaker and the request's budget and raises `CacheUnavailable`, exactly as the
-        store's own operations do. `entries`: how many entries `op` moves (its deadline).
+        store's own operations do. `entries`: how many entries `op` moves (its deadline);
+        `key`: one it touches (a cluster picks the node's breaker by it; one server has one).
         """
         return await self._call(op, entries=entries)
 
-    async def send(self, *command: Any) -> Reply:
+    async def send(self, *command: Any, key: str | None = None) -> Reply:
         """Write `command` to Redis now and leave its reply to be read later (`Reply.read`).
 
         For a write whose reply need not hold up the client's answer: once this returns,
@@ -231,6 +282,7 @@ class RedisStore:
                 ok = bool(await self.client.ping())
         except _FAILURES as exc:
             self.breaker.trip()
+            self._trips += 1
             self.last_failure = _why(exc, 2 * self.timeout)
             return False
         if ok:
