@@ -302,7 +302,7 @@ class _Flight(Generic[V]):
                 for held in slots:
                     every = [*held, *owner.locks(held), *owner.flags(held)]
                     pipe.eval(_CLAIM, len(every), *every, *args)
-                    pipe.mget(held)
+                    pipe.execute_command("MGET", *held)  # one slot (`pipe.mget` is barred)
                 replies = await pipe.execute()
             marks = b"".join(replies[0::2]).decode()
             return [k for held in slots for k in held], marks, [r for m in replies[1::2] for r in m]
@@ -319,6 +319,14 @@ class _Flight(Generic[V]):
             ordered += answer[0]
             marks += answer[1]
             raws += answer[2]
+        if ordered != keys[: len(ordered)]:  # grouped by server: back to request order
+            where = {key: i for i, key in enumerate(keys)}
+            rows = sorted(zip(ordered, marks, raws, strict=True), key=lambda r: where[r[0]])
+            ordered, marks, raws = (
+                [r[0] for r in rows],
+                "".join(r[1] for r in rows),
+                [r[2] for r in rows],
+            )
         usable = await self.read(ordered, raws)
         claimed, waiting, spare = [], [], []
         again = False

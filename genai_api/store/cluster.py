@@ -28,7 +28,7 @@ from typing import Any, TypeVar, cast
 from redis.asyncio.client import PubSub
 from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.commands.core import AsyncScript
-from redis.exceptions import NoScriptError, RedisError
+from redis.exceptions import NoScriptError, RedisClusterException, RedisError
 
 from genai_api.errors import CacheUnavailable
 from genai_api.store import budget
@@ -38,7 +38,8 @@ from genai_api.store.cluster_client import ClusterScript, node_pubsub, owner, sl
 log = logging.getLogger("genai_api.store")
 
 T = TypeVar("T")
-_FAILURES = (RedisError, OSError, asyncio.TimeoutError)
+# RedisClusterException is not a RedisError: "cluster cannot be connected", "slot not covered".
+_FAILURES = (RedisError, RedisClusterException, OSError, asyncio.TimeoutError)
 WHOLE = "cluster"  # the breaker of keyless operations and of an unknown slot map
 WARM_PER_NODE = 16
 WARM_SECONDS = 3.0
@@ -238,13 +239,13 @@ class ClusterStore:
         return cast(bytes | None, value)
 
     async def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
-        """One MGET per node, nodes in parallel (redis-py splits it per slot and pipelines
-        it). Keys on a node that fails read as missing, that node's failure spends the
+        """One MGET per slot, pipelined per node, nodes in parallel (`mget_nonatomic` per
+        node). Keys on a node that fails read as missing, that node's failure spends the
         request's budget for it, so its keys go on without the cache (BYPASS); when every
         node fails this raises `CacheUnavailable`."""
         if not keys:
             return []
-        values, failure = await self._per_node(keys, lambda group: self.client.mget(group))
+        values, failure = await self._per_node(keys, self.client.mget_nonatomic)
         if failure is not None and all(v is None for v in values):
             raise failure
         return values
@@ -289,9 +290,11 @@ class ClusterStore:
             deleted, cursor = 0, 0
             while True:
                 async with asyncio.timeout(self.timeout):
-                    cursor, keys = await self.client.scan(
+                    # A cluster SCAN answers a cursor per node asked: {node name: cursor}.
+                    cursors, keys = await self.client.scan(
                         cursor, match=pattern, count=1000, target_nodes=node
                     )
+                cursor = int(cast(dict[str, Any], cursors)[node.name])
                 if keys:
                     async with asyncio.timeout(self.timeout * (1 + len(keys) // 256)):
                         deleted += int(await self.client.unlink(*keys))

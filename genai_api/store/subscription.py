@@ -19,13 +19,13 @@ import logging
 from collections.abc import Callable
 
 from redis.asyncio.client import PubSub
-from redis.exceptions import RedisError
+from redis.exceptions import RedisClusterException, RedisError
 
 from genai_api.store import budget
 
 log = logging.getLogger("genai_api.subscription")
 
-_FAILURES = (RedisError, OSError, asyncio.TimeoutError)
+_FAILURES = (RedisError, RedisClusterException, OSError, asyncio.TimeoutError)
 IDLE_READ_SECONDS = 5.0
 
 
