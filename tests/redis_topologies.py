@@ -64,26 +64,34 @@ def _wait(predicate: object, what: str, within: float) -> None:
 class RedisClusterServers:
     """Six `redis-server --cluster-enabled yes` processes made into 3 primaries + 3 replicas."""
 
-    def __init__(self, workdir: Path, *, password: str | None = None) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        *,
+        password: str | None = None,
+        node_timeout_ms: int = NODE_TIMEOUT_MS,
+    ) -> None:
         self.workdir = workdir
         self.password = password
+        self.node_timeout_ms = node_timeout_ms
         self.servers: dict[int, RedisServer] = {}
         self.stopped: dict[int, RedisServer] = {}
 
     def _server(self, port: int) -> RedisServer:
         node_dir = self.workdir / f"node-{port}"
-        node_dir.mkdir(exist_ok=True)
+        node_dir.mkdir(parents=True, exist_ok=True)
         extra = [
             *("--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf"),
             # The bus port defaults to port + 10000, past 65535 for a high free port.
             *("--cluster-port", str(free_port())),
-            *("--cluster-node-timeout", str(NODE_TIMEOUT_MS)),
+            *("--cluster-node-timeout", str(self.node_timeout_ms)),
             # Fail over whatever the replica's lag, and sync replicas at once (the default
             # waits 5 s before a diskless sync: a primary killed sooner has no replica).
             *("--cluster-replica-validity-factor", "0", "--repl-diskless-sync-delay", "0"),
             # What docs/cluster.md recommends for a cache: the healthy shards keep serving
             # while a failed one's slots are uncovered (the default refuses every command).
             *("--cluster-require-full-coverage", "no"),
+            *("--enable-debug-command", "local"),  # DEBUG SLEEP: a hung node
         ]
         if self.password:
             extra += ["--masterauth", self.password]
@@ -165,6 +173,11 @@ class RedisClusterServers:
                     return int(fields[1].split("@")[0].rsplit(":", 1)[1])
         raise RuntimeError(f"no primary serves slot {slot}")
 
+    def sync(self) -> None:
+        """Wait until every primary's replica has all its writes (`WAIT 1`)."""
+        for port in self.primaries():
+            self._cli(port, "WAIT", "1", "2000")
+
     def kill(self, port: int) -> None:
         """SIGKILL the node: no goodbye, as a crashed host."""
         server = self.servers.pop(port)
@@ -220,8 +233,8 @@ class SentinelSet:
     def start(self) -> SentinelSet:
         require_binaries()
         primary_dir, replica_dir = self.workdir / "primary", self.workdir / "replica"
-        primary_dir.mkdir(exist_ok=True)
-        replica_dir.mkdir(exist_ok=True)
+        primary_dir.mkdir(parents=True, exist_ok=True)
+        replica_dir.mkdir(parents=True, exist_ok=True)
         self.primary = RedisServer(
             primary_dir, extra_args=["--repl-diskless-sync-delay", "0"]
         ).start()
