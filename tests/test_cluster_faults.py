@@ -25,6 +25,7 @@ import respx
 
 from tests.conftest import CHAT, chat_response, make_settings, running, wait_until
 from tests.processes import Service, fake_upstream, gateway, provider_calls
+from tests.redis_server import free_port
 from tests.redis_topologies import RedisClusterServers, SentinelSet
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
@@ -318,3 +319,20 @@ async def test_a_killed_sentinel_primary_fails_no_request_and_hits_resume(
     assert resumed and set(resumed) == {"HIT"}
     assert ready.status_code == 200 and ready.json()["cache"] == "redis-sentinel"
     print(f"{len(load.answers)} answers, {calls} provider calls")
+
+
+async def test_a_cluster_no_node_of_which_answers_is_bypassed_and_not_ready(
+    upstream: respx.MockRouter,
+) -> None:
+    route = upstream.post("/chat/completions").mock(
+        return_value=httpx.Response(200, json=chat_response())
+    )
+    nowhere = f"redis://127.0.0.1:{free_port()}/0"
+    settings = make_settings(cache_backend="redis", redis_mode="cluster", redis_url=nowhere)
+    async with running(settings) as gw:
+        answers = [await gw.http.post(PATH, json=CHAT) for _ in range(3)]
+        ready = await gw.http.get("/readyz")
+    assert [a.status_code for a in answers] == [200] * 3
+    assert {a.headers["x-cache"] for a in answers} == {"BYPASS"} and route.call_count == 3
+    assert ready.status_code == 503
+    assert ready.json()["error"]["code"] == "cache_unavailable"
