@@ -5,7 +5,8 @@
     BENCH_SOAK_SECONDS=600 python -m bench.run   # the 10-minute soak of issue #9
 
 Knobs (environment): BENCH_ROUNDS (5), BENCH_SECONDS per round (4), BENCH_SOAK_SECONDS (60),
-BENCH_ONLY (hits, embeddings, misses, coalescing, soak), BENCH_LOG_LEVEL of the gateway
+BENCH_ONLY (hits, embeddings, misses, coalescing, soak, cluster-hits, cluster-coalescing,
+cluster-failover: the last three on a loopback Redis Cluster), BENCH_LOG_LEVEL of the gateway
 (WARNING: per-request access lines are a deployment choice, measured separately).
 The server under test is pinned to core 0; wrk, Redis, the fake upstreams and this process
 to core 1. Exits 1 when a bar is missed, 2 when the run could not be made. Raw figures go to
@@ -23,11 +24,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench import scenarios, wrk
+from bench import cluster_scenarios, scenarios, wrk
 from bench.procs import ROOT, Fleet, cores, free_port
 from bench.report import print_table
 
-SCENARIOS = ("hits", "embeddings", "misses", "coalescing", "soak")
+SCENARIOS = ("hits", "embeddings", "misses", "coalescing", "soak", *cluster_scenarios.NAMES)
 
 
 def machine() -> dict[str, Any]:
@@ -166,6 +167,7 @@ def main() -> int:
         "bars": [],
         "coalescing": [],
         "soak": None,
+        "cluster": {},
     }
     try:
         env = setup(fleet)
@@ -179,9 +181,20 @@ def main() -> int:
         }
         bars: list[scenarios.Bar] = []
         comparisons = []
+        cluster: cluster_scenarios.ClusterEnv | None = None
         for name in chosen:
             print(f"== {name}", flush=True)
-            if name == "hits":
+            if name in cluster_scenarios.NAMES and cluster is None:
+                cluster = cluster_scenarios.setup(env)  # started with the first of them
+            if name == "cluster-hits" and cluster is not None:
+                cmps, new = cluster_scenarios.hits(env, cluster)
+            elif name == "cluster-coalescing" and cluster is not None:
+                report["cluster"]["coalescing"], new = cluster_scenarios.coalescing(env, cluster)
+                cmps = []
+            elif name == "cluster-failover" and cluster is not None:
+                report["cluster"]["failover"], new = cluster_scenarios.failover(env, cluster)
+                cmps = []
+            elif name == "hits":
                 cmps, new = scenarios.chat_hits(env)
             elif name == "embeddings":
                 cmps, new = scenarios.embedding_hits(env)
@@ -196,7 +209,7 @@ def main() -> int:
             comparisons += cmps
             bars += new
             for process in fleet.started:
-                if not process.alive():
+                if not process.alive() and not process.name.startswith("cluster-node"):
                     raise RuntimeError(f"{process.name} died:\n{process.tail()}")
     except Exception as exc:
         print(f"bench could not run: {type(exc).__name__}: {exc}", file=sys.stderr)
