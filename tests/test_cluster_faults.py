@@ -24,6 +24,7 @@ import pytest
 import respx
 
 from tests.conftest import CHAT, chat_response, make_settings, running, wait_until
+from tests.embeddings_provider import Provider, assert_vectors, embed
 from tests.processes import Service, fake_upstream, gateway, provider_calls
 from tests.redis_server import free_port
 from tests.redis_topologies import RedisClusterServers, SentinelSet
@@ -191,6 +192,9 @@ async def test_a_hung_primary_stalls_only_the_requests_for_its_keys(
 
 async def _hung_primary(cluster: RedisClusterServers, upstream: respx.MockRouter) -> None:
     upstream.post("/chat/completions").mock(return_value=httpx.Response(200, json=chat_response()))
+    provider = Provider()
+    upstream.post("/embeddings").mock(side_effect=provider)
+    inputs = [f"input {i}" for i in range(30)]
     settings = make_settings(
         cache_backend="redis",
         redis_mode="cluster",
@@ -200,6 +204,8 @@ async def _hung_primary(cluster: RedisClusterServers, upstream: respx.MockRouter
     )
     async with running(settings) as gw:
         keys = [(await gw.http.post(PATH, json=b)).headers["x-cache-key"] for b in bodies(30)]
+        await embed(gw, inputs)
+        by_input = {i: (await embed(gw, [i])).headers["x-cache-key"] for i in inputs}
         where = {k: cluster.primary_of("{" + k + "}") for k in keys}
         sick = where[keys[0]]
         healthy_ports = [p for p in cluster.primaries() if p != sick]
@@ -221,6 +227,10 @@ async def _hung_primary(cluster: RedisClusterServers, upstream: respx.MockRouter
         rounds = [await timed(body) for body in sick_keys[:4]]  # enough to open any breaker
         for _ in range(2):  # then everything at once: healthy keys must not notice
             rounds += await asyncio.gather(*(timed(b) for b in bodies(30)))
+        started = time.monotonic()
+        batch = await embed(gw, inputs)  # one MGET per node: the sick node's inputs BYPASS
+        batch_took = time.monotonic() - started
+        sent = provider.calls[-1] if len(provider.calls) > 1 else []
         await asyncio.to_thread(hang.wait, 10)
         after = {p: cluster.connections_received(p) for p in healthy_ports}
         deadline = time.monotonic() + 5.0  # the breaker's probe finds the node awake
@@ -239,6 +249,12 @@ async def _hung_primary(cluster: RedisClusterServers, upstream: respx.MockRouter
     # redis-cli asking INFO the second time.
     assert after == {port: n + 1 for port, n in received.items()}
     assert {c for _, c, _ in again} == {"HIT"}  # the node answers again: hits resume
+    on_sick = [i for i in inputs if cluster.primary_of("{" + by_input[i] + "}") == sick]
+    assert on_sick and sorted(sent) == sorted(on_sick)  # only those went upstream again
+    assert batch.headers["x-cache"] == "BYPASS"
+    assert batch.headers["x-cache-hits"] == str(len(inputs) - len(on_sick))
+    assert batch_took < 1.0
+    assert_vectors(batch, inputs)
 
 
 async def test_a_waiter_is_not_blocked_past_the_lease_when_the_holders_shard_fails_over(

@@ -33,7 +33,7 @@ import logging
 import secrets
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from genai_api.errors import CacheUnavailable
 from genai_api.leases.base import Leases
@@ -47,22 +47,26 @@ V = TypeVar("V")
 R = TypeVar("R")
 
 # KEYS: n entries, their n leases, their n waiter flags. ARGV: token, lease ms, refresh (1:
-# claim even where an entry exists, for max-age requests). A letter per key: c(laimed),
-# w(ait: held elsewhere, flag raised), s(tored).
+# claim even where an entry exists, for max-age requests). Answers a letter per key, c(laimed),
+# w(ait: held elsewhere, flag raised) or s(tored), then every entry's stored bytes (nil when
+# none): the read and the claim in one command per slot.
 _CLAIM = """
 local n = #KEYS / 3
-local out = {}
+local marks, out = {}, {}
 for i = 1, n do
-  if ARGV[3] == '0' and redis.call('exists', KEYS[i]) == 1 then
-    out[i] = 's'
+  local stored = redis.call('get', KEYS[i])
+  out[i + 1] = stored
+  if ARGV[3] == '0' and stored then
+    marks[i] = 's'
   elseif redis.call('set', KEYS[n + i], ARGV[1], 'NX', 'PX', ARGV[2]) then
-    out[i] = 'c'
+    marks[i] = 'c'
   else
     redis.call('set', KEYS[2 * n + i], '1', 'PX', ARGV[2])
-    out[i] = 'w'
+    marks[i] = 'w'
   end
 end
-return table.concat(out)
+out[1] = table.concat(marks)
+return out
 """
 _RENEW = """
 local kept = 0
@@ -73,22 +77,28 @@ for i = 1, #KEYS do
 end
 return kept
 """
-# KEYS: n leases, their n waiter flags. ARGV: token, channel, then the n storage keys.
-_RELEASE = """
-local n = #KEYS / 2
+# KEYS: s entries to store, then n leases and their n waiter flags. ARGV: s, token, channel,
+# then s (value, TTL ms) pairs, then the n leases' storage keys. Stores, compare-and-DELs the
+# leases and PUBLISHes (space-separated) the keys whose waiter flag it found up and dropped.
+_STORE_RELEASE = """
+local s = tonumber(ARGV[1])
+local n = (#KEYS - s) / 2
+for i = 1, s do
+  redis.call('set', KEYS[i], ARGV[2 + 2 * i], 'PX', ARGV[3 + 2 * i])
+end
 local woken = {}
 for i = 1, n do
-  if redis.call('get', KEYS[i]) == ARGV[1] then
-    redis.call('del', KEYS[i])
+  if redis.call('get', KEYS[s + i]) == ARGV[2] then
+    redis.call('del', KEYS[s + i])
   end
-  if redis.call('del', KEYS[n + i]) == 1 then
-    woken[#woken + 1] = ARGV[2 + i]
+  if redis.call('del', KEYS[s + n + i]) == 1 then
+    woken[#woken + 1] = ARGV[3 + 2 * s + i]
   end
 end
 if #woken == 0 then
   return 0
 end
-return redis.call('publish', ARGV[2], table.concat(woken, ' '))
+return redis.call('publish', ARGV[3], table.concat(woken, ' '))
 """
 
 Read = Callable[[list[str], list[bytes | None]], Awaitable[dict[str, V]]]
@@ -166,24 +176,30 @@ class BatchLeases:
     async def store_and_release(
         self, entries: Sequence[tuple[str, bytes, float]], keys: Sequence[str], token: str
     ) -> tuple[list[str], CacheUnavailable | None]:
-        """One round trip per server: write its `entries`, release its leases on `keys` and
-        publish them (one script per slot). Returns the keys (of both) on servers that failed,
-        and the first failure."""
+        """Write `entries`, release the leases on `keys` and publish them: one script per slot,
+        pipelined per server, servers in parallel (one script on one server). Returns the keys
+        (of both) on servers that failed, and the first failure."""
         if not entries and not keys:
             return [], None
         items = {key: (value, ttl) for key, value, ttl in entries}
         leased = set(keys)
         client, channel = self.store.client, self.leases.channel
 
+        def script(group: list[str]) -> list[Any]:
+            stored = [k for k in group if k in items]
+            held = [k for k in group if k in leased]
+            pairs = [a for k in stored for a in (items[k][0], max(1, int(items[k][1] * 1000)))]
+            every = [*stored, *self.locks(held), *self.flags(held)]
+            return [_STORE_RELEASE, len(every), *every, len(stored), token, channel, *pairs, *held]
+
         async def write(group: list[str]) -> None:
+            slots = self.store.slot_groups(group)
+            if len(slots) == 1:
+                await client.eval(*script(slots[0]))
+                return
             async with client.pipeline(transaction=False) as pipe:
-                for key in group:
-                    if key in items:
-                        value, ttl = items[key]
-                        pipe.set(key, value, px=max(1, int(ttl * 1000)))
-                for held in self.store.slot_groups([k for k in group if k in leased]):
-                    locks = [*self.locks(held), *self.flags(held)]
-                    pipe.eval(_RELEASE, len(locks), *locks, token, channel, *held)
+                for keys_of_slot in slots:
+                    pipe.eval(*script(keys_of_slot))
                 await pipe.execute()
 
         done = await self.per_node(list(dict.fromkeys([*items, *keys])), write, extra=1)
@@ -298,14 +314,17 @@ class _Flight(Generic[V]):
 
         async def claim(group: list[str]) -> tuple[list[str], str, list[bytes | None]]:
             slots = owner.store.slot_groups(group)
-            async with client.pipeline(transaction=False) as pipe:
-                for held in slots:
-                    every = [*held, *owner.locks(held), *owner.flags(held)]
-                    pipe.eval(_CLAIM, len(every), *every, *args)
-                    pipe.execute_command("MGET", *held)  # one slot (`pipe.mget` is barred)
-                replies = await pipe.execute()
-            marks = b"".join(replies[0::2]).decode()
-            return [k for held in slots for k in held], marks, [r for m in replies[1::2] for r in m]
+            every = [[*held, *owner.locks(held), *owner.flags(held)] for held in slots]
+            if len(slots) == 1:  # one server, or one slot: no pipeline around one command
+                replies = [await client.eval(_CLAIM, len(every[0]), *every[0], *args)]
+            else:
+                async with client.pipeline(transaction=False) as pipe:
+                    for keys_of_slot in every:
+                        pipe.eval(_CLAIM, len(keys_of_slot), *keys_of_slot, *args)
+                    replies = await pipe.execute()
+            marks = b"".join(reply[0] for reply in replies).decode()
+            raws = [raw for reply in replies for raw in reply[1:]]
+            return [k for held in slots for k in held], marks, raws
 
         ordered: list[str] = []
         marks, raws = "", []
