@@ -28,15 +28,17 @@ from redis.asyncio.connection import parse_url
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.commands.core import AsyncScript
-from redis.exceptions import AuthenticationError, NoScriptError, RedisError
-from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import AuthenticationError, RedisError
 
 from genai_api.errors import CacheUnavailable
 from genai_api.store import budget
 from genai_api.store.base import BytesSerializer
 from genai_api.store.breaker import CircuitBreaker
 from genai_api.store.pool import FastBlockingPool
+from genai_api.store.reply import Reply, ReplyLost
 from genai_api.store.tls import shared_context_ssl_connection
+
+__all__ = ["RedisStore", "Reply", "ReplyLost", "redis_options", "standalone_client"]
 
 T = TypeVar("T")
 _FAILURES = (RedisError, OSError, asyncio.TimeoutError)
@@ -331,51 +333,3 @@ class RedisStore:
             await self.client.aclose()
         with contextlib.suppress(*_FAILURES):
             await self.client.connection_pool.disconnect()
-
-
-class ReplyLost(CacheUnavailable):
-    """A sent command's connection closed before its reply came: whether Redis ran it is
-    unknown. Not counted for the breaker: sending it again (through the client, which
-    retries on a new connection) tells whether Redis is really gone."""
-
-
-class Reply:
-    """A command `RedisStore.send` wrote, its reply not read yet. `read` it exactly once: that
-    gives its connection back to the pool (disconnected when the read failed or was
-    cancelled, as redis-py does, since what is left on it is unknown)."""
-
-    def __init__(self, store: RedisStore, connection: Any, started: float) -> None:
-        self._store = store
-        self._connection = connection
-        self._started = started  # sent at (the breaker's clock)
-
-    @property
-    def left(self) -> bool:
-        """Every byte of the command has left this process (none waits in the transport's
-        buffer for the socket to drain)."""
-        writer = getattr(self._connection, "_writer", None)
-        transport = getattr(writer, "transport", None)
-        return transport is not None and transport.get_write_buffer_size() == 0
-
-    async def read(self) -> Any:
-        """The reply, within `REDIS_TIMEOUT`; a failure counts for the breaker and raises
-        `CacheUnavailable`, except two the caller can mend by sending the command again:
-        `NoScriptError` (Redis answered; load the script first) and `ReplyLost` (the
-        connection turned out closed, as a pooled one does after a Redis restart)."""
-        store, connection = self._store, self._connection
-        try:
-            try:
-                async with asyncio.timeout(store.timeout):
-                    reply = await connection.read_response()
-            finally:
-                await store.client.connection_pool.release(connection)
-        except NoScriptError:
-            store.breaker.success()
-            raise
-        except RedisConnectionError as exc:
-            raise ReplyLost(f"redis: {type(exc).__name__}: {exc}") from exc
-        except _FAILURES as exc:
-            store.breaker.failure(self._started)
-            raise CacheUnavailable(f"redis: {type(exc).__name__}: {exc}") from exc
-        store.breaker.success()
-        return reply
