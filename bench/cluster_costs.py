@@ -64,6 +64,8 @@ async def _gateway_keys(env: dict[str, str], upstream: str) -> dict[str, Any]:
         sizes = {
             "chat entry": await client.memory_usage(keys[0], samples=0),
             "embedding entry (1,536 dims)": await client.memory_usage(keys[1], samples=0),
+            "chat entry: its value (STRLEN)": await client.strlen(keys[0]),
+            "embedding entry: its value (STRLEN)": await client.strlen(keys[1]),
             "lease": await client.memory_usage(lock, samples=0),
             "waiter flag": await client.memory_usage(flag, samples=0),
         }
