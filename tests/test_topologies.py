@@ -222,3 +222,32 @@ async def test_a_delete_on_one_gateway_clears_the_l1_of_another(
         after = await _chat(b)
     assert deleted.json() == {"deleted": 1}
     assert after.headers["x-cache"] == "MISS" and route.call_count == 2
+
+
+async def test_a_no_cache_refresh_on_one_gateway_is_seen_by_the_l1_of_another(
+    upstream: respx.MockRouter, topology: dict[str, Any]
+) -> None:
+    upstream.post("/chat/completions").mock(
+        side_effect=[
+            httpx.Response(200, json=chat_response("first")),
+            httpx.Response(200, json=chat_response("refreshed")),
+        ]
+    )
+    shared = settings(topology, cache_l1_seconds=30.0)
+    async with running(shared) as a, running(shared) as b:
+        l1_b = b.gateway.store
+        await wait_until(lambda: a.gateway.store.listening and l1_b.listening)
+        await _chat(a)
+        held = [await _chat(b) for _ in range(2)]
+        assert l1_b.hits == 1
+        epoch = l1_b.l1.epoch
+        refresh = await a.http.post(
+            "/v1/chat/completions",
+            json=CHAT,
+            headers={"Cache-Control": "no-cache", "Authorization": "Bearer client-key"},
+        )
+        await wait_until(lambda: l1_b.l1.epoch != epoch)  # SET and PUBLISH, one round trip
+        seen = await _chat(b)
+    content = [r.json()["choices"][0]["message"]["content"] for r in [*held, refresh, seen]]
+    assert content == ["first", "first", "refreshed", "refreshed"]
+    assert seen.headers["x-cache"] == "HIT"

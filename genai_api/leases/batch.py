@@ -6,12 +6,12 @@ lease per input would cost a round trip each. `BatchLeases.fill` takes a flight'
 in batches:
 
 1. claim: one script tries, per key, ``SET {ns}:lock:<rest> <token> NX PX <lease>`` unless
-   its entry exists, and answers a letter per key (claimed, waited for, stored); for a key
-   held elsewhere it raises the key's waiter flag ``{ns}:wait:<rest>``. The same pipeline
-   MGETs the entries. Usable entries are answered at once (HIT).
+   its entry exists, and answers a letter per key (claimed, waited for, stored) and every
+   entry's stored bytes; for a key held elsewhere it raises the key's waiter flag
+   ``{ns}:wait:<rest>``. Usable entries are answered at once (HIT).
 2. hold: the claimed keys go upstream at once (split at 2,048 inputs as always) while one
-   script per lease/3 renews all their leases (compare-and-PEXPIRE). Then one round trip
-   writes their entries and runs a script that compare-and-DELs their leases and PUBLISHes,
+   script per lease/3 renews all their leases (compare-and-PEXPIRE). Then one script
+   writes their entries, compare-and-DELs their leases and PUBLISHes,
    in one message (space-separated), the keys whose waiter flag it found up and dropped: a
    batch nobody waits for wakes no process. A failed call releases the same way, so
    waiters elsewhere take over at once.
@@ -20,6 +20,10 @@ in batches:
    still missing: entries found are COALESCED; leases found free (the holder failed, or
    died and its lease expired) are taken over and fetched by a call of their own. After
    `max_wait` (UPSTREAM_TIMEOUT + lease) the flight fetches the rest itself.
+
+On a Redis Cluster a script may touch one slot only: each step runs one script per slot the
+keys are in (`slot_groups`), pipelined per node, nodes in parallel (`node_groups`), each node
+behind its own breaker, so a node that fails costs only the keys it holds.
 
 Redis failing at any step degrades what is left to in-process coalescing: fetched without a
 lease and not stored (BYPASS). Leases the flight may hold are released in the background,

@@ -11,7 +11,8 @@ Redis round trips per miss (each one script, so each step is atomic):
   is the request's only read of Redis (`claim_reads`): a request first looks in the L1 only
   (`peek`), and what a claim finds goes into the L1 as a lookup's read would.
 - holder: calls the provider while one task per process renews every lease it holds every
-  lease/3 (one compare-and-PEXPIRE script for all of them), then one script stores the
+  lease/3 (one compare-and-PEXPIRE script for all of them; on a cluster one per slot they
+  are in, in parallel), then one script stores the
   entry, compare-and-DELs the lease and, if the waiter flag is up, drops it and PUBLISHes
   the storage key on ``{ns}:filled`` (followed by a newline and the entry itself when it
   is at most `CARRY_BYTES`: every waiting process then has its answer with the wake-up,
@@ -33,7 +34,9 @@ answering errors, `claim` answers `degraded` at once and the flight calls the pr
 in-process coalescing only. A claim script that timed out may have run all the same: the
 lease it may hold is released in the background, so no waiter sits out a whole lease.
 Lease keys and waiter flags live outside ``{ns}:e:``, so invalidation never deletes them (a
-flag expires after a lease anyway). aiocache's RedLock is not used: its waiters do not wait
+flag expires after a lease anyway). On a Redis Cluster the storage key ends in its digest as a
+hash tag (``...:{<sha256>}``) and the lease and flag keep that tail, so all three share a slot
+and each script above touches one slot only (`genai_api.keys.storage_key`). aiocache's RedLock is not used: its waiters do not wait
 for the holder's result across processes, and its expiry releases every waiter at once.
 """
 
