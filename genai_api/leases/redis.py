@@ -36,8 +36,9 @@ lease it may hold is released in the background, so no waiter sits out a whole l
 Lease keys and waiter flags live outside ``{ns}:e:``, so invalidation never deletes them (a
 flag expires after a lease anyway). On a Redis Cluster the storage key ends in its digest as a
 hash tag (``...:{<sha256>}``) and the lease and flag keep that tail, so all three share a slot
-and each script above touches one slot only (`genai_api.keys.storage_key`). aiocache's RedLock is not used: its waiters do not wait
-for the holder's result across processes, and its expiry releases every waiter at once.
+and each script above touches one slot only (`genai_api.keys.storage_key`). aiocache's
+RedLock is not used: its waiters do not wait for the holder's result across processes, and
+its expiry releases every waiter at once.
 """
 
 from __future__ import annotations
