@@ -251,3 +251,15 @@ async def test_a_no_cache_refresh_on_one_gateway_is_seen_by_the_l1_of_another(
     content = [r.json()["choices"][0]["message"]["content"] for r in [*held, refresh, seen]]
     assert content == ["first", "first", "refreshed", "refreshed"]
     assert seen.headers["x-cache"] == "HIT"
+
+
+async def test_a_burst_past_the_pool_waits_for_a_connection_instead_of_bypassing(
+    upstream: respx.MockRouter, topology: dict[str, Any]
+) -> None:
+    upstream.post("/chat/completions").mock(return_value=httpx.Response(200, json=chat_response()))
+    small = settings(topology, redis_max_connections=6, cache_l1_max_bytes=0)
+    async with running(small) as gw:
+        for i in range(40):
+            await _chat(gw, {**CHAT, "seed": i})
+        hits = await asyncio.gather(*(_chat(gw, {**CHAT, "seed": i}) for i in range(40)))
+    assert Counter(h.headers["x-cache"] for h in hits) == {"HIT": 40}

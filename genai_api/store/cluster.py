@@ -77,6 +77,11 @@ class ClusterStore:
         self.max_connections = max_connections  # per node
         self._breaker_args = (breaker_seconds, breaker_failures)
         self._breakers: dict[str, CircuitBreaker] = {}
+        # redis-py's node pools raise past `max_connections` instead of waiting: operations
+        # wait here for a turn (within their deadline), as on one server's blocking pool. A
+        # few connections are left for redis-py's own topology queries.
+        self._turns = max(1, max_connections - 4)
+        self._slots: dict[str, asyncio.Semaphore] = {}
         self._probes: dict[str, asyncio.Task[None]] = {}
         self._failures = 0
         self.last_failure: str | None = None
@@ -165,11 +170,15 @@ class ClusterStore:
                 self._probe(name)
             raise CacheUnavailable(f"redis node {name}: circuit open")
         started = breaker.now()
+        slots = self._slots.get(name)
+        if slots is None:
+            slots = self._slots[name] = asyncio.Semaphore(self._turns)
         try:
             if not bounded:
-                result = await op()
+                async with slots:
+                    result = await op()
             else:
-                async with asyncio.timeout(self.deadline(entries)):
+                async with asyncio.timeout(self.deadline(entries)), slots:
                     result = await op()
         except _FAILURES as exc:
             if spending is not None:
