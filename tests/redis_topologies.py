@@ -97,9 +97,9 @@ class RedisClusterServers:
             extra += ["--masterauth", self.password]
         return RedisServer(node_dir, port=port, password=self.password, extra_args=extra)
 
-    def start(self) -> RedisClusterServers:
+    def start(self, ports: list[int] | None = None) -> RedisClusterServers:
         require_binaries()
-        ports = [free_port() for _ in range(6)]
+        ports = ports or [free_port() for _ in range(6)]
         for port in ports:
             self.servers[port] = self._server(port).start()
         auth = ["-a", self.password, "--no-auth-warning"] if self.password else []

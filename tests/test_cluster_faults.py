@@ -174,6 +174,7 @@ async def test_a_killed_primary_fails_no_request_and_hits_resume_after_promotion
     if during["status"] == "degraded":
         assert during["shards_down"] == [f"127.0.0.1:{dead}"]
     assert after["status"] == "ready" and "shards_down" not in after
+    assert after["coalescing"] == "fleet"  # the wake-ups' subscription is back (any node)
     print(f"while down: {dict(while_down)}; {len(load.answers)} answers")
 
 
@@ -352,3 +353,32 @@ async def test_a_cluster_no_node_of_which_answers_is_bypassed_and_not_ready(
     assert {a.headers["x-cache"] for a in answers} == {"BYPASS"} and route.call_count == 3
     assert ready.status_code == 503
     assert ready.json()["error"]["code"] == "cache_unavailable"
+
+
+async def test_a_cluster_that_comes_up_after_the_gateway_is_used_by_itself(
+    tmp_path: Path, upstream: respx.MockRouter
+) -> None:
+    upstream.post("/chat/completions").mock(return_value=httpx.Response(200, json=chat_response()))
+    ports = [free_port() for _ in range(6)]
+    settings = make_settings(
+        cache_backend="redis",
+        redis_mode="cluster",
+        redis_url=f"redis://127.0.0.1:{ports[0]}/0",
+        redis_breaker_seconds=0.2,
+    )
+    cluster = RedisClusterServers(tmp_path / "late")
+    try:
+        async with running(settings) as gw:
+            before = await gw.http.post(PATH, json=CHAT)
+            await asyncio.to_thread(cluster.start, ports)
+            deadline = time.monotonic() + 10
+            statuses = []
+            while time.monotonic() < deadline and statuses[-2:] != ["MISS", "HIT"]:
+                statuses.append((await gw.http.post(PATH, json=CHAT)).headers["x-cache"])
+                await asyncio.sleep(0.1)
+            ready = await gw.http.get("/readyz")
+    finally:
+        cluster.stop()
+    assert before.headers["x-cache"] == "BYPASS"
+    assert statuses[-2:] == ["MISS", "HIT"]  # no restart: the probe discovered the cluster
+    assert ready.json()["status"] == "ready"

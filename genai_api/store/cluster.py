@@ -42,6 +42,7 @@ T = TypeVar("T")
 _FAILURES = (RedisError, RedisClusterException, OSError, asyncio.TimeoutError)
 WHOLE = "cluster"  # the breaker of keyless operations and of an unknown slot map
 WARM_PER_NODE = 16
+DISCOVERY_SECONDS = 5.0
 WARM_SECONDS = 3.0
 
 
@@ -159,6 +160,16 @@ class ClusterStore:
         bounded: bool = True,
     ) -> T:
         name = node.name if node is not None else WHOLE
+        if not self.client.nodes_manager.slots_cache:
+            # No slot map yet (the cluster was away at start-up): requests must not each start
+            # redis-py's discovery within their short deadline: one background probe per
+            # cool-down does it (`ping` at start-up trips the breaker when it fails).
+            whole = self.breaker
+            if not whole.is_open:
+                whole.trip()
+            if whole.probe_due():
+                self._probe(WHOLE)
+            raise CacheUnavailable("redis cluster: its nodes are not known yet")
         spending = budget.current()
         if spending is not None and spending.nodes and name in spending.nodes:
             raise CacheUnavailable(f"redis node {name} skipped: it already failed this request")
@@ -188,6 +199,12 @@ class ClusterStore:
             raise CacheUnavailable(f"redis node {name}: {type(exc).__name__}: {exc}") from exc
         breaker.success()
         return result
+
+    @property
+    def discovery_seconds(self) -> float:
+        """The first discovery also fetches the command table (`COMMAND`, ~100 KB): it gets
+        more than one operation's deadline."""
+        return max(2 * self.timeout, DISCOVERY_SECONDS)
 
     def deadline(self, entries: int) -> float:
         """REDIS_TIMEOUT, and one more per 256 entries moved (as on one server)."""
@@ -318,7 +335,7 @@ class ClusterStore:
         names the primaries that do not. Refreshes the slot map first when one is down, so a
         promoted replica counts as the primary it replaced."""
         try:
-            async with asyncio.timeout(2 * self.timeout):
+            async with asyncio.timeout(self.discovery_seconds):
                 await self.client.initialize()
         except _FAILURES as exc:
             self.breaker.trip()
@@ -370,10 +387,11 @@ class ClusterStore:
         keys moved to a promoted replica); one that does is PINGed (closed if it answers)."""
         manager = self.client.nodes_manager
         with contextlib.suppress(*_FAILURES):
-            async with asyncio.timeout(2 * self.timeout):
-                if name == WHOLE:
+            if name == WHOLE:
+                async with asyncio.timeout(self.discovery_seconds):
                     await self.client.initialize()
-                else:
+            else:
+                async with asyncio.timeout(2 * self.timeout):
                     await manager.initialize(last_failed_node_name=name)
         if name == WHOLE:
             if manager.slots_cache:
