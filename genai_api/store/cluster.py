@@ -7,14 +7,8 @@ breaker, its keys BYPASS, and keys on healthy nodes are served as before. Operat
 span nodes (an embedding batch's MGET and writes, `DELETE /v1/cache`) run one pipeline per
 node, nodes in parallel, each behind that node's breaker: a sick node costs the keys it holds.
 
-How a failover is found: redis-py refreshes its slot map when a command meets a dead node;
-once a node's breaker is open no command reaches it, so its probe (one per cool-down, in the
-background) refreshes the slot map first. When the node no longer serves slots (a replica was
-promoted), its keys now route to the new primary, whose breaker is closed: hits resume by
-themselves. Otherwise the probe PINGs the node and closes its breaker if it answers.
-
-Operations without a key (SCRIPT LOAD, PUBLISH) and requests made before the slot map is
-known use the breaker of the cluster as a whole ("cluster").
+Which node a key lives on, the breakers, the probes that find a failover and `ping` are the
+nodes' (`cluster_nodes.py`); this module is the operations.
 """
 
 from __future__ import annotations
@@ -28,22 +22,17 @@ from typing import Any, TypeVar, cast
 from redis.asyncio.client import PubSub
 from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.commands.core import AsyncScript
-from redis.exceptions import NoScriptError, RedisClusterException, RedisError
+from redis.exceptions import NoScriptError
 
 from genai_api.errors import CacheUnavailable
 from genai_api.store import budget
-from genai_api.store.breaker import CircuitBreaker
-from genai_api.store.cluster_client import ClusterScript, node_pubsub, owner, slot_of
+from genai_api.store.cluster_client import ClusterScript, node_pubsub
+from genai_api.store.cluster_nodes import FAILURES as _FAILURES
+from genai_api.store.cluster_nodes import WHOLE, ClusterNodes
 
 log = logging.getLogger("genai_api.store")
 
 T = TypeVar("T")
-# RedisClusterException is not a RedisError: "cluster cannot be connected", "slot not covered".
-_FAILURES = (RedisError, RedisClusterException, OSError, asyncio.TimeoutError)
-WHOLE = "cluster"  # the breaker of keyless operations and of an unknown slot map
-WARM_PER_NODE = 16
-DISCOVERY_SECONDS = 5.0
-WARM_SECONDS = 3.0
 
 
 class Settled:
@@ -61,7 +50,7 @@ class Settled:
         return self._reply
 
 
-class ClusterStore:
+class ClusterStore(ClusterNodes):
     name = "redis-cluster"
 
     def __init__(
@@ -73,69 +62,19 @@ class ClusterStore:
         breaker_seconds: float,
         breaker_failures: int = 1,
     ) -> None:
-        self.client = client
-        self.timeout = timeout
-        self.max_connections = max_connections  # per node
-        self._breaker_args = (breaker_seconds, breaker_failures)
-        self._breakers: dict[str, CircuitBreaker] = {}
+        super().__init__(
+            client,
+            timeout=timeout,
+            max_connections=max_connections,
+            breaker_seconds=breaker_seconds,
+            breaker_failures=breaker_failures,
+        )
         # redis-py's node pools raise past `max_connections` instead of waiting: operations
         # wait here for a turn (within their deadline), as on one server's blocking pool. A
         # few connections are left for redis-py's own topology queries.
         self._turns = max(1, max_connections - 4)
         self._slots: dict[str, asyncio.Semaphore] = {}
-        self._probes: dict[str, asyncio.Task[None]] = {}
-        self._failures = 0
-        self.last_failure: str | None = None
-        self.shards_down: tuple[str, ...] = ()
         self._next_pubsub = 0
-
-    # --- nodes and their breakers
-    def _node(self, key: str | None) -> ClusterNode | None:
-        return None if key is None else owner(self.client, key)
-
-    def _breaker(self, name: str) -> CircuitBreaker:
-        breaker = self._breakers.get(name)
-        if breaker is None:
-            breaker = self._breakers[name] = CircuitBreaker(*self._breaker_args)
-        return breaker
-
-    def breaker_for(self, key: str) -> CircuitBreaker:
-        node = self._node(key)
-        return self._breaker(node.name if node is not None else WHOLE)
-
-    @property
-    def breaker(self) -> CircuitBreaker:
-        """The cluster-wide breaker (keyless operations, no slot map yet)."""
-        return self._breaker(WHOLE)
-
-    @property
-    def cooldown(self) -> float:
-        return self._breaker_args[0]
-
-    @property
-    def failures(self) -> int:
-        return self._failures
-
-    def available(self, key: str) -> bool:
-        node = self._node(key)
-        name = node.name if node is not None else WHOLE
-        if self._breaker(name).is_open:
-            return False
-        spending = budget.current()
-        return spending is None or not spending.nodes or name not in spending.nodes
-
-    def slot_groups(self, keys: Sequence[str]) -> list[list[str]]:
-        groups: dict[int, list[str]] = {}
-        for key in keys:
-            groups.setdefault(slot_of(key), []).append(key)
-        return list(groups.values())
-
-    def node_groups(self, keys: Sequence[str]) -> list[list[str]]:
-        groups: dict[str, list[str]] = {}
-        for key in keys:
-            node = self._node(key)
-            groups.setdefault(node.name if node is not None else WHOLE, []).append(key)
-        return list(groups.values())
 
     def register_script(self, source: str) -> AsyncScript:
         return ClusterScript(self.client, source)
@@ -199,12 +138,6 @@ class ClusterStore:
             raise CacheUnavailable(f"redis node {name}: {type(exc).__name__}: {exc}") from exc
         breaker.success()
         return result
-
-    @property
-    def discovery_seconds(self) -> float:
-        """The first discovery also fetches the command table (`COMMAND`, ~100 KB): it gets
-        more than one operation's deadline."""
-        return max(2 * self.timeout, DISCOVERY_SECONDS)
 
     def deadline(self, entries: int) -> float:
         """REDIS_TIMEOUT, and one more per 256 entries moved (as on one server)."""
@@ -329,101 +262,8 @@ class ClusterStore:
 
         return await self._call(run, node, bounded=False)
 
-    # --- health
-    async def ping(self) -> bool:
-        """True when at least one primary answers (the cache serves some keys); `shards_down`
-        names the primaries that do not. Refreshes the slot map first when one is down, so a
-        promoted replica counts as the primary it replaced."""
-        try:
-            async with asyncio.timeout(self.discovery_seconds):
-                await self.client.initialize()
-        except _FAILURES as exc:
-            self.breaker.trip()
-            self._failures += 1
-            self.last_failure = f"no node of the cluster answered: {type(exc).__name__}: {exc}"
-            self.shards_down = (WHOLE,)
-            return False
-        down = await self._ping_primaries()
-        if down:
-            with contextlib.suppress(*_FAILURES):
-                async with asyncio.timeout(2 * self.timeout):
-                    await self.client.nodes_manager.initialize(last_failed_node_name=down[0])
-            down = await self._ping_primaries()
-        primaries = self.client.get_primaries()
-        self.shards_down = tuple(down)
-        self.breaker.reset()
-        if primaries and len(down) == len(primaries):
-            self.last_failure = f"no primary answered ({', '.join(down)})"
-            return False
-        self.last_failure = f"primaries not answering: {', '.join(down)}" if down else None
-        return True
-
-    async def _ping_primaries(self) -> list[str]:
-        primaries = self.client.get_primaries()
-        answers = await asyncio.gather(*(self._ping_node(node) for node in primaries))
-        return [node.name for node, ok in zip(primaries, answers, strict=True) if not ok]
-
-    async def _ping_node(self, node: ClusterNode) -> bool:
-        breaker = self._breaker(node.name)
-        try:
-            async with asyncio.timeout(2 * self.timeout):
-                await self.client.ping(target_nodes=node)
-        except _FAILURES:
-            breaker.trip()
-            return False
-        breaker.reset()
-        return True
-
-    def _probe(self, name: str) -> None:
-        if name not in self._probes:
-            task = asyncio.create_task(
-                self._probe_node(name), name=f"redis-probe-{name}", context=budget.detached()
-            )
-            self._probes[name] = task
-            task.add_done_callback(lambda _: self._probes.pop(name, None))
-
-    async def _probe_node(self, name: str) -> None:
-        """Refresh the slot map, then: a node that serves no slot any more is forgotten (its
-        keys moved to a promoted replica); one that does is PINGed (closed if it answers)."""
-        manager = self.client.nodes_manager
-        with contextlib.suppress(*_FAILURES):
-            if name == WHOLE:
-                async with asyncio.timeout(self.discovery_seconds):
-                    await self.client.initialize()
-            else:
-                async with asyncio.timeout(2 * self.timeout):
-                    await manager.initialize(last_failed_node_name=name)
-        if name == WHOLE:
-            if manager.slots_cache:
-                self._breaker(WHOLE).reset()
-            else:
-                self._breaker(WHOLE).trip()
-            return
-        node = manager.nodes_cache.get(name)
-        if node is None or node not in self.client.get_primaries():
-            log.info("redis node %s serves no slot any more: its keys moved", name)
-            self._breakers.pop(name, None)
-            return
-        await self._ping_node(node)
-
-    async def warm(self) -> None:
-        """Open up to `WARM_PER_NODE` connections to each primary (start-up, after a ping)."""
-        wanted = min(WARM_PER_NODE, self.max_connections)
-
-        async def fill(node: ClusterNode) -> None:
-            await asyncio.gather(
-                *(self.client.ping(target_nodes=node) for _ in range(wanted)),
-                return_exceptions=True,
-            )
-
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(max(WARM_SECONDS, 2 * self.timeout)):
-                await asyncio.gather(*(fill(node) for node in self.client.get_primaries()))
-
     async def close(self) -> None:
-        for task in list(self._probes.values()):
-            task.cancel()
-        await asyncio.gather(*self._probes.values(), return_exceptions=True)
+        await self.close_probes()
         with contextlib.suppress(*_FAILURES):
             await self.client.aclose()
 
