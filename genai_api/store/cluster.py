@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar, cast
 
@@ -29,8 +28,6 @@ from genai_api.store import budget
 from genai_api.store.cluster_client import ClusterScript, node_pubsub
 from genai_api.store.cluster_nodes import FAILURES as _FAILURES
 from genai_api.store.cluster_nodes import WHOLE, ClusterNodes
-
-log = logging.getLogger("genai_api.store")
 
 T = TypeVar("T")
 
