@@ -136,9 +136,9 @@ def storage_key(
     lease and its waiter flag (the same tail under ``:lock:`` and ``:wait:``) then share a
     slot, so one script may touch all three; the digest spreads entries evenly over slots.
     """
-    return storage_prefix(namespace, kind, tenant, model, prompt) + (
-        tag(digest_hex) if tagged else digest_hex
-    )
+    # `storage_prefix`, inlined: this runs on every request (a call costs a hit ~0.1 µs).
+    prefix = f"{namespace}:e:{kind}:{tenant}:{segment(model)}:{segment(prompt) if prompt else '-'}:"
+    return prefix + "{" + digest_hex + "}" if tagged else prefix + digest_hex
 
 
 def storage_prefix(
