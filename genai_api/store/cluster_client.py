@@ -23,6 +23,7 @@ cluster (`docs/cluster.md` has the measurements behind choosing PUBLISH over SPU
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from functools import lru_cache
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -80,7 +81,10 @@ def cluster_client(
     return client
 
 
+@lru_cache(maxsize=16_384)
 def slot_of(key: str) -> int:
+    """`key`'s hash slot. Cached: a hot key's slot is asked on every hit (is its node's
+    breaker closed?), and CRC16 through redis-py costs ~1.5 µs, the cache ~0.1 µs."""
     return key_slot(key.encode())
 
 
