@@ -17,6 +17,8 @@ The cluster and its servers start when the first of these scenarios runs.
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import statistics
 import threading
 import time
@@ -195,7 +197,7 @@ def failover(env: Env, cenv: ClusterEnv) -> tuple[dict[str, Any], list[Bar]]:
     runner = threading.Thread(target=run)
     runner.start()
     time.sleep(KILL_AT)
-    cenv.cluster.nodes[victim].stop()
+    os.kill(cenv.cluster.nodes[victim].pid, signal.SIGKILL)  # a crash: no goodbye
     killed = time.monotonic() - started
     runner.join()
     before = [s.rps for at, s in samples if 1.0 <= at and at + 1.0 <= killed]
