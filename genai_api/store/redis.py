@@ -302,7 +302,9 @@ class RedisStore:
         Every connect finishes or is cancelled before the pool gets its connections back, so
         none stays checked out."""
         pool = self.client.connection_pool
-        wanted = min(WARM_CONNECTIONS, self.max_connections)
+        # The L1's and the lease wake-ups' subscriptions hold two of the pool's connections:
+        # asking for all of them would wait out WARM_SECONDS on a small pool.
+        wanted = min(WARM_CONNECTIONS, max(1, self.max_connections - 2))
         opened: list[Any] = []
 
         async def connect() -> None:
