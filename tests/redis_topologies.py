@@ -77,13 +77,13 @@ class RedisClusterServers:
         self.servers: dict[int, RedisServer] = {}
         self.stopped: dict[int, RedisServer] = {}
 
-    def _server(self, port: int) -> RedisServer:
+    def _server(self, port: int, bus: int) -> RedisServer:
         node_dir = self.workdir / f"node-{port}"
         node_dir.mkdir(parents=True, exist_ok=True)
         extra = [
             *("--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf"),
             # The bus port defaults to port + 10000, past 65535 for a high free port.
-            *("--cluster-port", str(free_port())),
+            *("--cluster-port", str(bus)),
             *("--cluster-node-timeout", str(self.node_timeout_ms)),
             # Fail over whatever the replica's lag, and sync replicas at once (the default
             # waits 5 s before a diskless sync: a primary killed sooner has no replica).
@@ -98,10 +98,23 @@ class RedisClusterServers:
         return RedisServer(node_dir, port=port, password=self.password, extra_args=extra)
 
     def start(self, ports: list[int] | None = None) -> RedisClusterServers:
+        """Start and join the six nodes; a free port taken meanwhile by another process (the
+        ports are free when picked, not reserved) is one retry on fresh ports."""
         require_binaries()
-        ports = ports or [free_port() for _ in range(6)]
-        for port in ports:
-            self.servers[port] = self._server(port).start()
+        for attempt in range(3):
+            chosen = ports or _distinct_ports(12)
+            try:
+                return self._start(chosen[:6], chosen[6:] if len(chosen) == 12 else None)
+            except (RuntimeError, subprocess.CalledProcessError) as exc:
+                self.stop()
+                if ports is not None or attempt == 2:
+                    raise RuntimeError(f"the cluster did not form: {_output(exc)}") from exc
+        raise AssertionError("unreachable")
+
+    def _start(self, ports: list[int], buses: list[int] | None) -> RedisClusterServers:
+        for i, port in enumerate(ports):
+            bus = buses[i] if buses is not None else free_port()
+            self.servers[port] = self._server(port, bus).start()
         auth = ["-a", self.password, "--no-auth-warning"] if self.password else []
         subprocess.run(
             [
@@ -216,6 +229,7 @@ class RedisClusterServers:
         for server in [*self.servers.values(), *self.stopped.values()]:
             server.stop()
         self.servers.clear()
+        self.stopped.clear()
 
 
 class SentinelSet:
@@ -325,6 +339,22 @@ class SentinelSet:
         for server in (self.primary, self.replica):
             if server is not None:
                 server.stop()
+
+
+def _distinct_ports(count: int) -> list[int]:
+    ports: list[int] = []
+    while len(ports) < count:
+        port = free_port()
+        if port not in ports:
+            ports.append(port)
+    return ports
+
+
+def _output(exc: BaseException) -> str:
+    if isinstance(exc, subprocess.CalledProcessError):
+        out = (exc.stdout or b"") + (exc.stderr or b"")
+        return out.decode(errors="replace")[-2000:] if isinstance(out, bytes) else str(out)
+    return str(exc)
 
 
 def _listening(port: int) -> bool:
