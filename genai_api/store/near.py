@@ -35,6 +35,7 @@ from functools import partial
 from typing import Any, TypeVar, cast
 
 from genai_api.errors import CacheUnavailable
+from genai_api.store import budget
 from genai_api.store.backend import RedisBackend
 from genai_api.store.base import CacheStore
 from genai_api.store.breaker import CircuitBreaker
@@ -96,6 +97,9 @@ class NearStore:
         # pipeline: redis-py's pipeline costs ~45 µs more CPU than a GET, the script ~20.
         self._read = redis.register_script(_READ)
         self._set = redis.register_script(_SET)
+        # One server (or a Sentinel's primary) has one breaker: `_serving` reads it directly,
+        # as before clusters existed (two calls fewer on every L1 hit); a cluster asks per key.
+        self._one_breaker = redis.breaker if isinstance(redis, RedisStore) else None
 
     # --- what the leases, stats and health checks use: the Redis store's own
     @property
@@ -137,9 +141,17 @@ class NearStore:
             if len(self.l1):
                 self.l1.clear()  # the subscription is lost: news may be missed meanwhile
             return False
+        breaker = self._one_breaker
+        if breaker is not None:  # one server: its one breaker, checked inline (every hit)
+            if breaker.is_open or breaker.failures != self._failures_seen:
+                # Redis failed since the last look: whatever happened meanwhile, start afresh.
+                self._failures_seen = breaker.failures
+                self.l1.clear()
+                return False
+            spending = budget.current()
+            return spending is None or not spending.spent
         redis = self.redis
         if redis.failures != self._failures_seen:
-            # Redis failed since the last look: whatever happened meanwhile, start afresh.
             self._failures_seen = redis.failures
             self.l1.clear()
             return False
