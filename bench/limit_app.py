@@ -6,6 +6,10 @@ MGET and splices the stored per-input vector text into the answer. No framework,
 no metadata: what the gateway is measured against, on the same uvicorn (uvloop + httptools).
 
     python -m bench.limit_app --port 9200 --redis redis://127.0.0.1:6379/0
+    python -m bench.limit_app --port 9200 --redis redis://127.0.0.1:7000/0 --cluster
+
+With `--cluster` it uses redis-py's `RedisCluster` (the URL is any node): one GET for chat,
+and for embeddings `mget_nonatomic`, one MGET per slot pipelined per node, nodes in parallel.
 
 Keys (filled by the benchmark before it measures): `limit:chat:{sha256(body)}` holds the
 response bytes; `limit:emb:{format}:{sha256(orjson(input))}` holds one rendered vector.
@@ -19,6 +23,7 @@ from typing import Any
 
 import orjson
 import redis.asyncio as aioredis
+from redis.asyncio.cluster import RedisCluster
 from starlette.types import Receive, Scope, Send
 
 from bench.serving import lifespan, read_body, send_bytes, serve
@@ -33,9 +38,10 @@ def embedding_key(fmt: str, item: Any) -> str:
 
 
 class LimitApp:
-    def __init__(self, redis_url: str) -> None:
+    def __init__(self, redis_url: str, cluster: bool = False) -> None:
         self.redis_url = redis_url
-        self.redis: aioredis.Redis | None = None
+        self.cluster = cluster
+        self.redis: Any = None  # aioredis.Redis, or RedisCluster
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -53,7 +59,10 @@ class LimitApp:
             await _send(send, 200, payload)
 
     async def _start(self) -> None:
-        self.redis = aioredis.Redis.from_url(self.redis_url, max_connections=256)
+        if self.cluster:
+            self.redis = RedisCluster.from_url(self.redis_url, max_connections=256)
+        else:
+            self.redis = aioredis.Redis.from_url(self.redis_url, max_connections=256)
 
     async def _stop(self) -> None:
         if self.redis is not None:
@@ -64,7 +73,11 @@ class LimitApp:
         request = orjson.loads(body)
         fmt = request.get("encoding_format") or "float"
         inputs = request["input"]
-        vectors = await self.redis.mget([embedding_key(fmt, item) for item in inputs])
+        keys = [embedding_key(fmt, item) for item in inputs]
+        if self.cluster:
+            vectors = await self.redis.mget_nonatomic(keys)
+        else:
+            vectors = await self.redis.mget(keys)
         if any(v is None for v in vectors):
             return None
         parts = [
@@ -90,8 +103,9 @@ def main() -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=9200)
     parser.add_argument("--redis", required=True)
+    parser.add_argument("--cluster", action="store_true", help="the URL is a cluster node")
     args = parser.parse_args()
-    serve(LimitApp(args.redis), args.host, args.port)
+    serve(LimitApp(args.redis, cluster=args.cluster), args.host, args.port)
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ the same inputs. Stages are timed in isolation, so they do not sum exactly to th
     python -m bench.profile_hit --cprofile    # plus the top functions of the whole request
     python -m bench.profile_hit --api responses   # the same for POST /v1/responses
     BENCH_LOG_LEVEL=WARNING BENCH_LOG_FORMAT=json python -m bench.profile_hit  # other settings
+    BENCH_REDIS_MODE=cluster python -m bench.profile_hit   # on a 3+3 loopback Redis Cluster
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from typing import Any
 
 import orjson
 import redis.asyncio as aioredis
+from redis.asyncio.cluster import RedisCluster
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message
 
@@ -190,8 +192,12 @@ async def measure(app: Any, n: int, profile: bool) -> None:
         async def sync(fn: Callable[[], Any]) -> None:
             fn()
 
-        limit = LimitApp(os.environ["REDIS_URL"])
-        limit.redis = aioredis.Redis.from_url(os.environ["REDIS_URL"])
+        cluster = os.environ.get("REDIS_MODE") == "cluster"
+        limit = LimitApp(os.environ["REDIS_URL"], cluster=cluster)
+        if cluster:
+            limit.redis = RedisCluster.from_url(os.environ["REDIS_URL"])
+        else:
+            limit.redis = aioredis.Redis.from_url(os.environ["REDIS_URL"])
         await limit.redis.set(chat_key(BODY), orjson.dumps(outcome.entry.response))
         assert (await call(limit))[0]["status"] == 200
         if hasattr(gw.store, "client"):
@@ -348,7 +354,13 @@ def gateway_in_process(fleet: Fleet) -> tuple[Any, str]:
     import os
 
     server_core, load_core = cores()
-    _, redis_url = fleet.redis(load_core)
+    mode = os.environ.get("BENCH_REDIS_MODE", "standalone")
+    if mode == "cluster":
+        from bench.redis_cluster import start_cluster
+
+        redis_url = start_cluster(fleet, load_core).url
+    else:
+        _, redis_url = fleet.redis(load_core)
     port = free_port()
     upstream = fleet.start(
         "upstream",
@@ -361,6 +373,7 @@ def gateway_in_process(fleet: Fleet) -> tuple[Any, str]:
     os.environ.update(
         CACHE_BACKEND=os.environ.get("BENCH_CACHE_BACKEND", "redis"),
         REDIS_URL=redis_url,
+        REDIS_MODE=mode,
         PROVIDER="openai",
         OPENAI_API_KEY="sk-b",
         OPENAI_BASE_URL=upstream.url + "/v1",

@@ -5,7 +5,8 @@
     BENCH_SOAK_SECONDS=600 python -m bench.run   # the 10-minute soak of issue #9
 
 Knobs (environment): BENCH_ROUNDS (5), BENCH_SECONDS per round (4), BENCH_SOAK_SECONDS (60),
-BENCH_ONLY (hits, embeddings, misses, coalescing, responses, soak, fallback),
+BENCH_ONLY (hits, embeddings, misses, coalescing, responses, soak, fallback, cluster-hits,
+cluster-coalescing, cluster-failover: the last three on a loopback Redis Cluster),
 BENCH_LOG_LEVEL and BENCH_LOG_FORMAT of the gateway (default: the defaults a user gets, INFO
 and text: one access line per request), BENCH_LOG_VARIANTS=0 (the chat hits also measure the
 gateway at WARNING and with LOG_FORMAT=json unless this), BENCH_BEFORE=<directory> (a
@@ -29,13 +30,22 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench import fallback, scenario_responses, scenarios, wrk
+from bench import cluster_scenarios, fallback, scenario_responses, scenarios, wrk
 from bench.procs import ROOT, Fleet, Process, cores, free_port
 from bench.report import print_table, settings_line
 from bench.workload import CHAT_MODEL, EMBED_MODEL
 from genai_api.settings import Settings
 
-SCENARIOS = ("hits", "embeddings", "misses", "coalescing", "responses", "soak", "fallback")
+SCENARIOS = (
+    "hits",
+    "embeddings",
+    "misses",
+    "coalescing",
+    "responses",
+    "soak",
+    "fallback",
+    *cluster_scenarios.NAMES,
+)
 
 
 def machine() -> dict[str, Any]:
@@ -216,6 +226,7 @@ def main() -> int:
         "bars": [],
         "coalescing": [],
         "soak": None,
+        "cluster": {},
     }
     try:
         env = setup(fleet)
@@ -232,9 +243,20 @@ def main() -> int:
         print(settings_line(report["config"]), flush=True)
         bars: list[scenarios.Bar] = []
         comparisons = []
+        cluster: cluster_scenarios.ClusterEnv | None = None
         for name in chosen:
             print(f"== {name}", flush=True)
-            if name == "hits":
+            if name in cluster_scenarios.NAMES and cluster is None:
+                cluster = cluster_scenarios.setup(env)  # started with the first of them
+            if name == "cluster-hits" and cluster is not None:
+                cmps, new = cluster_scenarios.hits(env, cluster)
+            elif name == "cluster-coalescing" and cluster is not None:
+                report["cluster"]["coalescing"], new = cluster_scenarios.coalescing(env, cluster)
+                cmps = []
+            elif name == "cluster-failover" and cluster is not None:
+                report["cluster"]["failover"], new = cluster_scenarios.failover(env, cluster)
+                cmps = []
+            elif name == "hits":
                 cmps, new = scenarios.chat_hits(env)
             elif name == "embeddings":
                 cmps, new = scenarios.embedding_hits(env)
@@ -253,7 +275,7 @@ def main() -> int:
             comparisons += cmps
             bars += new
             for process in fleet.started:
-                if not process.alive():
+                if not process.alive() and not process.name.startswith("cluster-node"):
                     raise RuntimeError(f"{process.name} died:\n{process.tail()}")
     except Exception as exc:
         print(f"bench could not run: {type(exc).__name__}: {exc}", file=sys.stderr)

@@ -14,6 +14,7 @@ from typing import Any
 import aiohttp
 import orjson
 import redis.asyncio as aioredis
+from redis.asyncio.cluster import RedisCluster
 
 from bench.limit_app import chat_key, embedding_key
 from bench.wrk import UNIQUE
@@ -98,12 +99,22 @@ async def warm_gateway(gateway: str, path: str, bodies: list[bytes]) -> None:
             raise RuntimeError(f"{path} is not answered from the cache after warming: {headers}")
 
 
+def _client(redis_url: str, cluster: bool) -> Any:
+    if cluster:
+        return RedisCluster.from_url(redis_url)
+    return aioredis.Redis.from_url(redis_url)
+
+
 async def fill_limit_chat(
-    redis_url: str, upstream: str, bodies: list[bytes], path: str = CHAT_PATH
+    redis_url: str,
+    upstream: str,
+    bodies: list[bytes],
+    path: str = CHAT_PATH,
+    cluster: bool = False,
 ) -> None:
     """The upstream's answer to each body, stored under the limit's key for it (chat and
     completions, and the Responses API with `path`)."""
-    redis = aioredis.Redis.from_url(redis_url)
+    redis = _client(redis_url, cluster)
     async with aiohttp.ClientSession() as session:
         for body in bodies:
             status, _, raw = await post(session, upstream + path, body)
@@ -112,9 +123,11 @@ async def fill_limit_chat(
     await redis.aclose()
 
 
-async def fill_limit_embeddings(redis_url: str, upstream: str, bodies: list[bytes]) -> None:
+async def fill_limit_embeddings(
+    redis_url: str, upstream: str, bodies: list[bytes], cluster: bool = False
+) -> None:
     """Each input's vector, rendered once in the body's format, under its own key."""
-    redis = aioredis.Redis.from_url(redis_url)
+    redis = _client(redis_url, cluster)
     async with aiohttp.ClientSession() as session:
         for body in bodies:
             request: dict[str, Any] = orjson.loads(body)
@@ -122,7 +135,7 @@ async def fill_limit_embeddings(redis_url: str, upstream: str, bodies: list[byte
             assert status == 200, raw
             data = orjson.loads(raw)["data"]
             fmt = request["encoding_format"]
-            await redis.mset(
+            await (redis.mset_nonatomic if cluster else redis.mset)(
                 {
                     embedding_key(fmt, item): orjson.dumps(d["embedding"])
                     for item, d in zip(request["input"], data, strict=True)

@@ -104,6 +104,7 @@ class Gateway:
                 shared=settings.cache_backend == "redis",
             ),
             fallbacks=Fallbacks(models.get, settings.upstream_timeout, metrics.fallback),
+            tagged=settings.cluster,
         )
         pipeline.semantic = await semantic.build(settings, models, pipeline)
         pipeline.leases.start()
@@ -132,6 +133,12 @@ class Gateway:
             settings.cache_namespace,
             settings.cache_scope,
         )
+        if settings.redis_mode != "standalone" and settings.cache_backend != "redis":
+            log.warning(
+                "REDIS_MODE=%s has no effect: CACHE_BACKEND is %s",
+                settings.redis_mode,
+                settings.cache_backend,
+            )
         if settings.prompts_dir.is_dir():
             log.info("prompts: %d template(s) from %s", len(prompts), settings.prompts_dir)
         else:  # a typo in PROMPTS_DIR, or serving from another directory than the templates'

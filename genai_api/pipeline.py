@@ -75,11 +75,13 @@ class Pipeline:
         tokens: TokenCounter | None = None,
         variants: Variants | None = None,
         fallbacks: Fallbacks | None = None,
+        tagged: bool = False,
     ) -> None:
         self.store = store
         self.provider = provider
         self.accounting = accounting
         self.namespace = namespace
+        self.tagged = tagged  # storage keys carry hash tags (a Redis Cluster)
         self.default_ttl = default_ttl
         self.max_ttl = max_ttl
         self.cache_nondeterministic = cache_nondeterministic
@@ -139,7 +141,9 @@ class Pipeline:
             body=body,
             controls=controls,
             key=key,
-            skey=storage_key(self.namespace, api.kind, tenant, model.name, key, prompt),
+            skey=storage_key(
+                self.namespace, api.kind, tenant, model.name, key, prompt, tagged=self.tagged
+            ),
             cacheable=cacheable,
             requester=requester,
             tenant=tenant,
@@ -166,6 +170,7 @@ class Pipeline:
             tenant=tenant,
             controls=controls,
             encoding=encoding,
+            tagged=self.tagged,
         )
 
     async def run_embeddings(self, batch: EmbeddingBatch) -> EmbeddingOutcome:

@@ -22,6 +22,21 @@ _LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 _NAMESPACE = re.compile(r"[A-Za-z0-9_.\-]+")
 _ORIGIN = re.compile(r"https?://(\[[0-9a-f:.]+\]|[^/\s:\[\]]+)(:[0-9]{1,5})?", re.I)
 _HTTP_URL = re.compile(r"https?://[^/\s]+", re.I)
+_ADDRESS = re.compile(r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.\-]+):([0-9]{1,5})")
+
+
+def addresses(raw: str | None) -> list[tuple[str, int]]:
+    """``host:port,host:port`` (IPv6 hosts in brackets) as pairs; blanks between commas skipped.
+
+    >>> addresses("10.0.0.1:7000, [::1]:7001")
+    [('10.0.0.1', 7000), ('::1', 7001)]
+    """
+    out = []
+    for part in (raw or "").split(","):
+        found = _ADDRESS.fullmatch(part.strip())
+        if found is not None:
+            out.append((found.group(1).strip("[]"), int(found.group(2))))
+    return out
 
 
 class Settings(BaseSettings):
@@ -33,11 +48,18 @@ class Settings(BaseSettings):
 
     # --- cache backend
     cache_backend: Literal["memory", "redis"] = "memory"
+    # One server, a Redis Cluster, or a Sentinel-guarded primary (before the fields it checks)
+    redis_mode: Literal["standalone", "cluster", "sentinel"] = "standalone"
     redis_url: SecretStr | None = None
     redis_host: str = "localhost"
     redis_port: int = Field(6379, ge=1, le=65535)
     redis_password: SecretStr | None = None
     redis_db: int = Field(0, ge=0)
+    # --- topology (CONTRACT §6): REDIS_MODE (above) and what each mode needs
+    redis_cluster_nodes: str | None = None  # more seed nodes besides REDIS_URL's
+    redis_sentinels: str | None = Field(None, validate_default=True)
+    redis_sentinel_master: str = Field("mymaster", min_length=1)
+    redis_sentinel_password: SecretStr | None = None
     redis_timeout: float = Field(0.2, gt=0, description="seconds per Redis operation")
     # Each process holds two pool connections for good (the lease wake-ups' and the L1's
     # subscriptions): fewer than 4 would leave commands waiting on an empty pool.
@@ -115,6 +137,7 @@ class Settings(BaseSettings):
         "provider",
         "upstream_http_client",
         "log_format",
+        "redis_mode",
         mode="before",
     )
     @classmethod
@@ -140,15 +163,41 @@ class Settings(BaseSettings):
 
     @field_validator("redis_url", "semantic_redis_url")
     @classmethod
-    def _a_redis_url(cls, value: SecretStr | None) -> SecretStr | None:
+    def _a_redis_url(cls, value: SecretStr | None, info: ValidationInfo) -> SecretStr | None:
         # Checked here, not when the pool is built: in a worker's lifespan a bad URL was a
         # traceback and "Application startup failed", once per worker.
         url = value.get_secret_value() if value is not None else ""
         if url:
             try:
-                parse_url(url)
+                parts = parse_url(url)
             except ValueError as exc:  # its messages name the part, never the password
                 raise ValueError(redact(str(exc))) from None
+            if info.data.get("redis_mode") == "cluster":
+                if "path" in parts:
+                    raise ValueError("a cluster node is reached over TCP, not a unix:// socket")
+                if int(parts.get("db") or 0):
+                    raise ValueError("a cluster has database 0 only: end the URL with /0")
+        return value
+
+    @field_validator("redis_cluster_nodes", "redis_sentinels")
+    @classmethod
+    def _host_port_list(cls, value: str | None, info: ValidationInfo) -> str | None:
+        parts = [p.strip() for p in (value or "").split(",") if p.strip()]
+        bad = next((p for p in parts if not _port_ok(_ADDRESS.fullmatch(p))), None)
+        if bad is not None:
+            raise ValueError(f"{bad!r} is not host:port (a comma-separated list of them)")
+        mode = info.data.get("redis_mode")
+        if info.field_name == "redis_sentinels" and mode == "sentinel" and not parts:
+            raise ValueError("REDIS_MODE=sentinel needs the sentinels, as host:port,host:port")
+        if info.field_name == "redis_cluster_nodes" and parts and mode != "cluster":
+            raise ValueError("is for REDIS_MODE=cluster only")
+        return ",".join(parts) or None
+
+    @field_validator("redis_db")
+    @classmethod
+    def _db_zero_in_a_cluster(cls, value: int, info: ValidationInfo) -> int:
+        if value and info.data.get("redis_mode") == "cluster":
+            raise ValueError("must be 0 with REDIS_MODE=cluster (a cluster has database 0 only)")
         return value
 
     @field_validator("gateway_api_keys")
@@ -241,6 +290,11 @@ class Settings(BaseSettings):
         return "openai" if self.openai_api_key else "mock"
 
     @property
+    def cluster(self) -> bool:
+        """Keys carry hash tags (CONTRACT §6): the cache is a Redis Cluster."""
+        return self.cache_backend == "redis" and self.redis_mode == "cluster"
+
+    @property
     def client_keys(self) -> tuple[str, ...]:
         """Client API keys from the comma-separated `GATEWAY_API_KEYS`; empty = open gateway."""
         if self.gateway_api_keys is None:
@@ -263,3 +317,7 @@ class Settings(BaseSettings):
         """The client key the gateway's own commands send (`warm`'s default, `stats` without
         an admin key): the first of `GATEWAY_API_KEYS`; none on an open gateway."""
         return self.client_keys[0] if self.client_keys else None
+
+
+def _port_ok(found: re.Match[str] | None) -> bool:
+    return found is not None and 1 <= int(found.group(2)) <= 65535

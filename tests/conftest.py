@@ -25,6 +25,7 @@ from genai_api.app import create_app
 from genai_api.settings import Settings
 from tests.processes import Service, fake_upstream
 from tests.redis_server import RedisServer, external_redis_url, require_redis
+from tests.redis_topologies import RedisClusterServers, SentinelSet
 
 UPSTREAM = "http://upstream.test/v1"
 
@@ -57,6 +58,51 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield str(external_redis_url())
     else:
         require_redis()
+
+
+@pytest.fixture(scope="session")
+def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisClusterServers]:
+    """A 3-primary + 3-replica cluster shared by the session: never killed (fault tests
+    start their own), tests isolate themselves by namespace."""
+    cluster = RedisClusterServers(tmp_path_factory.mktemp("cluster"))
+    try:
+        yield cluster.start()
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_sentinel(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SentinelSet]:
+    """A primary, a replica and three sentinels shared by the session (never failed over)."""
+    sentinels = SentinelSet(tmp_path_factory.mktemp("sentinel"))
+    try:
+        yield sentinels.start()
+    finally:
+        sentinels.stop()
+
+
+TOPOLOGIES = ("standalone", "cluster", "sentinel")
+
+
+def topology_settings(request: pytest.FixtureRequest, mode: str) -> dict[str, Any]:
+    """The settings that point a gateway at the session's Redis of topology `mode`."""
+    if mode == "cluster":
+        cluster = request.getfixturevalue("redis_cluster")
+        return {"cache_backend": "redis", "redis_mode": "cluster", "redis_url": cluster.url}
+    if mode == "sentinel":
+        sentinels = request.getfixturevalue("redis_sentinel")
+        return {
+            "cache_backend": "redis",
+            "redis_mode": "sentinel",
+            "redis_sentinels": sentinels.sentinels_setting,
+        }
+    return {"cache_backend": "redis", "redis_url": request.getfixturevalue("redis_url")}
+
+
+@pytest.fixture(params=TOPOLOGIES)
+def topology(request: pytest.FixtureRequest) -> dict[str, Any]:
+    """Settings overrides for one Redis topology; a test using it runs once per topology."""
+    return topology_settings(request, str(request.param))
 
 
 @pytest.fixture

@@ -195,3 +195,65 @@ def test_wheel_carries_the_tokenizer_data(tmp_path: Path) -> None:
         if p.is_file()
     }
     assert packaged and packaged <= names
+
+
+@pytest.fixture(scope="module")
+def cluster_compose() -> dict[str, Any]:
+    data: dict[str, Any] = yaml.safe_load((ROOT / "docker-compose.cluster.yml").read_text())
+    return data
+
+
+def _addresses(service: dict[str, Any]) -> set[str]:
+    return {net["ipv4_address"] for net in service["networks"].values() if net}
+
+
+def test_cluster_compose_runs_the_api_on_three_primaries_and_three_replicas(
+    cluster_compose: dict[str, Any],
+) -> None:
+    services = cluster_compose["services"]
+    nodes = {name: s for name, s in services.items() if name.startswith("redis-")}
+    assert set(services) == {"api", "cluster-init", *nodes} and len(nodes) == 6
+    addresses = set().union(*(_addresses(s) for s in nodes.values()))
+    assert len(addresses) == 6
+    create = " ".join(services["cluster-init"]["entrypoint"])
+    assert "--cluster create" in create and "--cluster-replicas 1" in create
+    assert {a for a in addresses if f"{a}:6379" in create} == addresses
+    for name, node in nodes.items():
+        command = node["command"]
+        flags = dict(zip(command[1::2], command[2::2], strict=True))
+        assert flags["--cluster-enabled"] == "yes", name
+        assert flags["--requirepass"].startswith("${REDIS_PASSWORD"), name
+        assert flags["--masterauth"].startswith("${REDIS_PASSWORD"), name  # replicas sync
+        assert flags["--cluster-require-full-coverage"] == "no", name
+        assert "healthcheck" in node and any(v.endswith(":/data") for v in node["volumes"])
+        assert services["cluster-init"]["depends_on"][name]["condition"] == "service_healthy"
+
+
+def test_cluster_compose_api_uses_the_cluster_with_the_password(
+    cluster_compose: dict[str, Any],
+) -> None:
+    api = cluster_compose["services"]["api"]
+    env = api["environment"]
+    assert (env["CACHE_BACKEND"], env["REDIS_MODE"]) == ("redis", "cluster")
+    found = re.fullmatch(r"redis://:\$\{REDIS_PASSWORD[^}]*\}@([\d.]+):6379/0", env["REDIS_URL"])
+    assert found is not None
+    nodes = cluster_compose["services"]
+    seeds = {found.group(1), *(a.split(":")[0] for a in env["REDIS_CLUSTER_NODES"].split(","))}
+    assert seeds <= set().union(*(_addresses(s) for n, s in nodes.items() if n != "api"))
+    assert api["depends_on"]["cluster-init"]["condition"] == "service_completed_successfully"
+    assert "/healthz" in " ".join(api["healthcheck"]["test"])
+    assert api["build"] == "." and "8000:8000" in api["ports"]
+    settings = Settings(  # what the API reads from it is a valid configuration
+        _env_file=None,  # type: ignore[call-arg]
+        cache_backend="redis",
+        redis_mode="cluster",
+        redis_url=env["REDIS_URL"].replace("${REDIS_PASSWORD:?set REDIS_PASSWORD in .env}", "pw"),
+        redis_cluster_nodes=env["REDIS_CLUSTER_NODES"],
+    )
+    assert settings.cluster
+
+
+def test_cluster_compose_variables_are_in_env_example() -> None:
+    text = (ROOT / "docker-compose.cluster.yml").read_text()
+    used = set(re.findall(r"\$\{([A-Za-z_][A-Za-z0-9_]*)", text))
+    assert used == {"REDIS_PASSWORD"} and used <= _env_example()

@@ -143,7 +143,7 @@ async def test_a_fill_reply_that_fails_counts_an_error_and_releases_the_lease(
     real_send = RedisStore.send
     real_read = Reply.read
 
-    async def send_nothing(store: RedisStore, *command: Any) -> Reply:
+    async def send_nothing(store: RedisStore, *command: Any, key: str = "") -> Reply:
         return await real_send(store, "PING")
 
     async def lost(reply: Reply) -> Any:

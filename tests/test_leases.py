@@ -300,7 +300,7 @@ async def test_a_carried_entry_the_request_cannot_use_is_claimed_over(
 
 
 def test_deliver_hands_a_carried_entry_to_the_watches_of_its_key() -> None:
-    notifier = Notifier(aioredis.Redis(), "ch")
+    notifier = Notifier(aioredis.Redis().pubsub, "ch")
     with notifier.watch("k1") as one, notifier.watch("k2") as two:
         notifier.deliver(b'k1\n{"a": 1}\n')
         assert (one._event.is_set(), two._event.is_set()) == (True, False)
@@ -449,7 +449,7 @@ async def wait_until_true(check: Callable[[], Awaitable[list[bool]]]) -> None:
 
 async def test_notifier_resubscribes_after_redis_restart(redis_server: RedisServer) -> None:
     client = aioredis.from_url(redis_server.url, socket_timeout=0.5)
-    notifier = Notifier(client, "chan", confirm_seconds=0.5, retry_seconds=0.05)
+    notifier = Notifier(client.pubsub, "chan", confirm_seconds=0.5, retry_seconds=0.05)
     notifier.start()
     try:
         await wait_until(lambda: notifier.subscribed)

@@ -142,3 +142,19 @@ async def test_warming_retries_failed_connects_and_returns_every_connection(
         assert len(pool._available_connections) == WARM_CONNECTIONS
     finally:
         await store.close()
+
+
+async def test_a_small_pool_warms_up_without_waiting_for_the_subscriptions_connections(
+    redis_url: str,
+) -> None:
+    """The two subscriptions hold two of the pool's connections for good: warming asks for
+    the rest only, instead of waiting its whole `WARM_SECONDS` for connections never freed."""
+    from tests.conftest import make_settings, running
+
+    settings = make_settings(cache_backend="redis", redis_url=redis_url, redis_max_connections=4)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    async with running(settings) as gw:
+        took = loop.time() - started
+        await gw.http.get("/readyz")
+    assert took < 2.5  # was WARM_SECONDS (3 s) and more

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from genai_api.errors import ConfigError
-from genai_api.settings import Settings
+from genai_api.settings import Settings, addresses
 from genai_api.startup import load_config
 
 
@@ -195,3 +195,64 @@ def test_a_broken_prompt_template_is_named_by_its_variable(
 def test_a_long_bad_value_is_cut_short(monkeypatch: pytest.MonkeyPatch) -> None:
     (problem,) = _problems(monkeypatch, REDIS_PORT="x" * 200)
     assert problem == f"REDIS_PORT: must be a whole number (got '{'x' * 39}...)"
+
+
+@pytest.mark.parametrize(
+    ("env", "line"),
+    [
+        (
+            {"REDIS_MODE": "ring"},
+            "REDIS_MODE: must be 'standalone', 'cluster' or 'sentinel' (got 'ring')",
+        ),
+        (
+            {"REDIS_MODE": "sentinel"},
+            "REDIS_SENTINELS: REDIS_MODE=sentinel needs the sentinels, as host:port,host:port",
+        ),
+        (
+            {"REDIS_MODE": "sentinel", "REDIS_SENTINELS": "10.0.0.1:26379,10.0.0.2"},
+            "REDIS_SENTINELS: '10.0.0.2' is not host:port (a comma-separated list of them)",
+        ),
+        (
+            {"REDIS_MODE": "cluster", "REDIS_CLUSTER_NODES": "10.0.0.1:70000"},
+            "REDIS_CLUSTER_NODES: '10.0.0.1:70000' is not host:port",
+        ),
+        (
+            {"REDIS_CLUSTER_NODES": "10.0.0.1:7000"},
+            "REDIS_CLUSTER_NODES: is for REDIS_MODE=cluster only",
+        ),
+        (
+            {"REDIS_MODE": "cluster", "REDIS_URL": "redis://:hunter2@10.0.0.1:7000/3"},
+            "REDIS_URL: a cluster has database 0 only: end the URL with /0",
+        ),
+        (
+            {"REDIS_MODE": "cluster", "REDIS_DB": "2"},
+            "REDIS_DB: must be 0 with REDIS_MODE=cluster (a cluster has database 0 only) (got '2')",
+        ),
+        (
+            {"REDIS_MODE": "sentinel", "REDIS_SENTINELS": "s:1", "REDIS_SENTINEL_MASTER": ""},
+            "REDIS_SENTINEL_MASTER: must not be empty",
+        ),
+    ],
+)
+def test_a_bad_topology_is_one_line_naming_the_variable(
+    monkeypatch: pytest.MonkeyPatch, env: dict[str, str], line: str
+) -> None:
+    (problem,) = _problems(monkeypatch, **env)
+    assert problem.startswith(line)
+    assert "hunter2" not in problem
+
+
+def test_each_topology_reads_what_it_needs(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("REDIS_MODE", "Sentinel")
+    monkeypatch.setenv("REDIS_SENTINELS", " 10.0.0.1:26379 , [::1]:26380 ")
+    settings = load_config()
+    assert (settings.redis_mode, settings.redis_sentinels) == (
+        "sentinel",
+        "10.0.0.1:26379,[::1]:26380",
+    )
+    assert addresses(settings.redis_sentinels) == [("10.0.0.1", 26379), ("::1", 26380)]
+    assert settings.redis_sentinel_master == "mymaster" and not settings.cluster
+    monkeypatch.setenv("REDIS_MODE", "cluster")
+    monkeypatch.setenv("CACHE_BACKEND", "redis")
+    monkeypatch.setenv("REDIS_CLUSTER_NODES", "10.0.0.2:7000,10.0.0.3:7000")
+    assert load_config().cluster  # storage keys carry hash tags

@@ -35,7 +35,7 @@ from genai_api.embeddings.upstream import Item, Upstream, fetch_vectors
 from genai_api.embeddings.vectors import VectorEntry, decode_many
 from genai_api.errors import CacheUnavailable
 from genai_api.flights.coalesce_many import ManyCoalescer
-from genai_api.keys import embedding_keys, request_key, storage_key
+from genai_api.keys import embedding_keys, request_key, storage_prefix, tag
 from genai_api.leases import Leases
 from genai_api.leases.batch import Fetched, batch_leases
 from genai_api.models.table import ModelInfo
@@ -96,13 +96,15 @@ async def prepare(
     tenant: str,
     controls: CacheControls,
     encoding: tiktoken.Encoding | None,
+    tagged: bool = False,
 ) -> EmbeddingBatch:
     """Keys for the batch and each input; `encoding_format` changes neither. Token arrays
     that are exactly the model's tokenizer's encoding of a text are keyed as that text
-    (`apis.token_text`), so ids and strings share entries."""
+    (`apis.token_text`), so ids and strings share entries. `tagged`: the digests are hash
+    tags (`genai_api.keys.storage_key`)."""
     dimensions = body.get("dimensions")
     extra = {k: v for k, v in body.items() if k not in (*_KEY_FIELDS, "model", "dimensions")}
-    prefix = storage_key(namespace, "emb", tenant, model.name, "")  # the layout ends in the hash
+    prefix = storage_prefix(namespace, "emb", tenant, model.name)
 
     def key(inputs: list[Item]) -> list[str]:
         return embedding_keys(model.name, inputs, dimensions=dimensions, tenant=tenant, extra=extra)
@@ -114,7 +116,7 @@ async def prepare(
         texts = [pos for pos, item in enumerate(keyed) if isinstance(item, str)]
         for pos, text_key in zip(texts, key([keyed[pos] for pos in texts]), strict=True):
             keys[pos] = text_key
-    skeys = [prefix + key for key in keys]
+    skeys = [prefix + tag(key) for key in keys] if tagged else [prefix + key for key in keys]
     upstream = {k: v for k, v in body.items() if k not in ("input", "cache")}
     upstream["encoding_format"] = "base64"  # exact float32 and a third of the bytes
     # A one-input request's X-Cache-Key is its entry's, so `DELETE /v1/cache {"key"}` removes

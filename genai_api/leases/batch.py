@@ -6,12 +6,12 @@ lease per input would cost a round trip each. `BatchLeases.fill` takes a flight'
 in batches:
 
 1. claim: one script tries, per key, ``SET {ns}:lock:<rest> <token> NX PX <lease>`` unless
-   its entry exists, and answers a letter per key (claimed, waited for, stored); for a key
-   held elsewhere it raises the key's waiter flag ``{ns}:wait:<rest>``. The same pipeline
-   MGETs the entries. Usable entries are answered at once (HIT).
+   its entry exists, and answers a letter per key (claimed, waited for, stored) and every
+   entry's stored bytes; for a key held elsewhere it raises the key's waiter flag
+   ``{ns}:wait:<rest>``. Usable entries are answered at once (HIT).
 2. hold: the claimed keys go upstream at once (split at 2,048 inputs as always) while one
-   script per lease/3 renews all their leases (compare-and-PEXPIRE). Then one round trip
-   writes their entries and runs a script that compare-and-DELs their leases and PUBLISHes,
+   script per lease/3 renews all their leases (compare-and-PEXPIRE). Then one script
+   writes their entries, compare-and-DELs their leases and PUBLISHes,
    in one message (space-separated), the keys whose waiter flag it found up and dropped: a
    batch nobody waits for wakes no process. A failed call releases the same way, so
    waiters elsewhere take over at once.
@@ -20,6 +20,10 @@ in batches:
    still missing: entries found are COALESCED; leases found free (the holder failed, or
    died and its lease expired) are taken over and fetched by a call of their own. After
    `max_wait` (UPSTREAM_TIMEOUT + lease) the flight fetches the rest itself.
+
+On a Redis Cluster a script may touch one slot only: each step runs one script per slot the
+keys are in (`slot_groups`), pipelined per node, nodes in parallel (`node_groups`), each node
+behind its own breaker, so a node that fails costs only the keys it holds.
 
 Redis failing at any step degrades what is left to in-process coalescing: fetched without a
 lease and not stored (BYPASS). Leases the flight may hold are released in the background,
@@ -44,24 +48,29 @@ from genai_api.savings.accounting import CacheStatus
 log = logging.getLogger("genai_api.leases")
 
 V = TypeVar("V")
+R = TypeVar("R")
 
 # KEYS: n entries, their n leases, their n waiter flags. ARGV: token, lease ms, refresh (1:
-# claim even where an entry exists, for max-age requests). A letter per key: c(laimed),
-# w(ait: held elsewhere, flag raised), s(tored).
+# claim even where an entry exists, for max-age requests). Answers a letter per key, c(laimed),
+# w(ait: held elsewhere, flag raised) or s(tored), then every entry's stored bytes (nil when
+# none): the read and the claim in one command per slot.
 _CLAIM = """
 local n = #KEYS / 3
-local out = {}
+local marks, out = {}, {}
 for i = 1, n do
-  if ARGV[3] == '0' and redis.call('exists', KEYS[i]) == 1 then
-    out[i] = 's'
+  local stored = redis.call('get', KEYS[i])
+  out[i + 1] = stored
+  if ARGV[3] == '0' and stored then
+    marks[i] = 's'
   elseif redis.call('set', KEYS[n + i], ARGV[1], 'NX', 'PX', ARGV[2]) then
-    out[i] = 'c'
+    marks[i] = 'c'
   else
     redis.call('set', KEYS[2 * n + i], '1', 'PX', ARGV[2])
-    out[i] = 'w'
+    marks[i] = 'w'
   end
 end
-return table.concat(out)
+out[1] = table.concat(marks)
+return out
 """
 _RENEW = """
 local kept = 0
@@ -72,22 +81,28 @@ for i = 1, #KEYS do
 end
 return kept
 """
-# KEYS: n leases, their n waiter flags. ARGV: token, channel, then the n storage keys.
-_RELEASE = """
-local n = #KEYS / 2
+# KEYS: s entries to store, then n leases and their n waiter flags. ARGV: s, token, channel,
+# then s (value, TTL ms) pairs, then the n leases' storage keys. Stores, compare-and-DELs the
+# leases and PUBLISHes (space-separated) the keys whose waiter flag it found up and dropped.
+_STORE_RELEASE = """
+local s = tonumber(ARGV[1])
+local n = (#KEYS - s) / 2
+for i = 1, s do
+  redis.call('set', KEYS[i], ARGV[2 + 2 * i], 'PX', ARGV[3 + 2 * i])
+end
 local woken = {}
 for i = 1, n do
-  if redis.call('get', KEYS[i]) == ARGV[1] then
-    redis.call('del', KEYS[i])
+  if redis.call('get', KEYS[s + i]) == ARGV[2] then
+    redis.call('del', KEYS[s + i])
   end
-  if redis.call('del', KEYS[n + i]) == 1 then
-    woken[#woken + 1] = ARGV[2 + i]
+  if redis.call('del', KEYS[s + n + i]) == 1 then
+    woken[#woken + 1] = ARGV[3 + 2 * s + i]
   end
 end
 if #woken == 0 then
   return 0
 end
-return redis.call('publish', ARGV[2], table.concat(woken, ' '))
+return redis.call('publish', ARGV[3], table.concat(woken, ' '))
 """
 
 Read = Callable[[list[str], list[bytes | None]], Awaitable[dict[str, V]]]
@@ -116,7 +131,7 @@ class BatchLeases:
     def __init__(self, leases: RedisLeases) -> None:
         self.leases = leases
         self.store = leases.store
-        self._renew = self.store.client.register_script(_RENEW)
+        self._renew = self.store.register_script(_RENEW)
 
     async def fill(
         self,
@@ -141,35 +156,65 @@ class BatchLeases:
 
     def flags(self, keys: Sequence[str]) -> list[str]:
         """The waiter flags of `keys`: ``{ns}:e:<rest>`` → ``{ns}:wait:<rest>``."""
-        entry_prefix = self.leases.entry_prefix
-        prefix = entry_prefix.removesuffix("e:") + "wait:"
-        return [prefix + key.removeprefix(entry_prefix) for key in keys]
+        return [self.leases.wait_key(key) for key in keys]
+
+    async def per_node(
+        self, keys: Sequence[str], op: Callable[[list[str]], Awaitable[R]], extra: int = 0
+    ) -> list[tuple[list[str], R | CacheUnavailable]]:
+        """`op(group)` for each server's share of `keys` (all of them on one server), nodes
+        in parallel, each behind its node's breaker: what each returned, or its failure."""
+
+        async def one(group: list[str]) -> tuple[list[str], R | CacheUnavailable]:
+            try:
+                return group, await self.store.guarded(
+                    lambda: op(group), key=group[0], entries=len(group) + extra
+                )
+            except CacheUnavailable as exc:
+                return group, exc
+
+        groups = self.store.node_groups(keys)
+        if len(groups) == 1:
+            return [await one(groups[0])]
+        return list(await asyncio.gather(*(one(group) for group in groups)))
 
     async def store_and_release(
         self, entries: Sequence[tuple[str, bytes, float]], keys: Sequence[str], token: str
-    ) -> None:
-        """One round trip: write `entries`, release the leases on `keys`, publish `keys`."""
+    ) -> tuple[list[str], CacheUnavailable | None]:
+        """Write `entries`, release the leases on `keys` and publish them: one script per slot,
+        pipelined per server, servers in parallel (one script on one server). Returns the keys
+        (of both) on servers that failed, and the first failure."""
         if not entries and not keys:
-            return
+            return [], None
+        items = {key: (value, ttl) for key, value, ttl in entries}
+        leased = set(keys)
         client, channel = self.store.client, self.leases.channel
 
-        async def write() -> None:
+        def script(group: list[str]) -> list[Any]:
+            stored = [k for k in group if k in items]
+            held = [k for k in group if k in leased]
+            pairs = [a for k in stored for a in (items[k][0], max(1, int(items[k][1] * 1000)))]
+            every = [*stored, *self.locks(held), *self.flags(held)]
+            return [_STORE_RELEASE, len(every), *every, len(stored), token, channel, *pairs, *held]
+
+        async def write(group: list[str]) -> None:
+            slots = self.store.slot_groups(group)
+            if len(slots) == 1:
+                await client.eval(*script(slots[0]))
+                return
             async with client.pipeline(transaction=False) as pipe:
-                for key, value, ttl in entries:
-                    pipe.set(key, value, px=max(1, int(ttl * 1000)))
-                if keys:
-                    held = [*self.locks(keys), *self.flags(keys)]
-                    pipe.eval(_RELEASE, len(held), *held, token, channel, *keys)
+                for keys_of_slot in slots:
+                    pipe.eval(*script(keys_of_slot))
                 await pipe.execute()
 
-        await self.store.guarded(write, entries=len(entries) + 1)
+        done = await self.per_node(list(dict.fromkeys([*items, *keys])), write, extra=1)
+        lost = [key for group, r in done if isinstance(r, CacheUnavailable) for key in group]
+        return lost, next((r for _, r in done if isinstance(r, CacheUnavailable)), None)
 
     async def release(self, keys: Sequence[str], token: str) -> None:
         """Release now; on failure keep retrying in the background."""
-        try:
-            await self.store_and_release((), keys, token)
-        except CacheUnavailable:
-            self.release_soon(keys, token)
+        lost, _ = await self.store_and_release((), keys, token)
+        if lost:
+            self.release_soon(lost, token)
 
     def release_soon(self, keys: Sequence[str], token: str) -> None:
         """Release in the background (at once, then after each breaker cool-down) until the
@@ -179,33 +224,37 @@ class BatchLeases:
     async def _release_until_done(self, keys: list[str], token: str) -> None:
         loop = asyncio.get_running_loop()
         until = loop.time() + self.leases.lease_ms / 1000
-        while True:
-            try:
-                await self.store_and_release((), keys, token)
+        while keys:
+            keys, _ = await self.store_and_release((), keys, token)
+            if not keys or loop.time() >= until:
                 return
-            except CacheUnavailable:
-                if loop.time() >= until:
-                    return
-            await asyncio.sleep(max(0.05, self.store.breaker.cooldown))
+            await asyncio.sleep(max(0.05, self.store.cooldown))
 
     async def renew_while_alive(self, keys: list[str], token: str) -> None:
-        """Renew every lease of `keys` each lease/3 until cancelled (the fetch is over)."""
-        client, locks, lease_ms = self.store.client, self.locks(keys), self.leases.lease_ms
-        alive = len(locks)
-        while True:
-            await asyncio.sleep(lease_ms / 3000)
+        """Renew every lease of `keys` each lease/3 until cancelled (the fetch is over): one
+        script per slot they are in (one on one server)."""
+        client, lease_ms = self.store.client, self.leases.lease_ms
+        groups = self.store.slot_groups(self.locks(keys))
+        alive = len(keys)
+
+        async def renew(locks: list[str]) -> int:
             try:
-                kept = int(
+                return int(
                     await self.store.guarded(
                         lambda: self._renew(keys=locks, args=[token, lease_ms], client=client),
                         entries=len(locks),
+                        key=locks[0],
                     )
                 )
             except CacheUnavailable:
-                continue  # a blip: the leases may well outlive it, try again next tick
+                return len(locks)  # a blip: the leases may well outlive it, next tick
+
+        while True:
+            await asyncio.sleep(lease_ms / 3000)
+            kept = sum(await asyncio.gather(*(renew(g) for g in groups)))
             if kept < alive:
                 lost, alive = alive - kept, kept
-                log.warning("%d of %d leases expired under their holder", lost, len(locks))
+                log.warning("%d of %d leases expired under their holder", lost, len(keys))
             if not kept:
                 return
 
@@ -236,12 +285,7 @@ class _Flight(Generic[V]):
         try:
             with leases.notifier.watch_many(keys) as self.watch:
                 while waiting and not self._failing():
-                    try:
-                        waiting, again = await self._round(waiting, found_as)
-                    except CacheUnavailable as exc:
-                        self._told(exc)
-                        self._start(waiting, lease=False, store=False)  # degraded: BYPASS
-                        break
+                    waiting, again = await self._round(waiting, found_as)
                     if not waiting or again:
                         continue
                     remaining = deadline - loop.time()
@@ -264,30 +308,52 @@ class _Flight(Generic[V]):
         return self.results
 
     async def _round(self, keys: list[str], found_as: CacheStatus) -> tuple[list[str], bool]:
-        """One round trip: claim what is free, read what is stored. Answers what was found,
-        starts fetching what the flight now holds; returns the keys held elsewhere, and
-        whether to go again at once (an entry exists but cannot be used: claim it anyway)."""
+        """One round trip per server: claim what is free, read what is stored. Answers what
+        was found, starts fetching what the flight now holds, and without the cache (BYPASS)
+        what sits on a server that failed; returns the keys held elsewhere, and whether to
+        go again at once (an entry exists but cannot be used: claim it anyway)."""
         owner = self.owner
-        every = [*keys, *owner.locks(keys), *owner.flags(keys)]
         client = owner.store.client
         args = (self.token, owner.leases.lease_ms, int(self.refresh))
 
-        async def claim() -> list[Any]:
-            async with client.pipeline(transaction=False) as pipe:
-                pipe.eval(_CLAIM, len(every), *every, *args)
-                pipe.mget(keys)
-                return await pipe.execute()
+        async def claim(group: list[str]) -> tuple[list[str], str, list[bytes | None]]:
+            slots = owner.store.slot_groups(group)
+            every = [[*held, *owner.locks(held), *owner.flags(held)] for held in slots]
+            if len(slots) == 1:  # one server, or one slot: no pipeline around one command
+                replies = [await client.eval(_CLAIM, len(every[0]), *every[0], *args)]
+            else:
+                async with client.pipeline(transaction=False) as pipe:
+                    for keys_of_slot in every:
+                        pipe.eval(_CLAIM, len(keys_of_slot), *keys_of_slot, *args)
+                    replies = await pipe.execute()
+            marks = b"".join(reply[0] for reply in replies).decode()
+            raws = [raw for reply in replies for raw in reply[1:]]
+            return [k for held in slots for k in held], marks, raws
 
-        try:
-            marks, raws = await owner.store.guarded(claim, entries=len(keys))
-        except CacheUnavailable as exc:
-            if exc.__cause__ is not None:  # Redis was tried: the script may have run
-                owner.release_soon(keys, self.token)
-            raise
-        usable = await self.read(keys, raws)
+        ordered: list[str] = []
+        marks, raws = "", []
+        for group, answer in await owner.per_node(keys, claim):
+            if isinstance(answer, CacheUnavailable):
+                if answer.__cause__ is not None:  # Redis was tried: the script may have run
+                    owner.release_soon(group, self.token)
+                self._told(answer)
+                self._start(group, lease=False, store=False)  # degraded: BYPASS
+                continue
+            ordered += answer[0]
+            marks += answer[1]
+            raws += answer[2]
+        if ordered != keys[: len(ordered)]:  # grouped by server: back to request order
+            where = {key: i for i, key in enumerate(keys)}
+            rows = sorted(zip(ordered, marks, raws, strict=True), key=lambda r: where[r[0]])
+            ordered, marks, raws = (
+                [r[0] for r in rows],
+                "".join(r[1] for r in rows),
+                [r[2] for r in rows],
+            )
+        usable = await self.read(ordered, raws)
         claimed, waiting, spare = [], [], []
         again = False
-        for key, mark in zip(keys, marks.decode(), strict=True):
+        for key, mark in zip(ordered, marks, strict=True):
             if key in usable:
                 self.results[key] = (usable[key], found_as)
                 if mark == "c":
@@ -313,7 +379,8 @@ class _Flight(Generic[V]):
 
     async def _hold(self, keys: list[str], *, lease: bool, store: bool) -> None:
         """Fetch `keys` upstream; store what came back (if `store`) and release the leases
-        (if `lease`) in one round trip; record each value with its status."""
+        (if `lease`) in one round trip per server; record each value with its status (BYPASS
+        for those on a server that failed)."""
         owner = self.owner
         renewer = owner.leases.spawn(owner.renew_while_alive(keys, self.token)) if lease else None
         try:
@@ -326,16 +393,18 @@ class _Flight(Generic[V]):
             if renewer is not None:
                 renewer.cancel()
         status = CacheStatus.MISS if store else CacheStatus.BYPASS
-        try:
-            await owner.store_and_release(
-                fetched.entries if store else (), keys if lease else (), self.token
-            )
-        except CacheUnavailable as exc:
-            self._told(exc)
-            status = CacheStatus.BYPASS
+        lost, failure = await owner.store_and_release(
+            fetched.entries if store else (), keys if lease else (), self.token
+        )
+        if failure is not None:
+            self._told(failure)
             if lease:
-                owner.release_soon(keys, self.token)
-        self.results.update((k, (v, status)) for k, v in fetched.values.items())
+                owner.release_soon([k for k in lost if k in set(keys)], self.token)
+        bypassed = set(lost)
+        bypass = CacheStatus.BYPASS
+        self.results.update(
+            (k, (v, bypass if k in bypassed else status)) for k, v in fetched.values.items()
+        )
         if fetched.error is not None:
             raise fetched.error
 

@@ -21,9 +21,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
-import redis.asyncio as aioredis
+from redis.asyncio.client import PubSub
 
 from genai_api.store.subscription import Subscription
 
@@ -61,7 +61,7 @@ class Watch:
 class Notifier:
     def __init__(
         self,
-        client: aioredis.Redis,
+        pubsub: Callable[[], PubSub],
         channel: str,
         *,
         confirm_seconds: float = 1.0,
@@ -72,7 +72,7 @@ class Notifier:
         # After every (re)subscription all waiters re-check: a holder may have published
         # while nobody was listening.
         self._subscription = Subscription(
-            client,
+            pubsub,
             channel,
             on_message=self.deliver,
             on_subscribed=self._ring_all,

@@ -11,7 +11,8 @@ Redis round trips per miss (each one script, so each step is atomic):
   is the request's only read of Redis (`claim_reads`): a request first looks in the L1 only
   (`peek`), and what a claim finds goes into the L1 as a lookup's read would.
 - holder: calls the provider while one task per process renews every lease it holds every
-  lease/3 (one compare-and-PEXPIRE script for all of them), then one script stores the
+  lease/3 (one compare-and-PEXPIRE script for all of them; on a cluster one per slot they
+  are in, in parallel), then one script stores the
   entry, compare-and-DELs the lease and, if the waiter flag is up, drops it and PUBLISHes
   the storage key on ``{ns}:filled`` (followed by a newline and the entry itself when it
   is at most `CARRY_BYTES`: every waiting process then has its answer with the wake-up,
@@ -36,8 +37,11 @@ answering errors, `claim` answers `degraded` at once and the flight calls the pr
 in-process coalescing only. A claim script that timed out may have run all the same: the
 lease it may hold is released in the background, so no waiter sits out a whole lease.
 Lease keys and waiter flags live outside ``{ns}:e:``, so invalidation never deletes them (a
-flag expires after a lease anyway). aiocache's RedLock is not used: its waiters do not wait
-for the holder's result across processes, and its expiry releases every waiter at once.
+flag expires after a lease anyway). On a Redis Cluster the storage key ends in its digest as a
+hash tag (``...:{<sha256>}``) and the lease and flag keep that tail, so all three share a slot
+and each script above touches one slot only (`genai_api.keys.storage_key`). aiocache's
+RedLock is not used: its waiters do not wait for the holder's result across processes, and
+its expiry releases every waiter at once.
 """
 
 from __future__ import annotations
@@ -56,9 +60,10 @@ from genai_api.errors import CacheUnavailable, ProviderError
 from genai_api.leases.base import Claim, Decode, failure_bytes, failure_from
 from genai_api.leases.notify import Notifier
 from genai_api.store import budget
+from genai_api.store.backend import RedisBackend, Sent
 from genai_api.store.base import CacheStore
 from genai_api.store.near import NearStore
-from genai_api.store.redis import RedisStore, Reply, ReplyLost
+from genai_api.store.redis import ReplyLost
 
 log = logging.getLogger("genai_api.leases")
 
@@ -143,7 +148,7 @@ class RedisLeases:
 
     def __init__(
         self,
-        store: RedisStore,
+        store: RedisBackend,
         *,
         near: NearStore | None = None,
         namespace: str,
@@ -163,12 +168,11 @@ class RedisLeases:
         self.max_wait = max_wait
         self.poll_seconds = poll_seconds
         self.carry_bytes = carry_bytes
-        self.notifier = Notifier(store.client, self.channel)
-        client = store.client
-        self._claim = client.register_script(_CLAIM)
-        self._renew = client.register_script(_RENEW)
-        self._fill = client.register_script(_FILL)
-        self._release = client.register_script(_RELEASE)
+        self.notifier = Notifier(store.pubsub, self.channel)
+        self._claim = store.register_script(_CLAIM)
+        self._renew = store.register_script(_RENEW)
+        self._fill = store.register_script(_FILL)
+        self._release = store.register_script(_RELEASE)
         self._tasks: set[asyncio.Task[None]] = set()
         self._landing: set[asyncio.Task[None]] = set()  # fills whose reply is being read
         self.held: dict[str, str] = {}  # lease -> token, of the calls alive in this process
@@ -292,7 +296,7 @@ class RedisLeases:
         loop = asyncio.get_running_loop()
         try:
             while self._abandoned:
-                await asyncio.sleep(max(0.05, self.store.breaker.cooldown))
+                await asyncio.sleep(max(0.05, self.store.cooldown))
                 while self._abandoned:
                     until, key, lock, token = self._abandoned[0]
                     if until > loop.time() and not await self._try_release(key, lock, token):
@@ -315,7 +319,7 @@ class RedisLeases:
         args = (token, self.lease_ms, 1 if read else 0, slide_ms)
         keys = (key, lock, self.wait_key(key))
         answer: list[Any] | int = await self.store.guarded(
-            lambda: self._claim(keys=keys, args=args, client=client)
+            lambda: self._claim(keys=keys, args=args, client=client), key=key
         )
         return answer
 
@@ -340,19 +344,22 @@ class RedisLeases:
             await self._renew_once()
 
     async def _renew_once(self) -> None:
-        held = list(self.held.items())
-        if not held:
-            return
+        """One script per slot the held leases are in (one on one server), in parallel."""
+        held = dict(self.held)
+        if held:
+            groups = self.store.slot_groups(list(held))
+            await asyncio.gather(*(self._renew_group(g, [held[k] for k in g]) for g in groups))
+
+    async def _renew_group(self, locks: list[str], tokens: list[str]) -> None:
         client = self.store.client
-        locks = [lock for lock, _ in held]
-        args: list[str | int] = [self.lease_ms, *(token for _, token in held)]
+        args: list[str | int] = [self.lease_ms, *tokens]
         try:
             kept = await self.store.guarded(
-                lambda: self._renew(keys=locks, args=args, client=client)
+                lambda: self._renew(keys=locks, args=args, client=client), key=locks[0]
             )
         except CacheUnavailable:
             return  # a blip: the leases may well outlive it, try again next tick
-        for (lock, token), ok in zip(held, kept, strict=True):
+        for lock, token, ok in zip(locks, tokens, kept, strict=True):
             if not ok and self.held.get(lock) == token:
                 log.warning("lease %s expired under its holder; another process may call", lock)
                 del self.held[lock]
@@ -372,7 +379,9 @@ class RedisLeases:
 
     async def _run_fill(self, keys: tuple[str, ...], args: tuple[Any, ...]) -> None:
         client = self.store.client
-        await self.store.guarded(lambda: self._fill(keys=keys, args=args, client=client))
+        await self.store.guarded(
+            lambda: self._fill(keys=keys, args=args, client=client), key=keys[0]
+        )
 
     async def send_fill(
         self,
@@ -396,7 +405,9 @@ class RedisLeases:
         when the command could not be sent.
         """
         keys, args = self._fill_keys_args(key, lock, token, value, ttl)
-        reply = await self.store.send("EVALSHA", self._fill.sha, len(keys), *keys, *args)
+        reply = await self.store.send(
+            "EVALSHA", self._fill.sha, len(keys), *keys, *args, key=keys[0]
+        )
         if not reply.left:
             await self._confirm(reply, keys, args)
             return
@@ -404,7 +415,7 @@ class RedisLeases:
         self._landing.add(task)
         task.add_done_callback(self._landing.discard)
 
-    async def _confirm(self, reply: Reply, keys: tuple[str, ...], args: tuple[Any, ...]) -> None:
+    async def _confirm(self, reply: Sent, keys: tuple[str, ...], args: tuple[Any, ...]) -> None:
         """The fill's reply. When Redis lost the script (restarted, `SCRIPT FLUSH`) or the
         connection (a pooled one Redis had closed), the fill runs again the usual way, which
         loads the script or reconnects; that store lands after the answer. Running it twice
@@ -416,7 +427,7 @@ class RedisLeases:
 
     async def _confirm_later(
         self,
-        reply: Reply,
+        reply: Sent,
         keys: tuple[str, ...],
         args: tuple[Any, ...],
         lease: tuple[str, str, str],
@@ -446,7 +457,9 @@ class RedisLeases:
         if error is not None:
             args += (failure_bytes(error),)
         try:
-            await self.store.guarded(lambda: self._release(keys=keys, args=args, client=client))
+            await self.store.guarded(
+                lambda: self._release(keys=keys, args=args, client=client), key=lock
+            )
         except CacheUnavailable:
             return False
         return True
@@ -457,7 +470,7 @@ class RedisLeases:
         loop = asyncio.get_running_loop()
         until = loop.time() + self.lease_ms / 1000
         while loop.time() < until:
-            await asyncio.sleep(max(0.05, self.store.breaker.cooldown))
+            await asyncio.sleep(max(0.05, self.store.cooldown))
             if await self._try_release(key, lock, token):
                 return
 

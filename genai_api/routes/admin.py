@@ -12,7 +12,7 @@ from starlette.responses import Response
 from genai_api.errors import CacheUnavailable, GatewayError, InvalidRequest
 from genai_api.http.deps import AdminDep, GatewayDep
 from genai_api.http.responses import json_response
-from genai_api.keys import segment
+from genai_api.keys import segment, tag
 from genai_api.savings.backends import INTERVALS
 
 router = APIRouter()
@@ -64,6 +64,8 @@ async def invalidate(request: Request, gateway: GatewayDep, _: AdminDep) -> Resp
     key = filters["key"].lower() if filters.get("key") else "*"
     if key != "*" and (len(key) != 64 or any(c not in "0123456789abcdef" for c in key)):
         raise InvalidRequest("'key' must be a SHA-256 hex digest (X-Cache-Key).", param="key")
+    if key != "*" and gateway.pipeline.tagged:
+        key = tag(key)  # a cluster's keys end in the digest as a hash tag; braces glob literally
     tenant = gateway.auth.tenant_of(filters["tenant"]) if filters.get("tenant") else "*"
     try:
         deleted = await gateway.store.delete_matching(f"{ns}:e:*:{tenant}:{model}:{prompt}:{key}")

@@ -23,14 +23,26 @@ async def healthz() -> Response:
 @router.get("/readyz", tags=["health"])
 @router.head("/readyz", include_in_schema=False)
 async def readyz(gateway: GatewayDep) -> Response:
-    """200 when the cache backend answers now, else 503 (the API still serves, uncached)."""
-    if await gateway.store.ping():
-        leases = gateway.pipeline.leases
-        return json_response(
-            {"status": "ready", "cache": gateway.store.name, "coalescing": leases.state}
-        )
+    """200 when the cache can serve now, else 503 (the API still serves, uncached).
+
+    On a Redis Cluster some primaries may be down while the others serve: 200 with
+    `"status": "degraded"` and `"shards_down"` naming them (their keys BYPASS until a replica
+    is promoted); 503 only when no primary answers."""
+    store = gateway.store
+    if await store.ping():
+        down = store.shards_down
+        doc: dict[str, object] = {
+            "status": "degraded" if down else "ready",
+            "cache": store.name,
+            "coalescing": gateway.pipeline.leases.state,
+        }
+        if down:
+            doc["shards_down"] = list(down)
+        return json_response(doc)
+    down = store.shards_down
     error = GatewayError(
-        f"The cache backend ({gateway.store.name}) is not answering.",
+        f"The cache backend ({store.name}) is not answering"
+        + (f" (down: {', '.join(down)})." if down else "."),
         status_code=503,
         code="cache_unavailable",
     )

@@ -24,7 +24,7 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Any, Protocol
 
-from redis.exceptions import RedisError
+from redis.exceptions import RedisClusterException, RedisError
 
 from genai_api.errors import CacheUnavailable
 from genai_api.models.table import OTHER, bounded_label
@@ -33,7 +33,7 @@ from genai_api.savings.money import dollars, to_pico
 
 log = logging.getLogger("genai_api.accounting")
 
-_BACKEND_FAILURES = (RedisError, OSError, TimeoutError)
+_BACKEND_FAILURES = (RedisError, RedisClusterException, OSError, TimeoutError)
 FLUSH_TIMEOUT = 5.0  # seconds for one batch to reach the stats backend (kept and retried)
 
 

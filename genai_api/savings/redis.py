@@ -14,6 +14,12 @@ Layout (`{ns}` = `CACHE_NAMESPACE`)::
     {ns}:stats:minute:{unix s}       hash  one minute, expires a day after it ends
     {ns}:stats:hour:{unix s}         hash  one hour, expires 30 days after it ends
     {ns}:stats:writer:{id}           str   the last batch applied by one process (a day)
+
+On a Redis Cluster every one of them carries the hash tag ``{<ns>:stats}`` in place of
+``stats`` (``genai:{genai:stats}:total``): they share a slot, so one script still applies a
+whole batch atomically and a read sees one consistent state, all on one node. A flush is one
+small script per process every half second, so that node carries no load worth spreading
+(`docs/cluster.md` has the figures).
 """
 
 from __future__ import annotations
@@ -22,9 +28,10 @@ import uuid
 from collections import Counter
 from typing import Any
 
-import redis.asyncio as aioredis
+from redis.asyncio.cluster import RedisCluster
 
 from genai_api.savings.backends import FIELDS, INTERVALS, Batch, Interval, Totals
+from genai_api.store.cluster_client import ClusterScript
 
 WRITER_TTL = 86_400
 
@@ -74,11 +81,13 @@ class _Script:
 class RedisStats:
     name = "redis"
 
-    def __init__(self, client: aioredis.Redis, namespace: str) -> None:
+    def __init__(self, client: Any, namespace: str) -> None:
+        """`client`: a `redis.asyncio.Redis`, or a `RedisCluster` (then the keys are tagged)."""
         self.client = client
-        self.prefix = f"{namespace}:stats"
+        cluster = isinstance(client, RedisCluster)
+        self.prefix = f"{namespace}:{{{namespace}:stats}}" if cluster else f"{namespace}:stats"
         self.writer = uuid.uuid4().hex[:16]  # this process's recorder
-        self._apply = client.register_script(_APPLY)
+        self._apply = ClusterScript(client, _APPLY) if cluster else client.register_script(_APPLY)
 
     def _bucket_key(self, interval: Interval, start: int) -> str:
         return f"{self.prefix}:{interval.name}:{start}"

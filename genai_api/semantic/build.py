@@ -59,6 +59,14 @@ def server(settings: Settings, models: ModelTable) -> tuple[str, dict[str, Any]]
         return None
     if settings.semantic_redis_url is not None and settings.semantic_redis_url.get_secret_value():
         return "SEMANTIC_REDIS_URL", dict(parse_url(settings.semantic_redis_url.get_secret_value()))
+    if settings.cache_backend == "redis" and settings.redis_mode != "standalone":
+        # A cluster's FT.* indexes are per node (and a Sentinel's primary moves): the index
+        # needs a server of its own, named.
+        raise ConfigError(
+            f"SEMANTIC_REDIS_URL: must name a Redis with the query engine: model "
+            f"{opted[0].name!r} opts in to semantic caching, and REDIS_MODE="
+            f"{settings.redis_mode} cannot hold the index"
+        )
     if settings.cache_backend == "redis":
         name = "REDIS_URL" if settings.redis_url else "REDIS_HOST"
         url = settings.redis_url.get_secret_value() if settings.redis_url else None

@@ -15,6 +15,12 @@ from aiocache.serializers import BaseSerializer
 class CacheStore(Protocol):
     name: str
 
+    @property
+    def shards_down(self) -> tuple[str, ...]:
+        """Parts of the backend that did not answer the last `ping` while others did (the
+        primaries of a Redis Cluster); empty otherwise."""
+        ...
+
     async def get(self, key: str, *, slide_ms: int = 0) -> bytes | None:
         """The stored bytes; with `slide_ms`, the entry's TTL is set back to the one it was
         stored with (`genai_api.entry.stored_ttl_ms`), at most `slide_ms`, in the same step."""

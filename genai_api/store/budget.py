@@ -13,6 +13,9 @@ renewal, release retries) runs in a `detached()` context: no budget, only the br
     begin()                     # Pipeline.run: a fresh budget for this request
     await store.get(key)        # a timeout here spends it...
     await store.set(key, ...)   # ...so this raises CacheUnavailable without trying
+
+On a Redis Cluster a failure spends the budget on its node only (`nodes`): the request's
+keys on healthy nodes are still read and written (an embedding batch spans every node).
 """
 
 from __future__ import annotations
@@ -21,10 +24,11 @@ import contextvars
 
 
 class Budget:
-    __slots__ = ("spent",)
+    __slots__ = ("nodes", "spent")
 
     def __init__(self) -> None:
         self.spent = False
+        self.nodes: set[str] | None = None  # cluster nodes that failed this request
 
 
 _current: contextvars.ContextVar[Budget | None] = contextvars.ContextVar(

@@ -14,6 +14,7 @@ from genai_api.store.base import BytesSerializer
 class MemoryStore:
     name = "memory"
     last_failure: str | None = None  # it cannot fail
+    shards_down: tuple[str, ...] = ()
 
     def __init__(self) -> None:
         # timeout=None: a dict lookup needs no asyncio.wait_for around it.

@@ -32,14 +32,14 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from functools import partial
-from typing import TypeVar, cast
-
-import redis.asyncio as aioredis
+from typing import Any, TypeVar, cast
 
 from genai_api.errors import CacheUnavailable
 from genai_api.store import budget
+from genai_api.store.backend import RedisBackend
 from genai_api.store.base import CacheStore
 from genai_api.store.breaker import CircuitBreaker
+from genai_api.store.cluster import ClusterStore
 from genai_api.store.near_cache import NearCache
 from genai_api.store.redis import RedisStore
 from genai_api.store.subscription import Subscription
@@ -63,14 +63,18 @@ if value then
 end
 return false
 """
+# KEYS: the entry. ARGV: value, TTL ms, channel. A store and its invalidation in one command
+# (a pipeline would do on one server; a cluster's pipeline refuses PUBLISH).
+_SET = """
+redis.call('set', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return redis.call('publish', ARGV[3], KEYS[1])
+"""
 
 
 class NearStore:
-    name = "redis"
-
     def __init__(
         self,
-        redis: RedisStore,
+        redis: RedisBackend,
         l1: NearCache,
         channel: str,
         *,
@@ -79,12 +83,13 @@ class NearStore:
         check_seconds: float = 1.0,
     ) -> None:
         self.redis = redis
+        self.name = redis.name
         self.l1 = l1
         self.channel = channel
         self.hits = 0  # answers from the L1 (for tests and debugging)
         self._failures_seen = 0
         self._subscription = Subscription(
-            redis.client,
+            redis.pubsub,
             channel,
             on_message=self.invalidate,
             on_subscribed=self.l1.clear,  # held while nobody listened: may have missed some
@@ -97,23 +102,36 @@ class NearStore:
         # The entry and its TTL in one round trip, so the L1 never answers an entry after it
         # expired in Redis (an `X-Cache-TTL: 1` is one second). A script, not a GET+PTTL
         # pipeline: redis-py's pipeline costs ~45 µs more CPU than a GET, the script ~20.
-        self._read = redis.client.register_script(_READ)
+        self._read = redis.register_script(_READ)
+        self._set = redis.register_script(_SET)
+        # One server (or a Sentinel's primary) has one breaker: `_serving` reads it directly,
+        # as before clusters existed (two calls fewer on every L1 hit); a cluster asks per key.
+        self._one_breaker = redis.breaker if isinstance(redis, RedisStore) else None
 
     # --- what the leases, stats and health checks use: the Redis store's own
     @property
-    def client(self) -> aioredis.Redis:
+    def client(self) -> Any:
         return self.redis.client
 
     @property
     def breaker(self) -> CircuitBreaker:
         return self.redis.breaker
 
+    def breaker_for(self, key: str) -> CircuitBreaker:
+        return self.redis.breaker_for(key)
+
     @property
     def last_failure(self) -> str | None:
         return self.redis.last_failure
 
-    async def guarded(self, op: Callable[[], Awaitable[T]], *, entries: int = 1) -> T:
-        return await self.redis.guarded(op, entries=entries)
+    @property
+    def shards_down(self) -> tuple[str, ...]:
+        return self.redis.shards_down
+
+    async def guarded(
+        self, op: Callable[[], Awaitable[T]], *, entries: int = 1, key: str | None = None
+    ) -> T:
+        return await self.redis.guarded(op, entries=entries, key=key)
 
     async def ping(self) -> bool:
         return await self.redis.ping()
@@ -124,25 +142,33 @@ class NearStore:
             await self.redis.guarded(partial(self.redis.client.script_load, _READ))
 
     # --- reads
-    def _serving(self) -> bool:
-        """May the L1 answer for the running request?"""
+    def _serving(self, key: str) -> bool:
+        """May the L1 answer `key` for the running request?"""
         if not self.listening:
             if len(self.l1):
                 self.l1.clear()  # the subscription is lost: news may be missed meanwhile
             return False
-        breaker = self.redis.breaker
-        if breaker.is_open or breaker.failures != self._failures_seen:
-            # Redis failed since the last look: whatever happened meanwhile, start afresh.
-            self._failures_seen = breaker.failures
+        breaker = self._one_breaker
+        if breaker is not None:  # one server: its one breaker, checked inline (every hit)
+            if breaker.is_open or breaker.failures != self._failures_seen:
+                # Redis failed since the last look: whatever happened meanwhile, start afresh.
+                self._failures_seen = breaker.failures
+                self.l1.clear()
+                return False
+            spending = budget.current()
+            return spending is None or not spending.spent
+        redis = self.redis
+        if redis.failures != self._failures_seen:
+            self._failures_seen = redis.failures
             self.l1.clear()
             return False
-        spending = budget.current()
-        return spending is None or not spending.spent
+        # A node whose breaker is open, or that failed this request: BYPASS, as in Redis.
+        return redis.available(key)
 
     async def get(self, key: str, *, slide_ms: int = 0) -> bytes | None:
         """From the L1 if it holds `key` (a sliding entry is not extended then: it is held
         for half its TTL at most, and the read after that extends it), else from Redis."""
-        if not self._serving():
+        if not self._serving(key):
             return await self.redis.get(key, slide_ms=slide_ms)
         raw = self.l1.get(key)
         if raw is not None:
@@ -150,7 +176,7 @@ class NearStore:
             return raw
         epoch = self.l1.epoch
         args = (slide_ms,) if slide_ms else ()
-        found = await self.redis.guarded(partial(self._read, keys=(key,), args=args))
+        found = await self.redis.guarded(partial(self._read, keys=(key,), args=args), key=key)
         if found is None:
             return None
         raw, ttl_ms = found
@@ -159,7 +185,7 @@ class NearStore:
 
     def peek(self, key: str) -> bytes | None:
         """The L1's copy of `key`, when the L1 may answer: a read without a round trip."""
-        if not self._serving():
+        if not self._serving(key):
             return None
         raw = self.l1.get(key)
         if raw is not None:
@@ -182,17 +208,10 @@ class NearStore:
 
     # --- writes
     async def set(self, key: str, value: bytes, ttl: float) -> None:
-        """SET and PUBLISH the key in one round trip: other processes drop their copy."""
-        client, channel = self.redis.client, self.channel
-
-        async def write() -> None:
-            async with client.pipeline(transaction=False) as pipe:
-                pipe.set(key, value, px=max(1, int(ttl * 1000)))
-                pipe.publish(channel, key)
-                await pipe.execute()
-
+        """SET and PUBLISH the key in one script: other processes drop their copy."""
+        args = (value, max(1, int(ttl * 1000)), self.channel)
         try:
-            await self.redis.guarded(write)
+            await self.redis.guarded(partial(self._set, keys=(key,), args=args), key=key)
         finally:
             self.l1.discard(key)  # after the write: a read in flight must not put the old value
 
@@ -243,8 +262,8 @@ class NearStore:
         await self.redis.close()
 
 
-def redis_of(store: CacheStore) -> RedisStore | None:
+def redis_of(store: CacheStore) -> RedisBackend | None:
     """The Redis store behind `store` (itself, or the one its L1 fronts), else None."""
     if isinstance(store, NearStore):
         return store.redis
-    return store if isinstance(store, RedisStore) else None
+    return store if isinstance(store, RedisStore | ClusterStore) else None

@@ -23,25 +23,29 @@ from typing import Any, TypeVar, cast
 
 import redis.asyncio as aioredis
 from aiocache import RedisCache
+from redis.asyncio.client import PubSub
 from redis.asyncio.connection import parse_url
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
-from redis.exceptions import AuthenticationError, NoScriptError, RedisError
-from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.commands.core import AsyncScript
+from redis.exceptions import AuthenticationError, RedisError
 
 from genai_api.errors import CacheUnavailable
 from genai_api.store import budget
 from genai_api.store.base import BytesSerializer
 from genai_api.store.breaker import CircuitBreaker
 from genai_api.store.pool import FastBlockingPool
+from genai_api.store.reply import Reply, ReplyLost
 from genai_api.store.tls import shared_context_ssl_connection
+
+__all__ = ["RedisStore", "Reply", "ReplyLost", "redis_options", "standalone_client"]
 
 T = TypeVar("T")
 _FAILURES = (RedisError, OSError, asyncio.TimeoutError)
 # KEYS: the entry. ARGV: sliding ms. GET, and the entry's TTL set back to the one it was
 # stored with (`genai_api.entry`), at most ARGV[1]. (The hit paths read through the leases'
 # claim script or the L1's read script, which do the same; this is for a store alone.)
-_SLIDE_READ = """
+SLIDE_READ = """
 local value = redis.call('get', KEYS[1])
 if value then
   local full = string.match(value, '^{"v":1,"ttl_ms":(%d+)')
@@ -95,51 +99,97 @@ def _why(exc: BaseException, waited: float) -> str:
     return reason
 
 
+def standalone_client(
+    options: dict[str, Any], *, timeout: float, max_connections: int
+) -> aioredis.Redis:
+    """The client of one Redis server: aiocache's, on our blocking pool (`pool.py`)."""
+    opts = dict(options)
+    host, port, db = opts.pop("host"), int(opts.pop("port")), int(opts.pop("db", 0))
+    password = opts.pop("password", None)
+    if opts.pop("connection_class", None) is aioredis.SSLConnection:  # rediss://
+        opts["connection_class"] = shared_context_ssl_connection()
+    # No socket_timeout (see above): redis-py 8 defaults it to 5 s, which costs an
+    # `asyncio.wait_for` (a task) per command sent and a timeout per reply (~200 µs a hit).
+    opts.update(timeout=timeout, health_check_interval=0, socket_timeout=None)
+    # One immediate retry on a new connection when a pooled one turns out closed (Redis
+    # restarted, `CLIENT KILL`, its idle timeout): without it each of the pool's stale
+    # connections fails a request once. aiocache's client is built with no retry at all.
+    opts.setdefault("retry", Retry(NoBackoff(), 1))
+    cache = RedisCache(
+        serializer=BytesSerializer(),
+        endpoint=host,
+        port=port,
+        db=db,
+        password=password,
+        ssl=False,  # TLS comes with the connection class above
+        pool_max_size=max_connections,
+        create_connection_timeout=timeout,
+        connection_pool_class=FastBlockingPool,
+        connection_pool_kwargs=opts,
+        timeout=None,
+    )
+    client: aioredis.Redis = cache.client
+    return client
+
+
 class RedisStore:
+    """One Redis server, or the primary a Sentinel names (`client`, see `sentinel.py`)."""
+
     name = "redis"
+    shards_down: tuple[str, ...] = ()  # one server: it answers or it does not
 
     def __init__(
         self,
-        options: dict[str, Any],
+        options: dict[str, Any] | None,
         *,
         timeout: float,
         max_connections: int,
         breaker_seconds: float,
         breaker_failures: int = 1,
+        client: aioredis.Redis | None = None,
     ) -> None:
-        opts = dict(options)
-        host, port, db = opts.pop("host"), int(opts.pop("port")), int(opts.pop("db", 0))
-        password = opts.pop("password", None)
-        if opts.pop("connection_class", None) is aioredis.SSLConnection:  # rediss://
-            opts["connection_class"] = shared_context_ssl_connection()
-        # No socket_timeout (see above): redis-py 8 defaults it to 5 s, which costs an
-        # `asyncio.wait_for` (a task) per command sent and a timeout per reply (~200 µs a hit).
-        opts.update(timeout=timeout, health_check_interval=0, socket_timeout=None)
-        # One immediate retry on a new connection when a pooled one turns out closed (Redis
-        # restarted, `CLIENT KILL`, its idle timeout): without it each of the pool's stale
-        # connections fails a request once. aiocache's client is built with no retry at all.
-        opts.setdefault("retry", Retry(NoBackoff(), 1))
-        self._cache = RedisCache(
-            serializer=BytesSerializer(),
-            endpoint=host,
-            port=port,
-            db=db,
-            password=password,
-            ssl=False,  # TLS comes with the connection class above
-            pool_max_size=max_connections,
-            create_connection_timeout=timeout,
-            connection_pool_class=FastBlockingPool,
-            connection_pool_kwargs=opts,
-            timeout=None,
-        )
-        self.client: aioredis.Redis = self._cache.client
-        self._slide_read = self.client.register_script(_SLIDE_READ)
+        if client is None:
+            assert options is not None, "RedisStore needs connection options or a client"
+            client = standalone_client(options, timeout=timeout, max_connections=max_connections)
+        self.client: aioredis.Redis = client
+        self._slide_read = self.client.register_script(SLIDE_READ)
         self._read_extend = self.client.register_script(_READ_EXTEND)
         self.breaker = CircuitBreaker(breaker_seconds, breaker_failures)
         self.timeout = timeout
         self.max_connections = max_connections
         self._probe: asyncio.Task[bool] | None = None
         self.last_failure: str | None = None  # why the last ping failed, for the start-up log
+        self._trips = 0  # failed pings: Redis failed, though no operation counted it
+
+    # --- the RedisBackend surface (`backend.py`): one server, one breaker, one group
+    @property
+    def cooldown(self) -> float:
+        return self.breaker.cooldown
+
+    @property
+    def failures(self) -> int:
+        return self.breaker.failures + self._trips
+
+    def breaker_for(self, key: str) -> CircuitBreaker:
+        return self.breaker
+
+    def available(self, key: str) -> bool:
+        if self.breaker.is_open:
+            return False
+        spending = budget.current()
+        return spending is None or not spending.spent
+
+    def slot_groups(self, keys: Sequence[str]) -> list[list[str]]:
+        return [list(keys)] if keys else []
+
+    def node_groups(self, keys: Sequence[str]) -> list[list[str]]:
+        return [list(keys)] if keys else []
+
+    def register_script(self, source: str) -> AsyncScript:
+        return self.client.register_script(source)
+
+    def pubsub(self) -> PubSub:
+        return self.client.pubsub()
 
     async def _call(
         self, op: Callable[[], Awaitable[T]], *, entries: int = 1, bounded: bool = True
@@ -175,16 +225,19 @@ class RedisStore:
         5,000-vector write is not taken for a hung Redis (the bytes take time to travel)."""
         return self.timeout * (1 + entries // 256)
 
-    async def guarded(self, op: Callable[[], Awaitable[T]], *, entries: int = 1) -> T:
+    async def guarded(
+        self, op: Callable[[], Awaitable[T]], *, entries: int = 1, key: str | None = None
+    ) -> T:
         """Run a raw-client operation (`op` uses `self.client`) behind the breaker.
 
         For other Redis users of the same pool, such as the leases: a failure counts for the
         breaker and the request's budget and raises `CacheUnavailable`, exactly as the
-        store's own operations do. `entries`: how many entries `op` moves (its deadline).
+        store's own operations do. `entries`: how many entries `op` moves (its deadline);
+        `key`: one it touches (a cluster picks the node's breaker by it; one server has one).
         """
         return await self._call(op, entries=entries)
 
-    async def send(self, *command: Any) -> Reply:
+    async def send(self, *command: Any, key: str | None = None) -> Reply:
         """Write `command` to Redis now and leave its reply to be read later (`Reply.read`).
 
         For a write whose reply need not hold up the client's answer: once this returns,
@@ -269,6 +322,7 @@ class RedisStore:
                 ok = bool(await self.client.ping())
         except _FAILURES as exc:
             self.breaker.trip()
+            self._trips += 1
             self.last_failure = _why(exc, 2 * self.timeout)
             return False
         if ok:
@@ -286,7 +340,9 @@ class RedisStore:
         Every connect finishes or is cancelled before the pool gets its connections back, so
         none stays checked out."""
         pool = self.client.connection_pool
-        wanted = min(WARM_CONNECTIONS, self.max_connections)
+        # The L1's and the lease wake-ups' subscriptions hold two of the pool's connections:
+        # asking for all of them would wait out WARM_SECONDS on a small pool.
+        wanted = min(WARM_CONNECTIONS, max(1, self.max_connections - 2))
         opened: list[Any] = []
 
         async def connect() -> None:
@@ -317,51 +373,3 @@ class RedisStore:
             await self.client.aclose()
         with contextlib.suppress(*_FAILURES):
             await self.client.connection_pool.disconnect()
-
-
-class ReplyLost(CacheUnavailable):
-    """A sent command's connection closed before its reply came: whether Redis ran it is
-    unknown. Not counted for the breaker: sending it again (through the client, which
-    retries on a new connection) tells whether Redis is really gone."""
-
-
-class Reply:
-    """A command `RedisStore.send` wrote, its reply not read yet. `read` it exactly once: that
-    gives its connection back to the pool (disconnected when the read failed or was
-    cancelled, as redis-py does, since what is left on it is unknown)."""
-
-    def __init__(self, store: RedisStore, connection: Any, started: float) -> None:
-        self._store = store
-        self._connection = connection
-        self._started = started  # sent at (the breaker's clock)
-
-    @property
-    def left(self) -> bool:
-        """Every byte of the command has left this process (none waits in the transport's
-        buffer for the socket to drain)."""
-        writer = getattr(self._connection, "_writer", None)
-        transport = getattr(writer, "transport", None)
-        return transport is not None and transport.get_write_buffer_size() == 0
-
-    async def read(self) -> Any:
-        """The reply, within `REDIS_TIMEOUT`; a failure counts for the breaker and raises
-        `CacheUnavailable`, except two the caller can mend by sending the command again:
-        `NoScriptError` (Redis answered; load the script first) and `ReplyLost` (the
-        connection turned out closed, as a pooled one does after a Redis restart)."""
-        store, connection = self._store, self._connection
-        try:
-            try:
-                async with asyncio.timeout(store.timeout):
-                    reply = await connection.read_response()
-            finally:
-                await store.client.connection_pool.release(connection)
-        except NoScriptError:
-            store.breaker.success()
-            raise
-        except RedisConnectionError as exc:
-            raise ReplyLost(f"redis: {type(exc).__name__}: {exc}") from exc
-        except _FAILURES as exc:
-            store.breaker.failure(self._started)
-            raise CacheUnavailable(f"redis: {type(exc).__name__}: {exc}") from exc
-        store.breaker.success()
-        return reply

@@ -6,7 +6,7 @@ accepts connections but never answers must not pass for subscribed), a hook when
 (re)confirmed (messages may have been missed meanwhile), retries while Redis is away, and
 a `confirmed` flag their users check. This holds that loop once.
 
-    sub = Subscription(client, "ns:chan", on_message=handle, on_subscribed=resync,
+    sub = Subscription(client.pubsub, "ns:chan", on_message=handle, on_subscribed=resync,
                        name="ns-listener", what="lease notifications")
     sub.start(); ...; await sub.aclose()
 """
@@ -18,21 +18,21 @@ import contextlib
 import logging
 from collections.abc import Callable
 
-import redis.asyncio as aioredis
-from redis.exceptions import RedisError
+from redis.asyncio.client import PubSub
+from redis.exceptions import RedisClusterException, RedisError
 
 from genai_api.store import budget
 
 log = logging.getLogger("genai_api.subscription")
 
-_FAILURES = (RedisError, OSError, asyncio.TimeoutError)
+_FAILURES = (RedisError, RedisClusterException, OSError, asyncio.TimeoutError)
 IDLE_READ_SECONDS = 5.0
 
 
 class Subscription:
     def __init__(
         self,
-        client: aioredis.Redis,
+        pubsub: Callable[[], PubSub],
         channel: str,
         *,
         on_message: Callable[[bytes], None],
@@ -43,10 +43,12 @@ class Subscription:
         retry_seconds: float = 1.0,
         check_seconds: float | None = None,
     ) -> None:
-        """`check_seconds`: after that long without a message, PING on the subscription and
-        treat a missing PONG (within `confirm_seconds`) as a lost connection; None: only
-        the socket closing ends a session."""
-        self.client = client
+        """`pubsub`: a fresh pub/sub connection per session (a client's `pubsub`; on a
+        cluster, one node's, the next in turn after a node failed). `check_seconds`: after
+        that long without a message, PING on the subscription and treat a missing PONG
+        (within `confirm_seconds`) as a lost connection; None: only the socket closing ends
+        a session."""
+        self.pubsub = pubsub
         self.channel = channel
         self.on_message = on_message
         self.on_subscribed = on_subscribed
@@ -86,7 +88,7 @@ class Subscription:
             await asyncio.sleep(self.retry_seconds)
 
     async def _session(self) -> None:
-        pubsub = self.client.pubsub()
+        pubsub = self.pubsub()
         loop = asyncio.get_running_loop()
         try:
             await pubsub.subscribe(self.channel)

@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from typing import NamedTuple, Protocol
 
 from genai_api.keys import segment
-from genai_api.store.redis import RedisStore
+from genai_api.store.backend import RedisBackend
 
 
 class Owner(NamedTuple):
@@ -83,7 +83,7 @@ class RedisOwnerRecords:
 
     name = "redis"
 
-    def __init__(self, redis: RedisStore, namespace: str) -> None:
+    def __init__(self, redis: RedisBackend, namespace: str) -> None:
         self._redis = redis
         self._prefix = f"{namespace}:own:"
 
