@@ -22,6 +22,9 @@ def serve(app: ASGIApp, host: str, port: int) -> None:
         http="httptools",
         access_log=False,
         log_level="warning",
+        # A request it holds on purpose (a fake upstream told to hang) must not hold its stop
+        # for ever: the tests' stop waits 10 s for the process, then kills it.
+        timeout_graceful_shutdown=1,
     )
 
 
