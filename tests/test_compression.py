@@ -99,7 +99,7 @@ async def test_a_live_stream_is_never_gzipped(upstream: respx.MockRouter) -> Non
 
 
 async def test_embeddings_are_not_gzipped(upstream: respx.MockRouter) -> None:
-    # Their vectors compress poorly for a great deal of CPU (README "Compression").
+    # Their vectors compress poorly for a great deal of CPU (docs/browsers.md, "Compression").
     upstream.post("/embeddings").mock(side_effect=Provider(dims=64))
     body = {"model": "text-embedding-3-small", "input": [f"text {i}" for i in range(8)]}
     async with running(make_settings()) as gw:
