@@ -31,9 +31,9 @@ def mark(name: str) -> None:
 
 
 def _patch() -> None:
-    from genai_api import pipeline as p
     from genai_api.leases import notify
     from genai_api.leases import redis as lr
+    from genai_api.pipeline import core as p
 
     def wrap(cls: Any, name: str, label: str | None = None) -> None:
         original = getattr(cls, name)

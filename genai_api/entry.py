@@ -8,7 +8,7 @@ script can read it from the value's first bytes, without parsing the JSON: a mod
 sliding expiration has each hit set the entry's TTL back to it (`stored_ttl_ms`).
 
 A nondeterministic request's key may hold several answers (`CACHE_VARIANTS`, see
-`genai_api.variants`): the first is the document itself, the others follow in `"more"`,
+`genai_api.pipeline.variants`): the first is the document itself, the others follow in `"more"`,
 each `{"stored_at", "usage", "response"[, "chunks"]}`, so a hit still reads one key.
 """
 

@@ -11,7 +11,6 @@ from dataclasses import dataclass
 
 import httpx
 
-from genai_api.fallbacks import Fallbacks
 from genai_api.http.auth import Authenticator
 from genai_api.leases import build_leases
 from genai_api.metrics import Metrics
@@ -19,7 +18,9 @@ from genai_api.models.catalog import Catalog
 from genai_api.models.table import ModelTable
 from genai_api.passthrough import Passthrough
 from genai_api.passthrough.upstream import build_upstream
-from genai_api.pipeline import Pipeline
+from genai_api.pipeline.core import Pipeline
+from genai_api.pipeline.fallbacks import Fallbacks
+from genai_api.pipeline.variants import Variants
 from genai_api.prompts import PromptLibrary
 from genai_api.providers import Provider, build_provider
 from genai_api.providers.routing import RoutingProvider
@@ -32,7 +33,6 @@ from genai_api.settings import Settings
 from genai_api.store import CacheStore, build_store
 from genai_api.store.near import NearStore
 from genai_api.tenancy import Tenancy
-from genai_api.variants import Variants
 
 log = logging.getLogger("genai_api")
 

@@ -15,8 +15,8 @@ import orjson
 import pytest
 import respx
 
-from genai_api.log_sink import BufferedStderr
 from genai_api.logs import JsonFormatter, RedactSecrets
+from genai_api.logs.sink import BufferedStderr
 from tests import processes
 from tests.conftest import CHAT, chat_response, make_settings, running
 from tests.http_burst import burst

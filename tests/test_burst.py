@@ -14,10 +14,10 @@ import pytest
 import respx
 
 from genai_api.apis import CHAT as CHAT_API
-from genai_api.call import Call
 from genai_api.controls import parse_controls
 from genai_api.errors import CacheUnavailable
-from genai_api.pipeline import Pipeline
+from genai_api.pipeline.call import Call
+from genai_api.pipeline.core import Pipeline
 from tests.conftest import CHAT, chat_response, make_settings, running, stats_doc
 
 

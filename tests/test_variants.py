@@ -1,4 +1,4 @@
-"""Several answers per key for sampled requests, and regenerates (`genai_api.variants`).
+"""Several answers per key for sampled requests, and regenerates (`genai_api.pipeline.variants`).
 
 A chat UI's regenerate resends the identical request; the person pressing it must get a
 new answer, while everyone else's repeats stay hits. The provider here answers "answer N"

@@ -23,7 +23,7 @@ from genai_api.flights.fanout import Feed
 from genai_api.savings.accounting import CacheStatus
 
 if TYPE_CHECKING:
-    from genai_api.answers import Outcome
+    from genai_api.pipeline.answers import Outcome
 
 T = TypeVar("T")
 Chunks = AsyncGenerator[dict[str, Any], None]

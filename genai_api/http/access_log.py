@@ -5,7 +5,7 @@
      "method":"POST","path":"/v1/chat/completions","status":200,"cache":"HIT",
      "model":"m","ms":0.4}                                (LOG_FORMAT=json, on one line)
 
-Why not `log.info(...)`: that path cost more than a cache hit (see `genai_api.log_sink`). When
+Why not `log.info(...)`: that path cost more than a cache hit (see `genai_api.logs.sink`). When
 the access logger's records reach only `serve`'s own handler (`BufferedStderr`, installed by
 `genai_api.logs.setup_logging`), the line is formatted here, its timestamp once a second, and
 handed to that handler's buffer: a few microseconds. Otherwise (pytest's `caplog`, a
@@ -26,8 +26,8 @@ import time
 
 import orjson
 
-from genai_api.log_sink import BufferedStderr
 from genai_api.logs import iso_second, redact
+from genai_api.logs.sink import BufferedStderr
 
 MESSAGE = "%s %s %d cache=%s model=%s %.1fms"
 REMEMBERED = 1024  # distinct cleaned values kept; the memo starts over when full

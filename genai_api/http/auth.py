@@ -96,7 +96,7 @@ class Authenticator:
     def identity(self, request: Request, tenant: str) -> str:
         """Who is calling, whatever the cache scope (`tenant` from `client`): with
         `CACHE_SCOPE=shared` every client has the `shared` tenant, but two keys are still two
-        callers (a regenerate is one caller repeating itself: `genai_api.variants`)."""
+        callers (a regenerate is one caller repeating itself: `genai_api.pipeline.variants`)."""
         if not self.shared:
             return tenant
         token = bearer_token(request)

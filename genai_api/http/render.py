@@ -8,10 +8,10 @@ from decimal import Decimal
 from starlette.responses import Response, StreamingResponse
 
 from genai_api import sse
-from genai_api.answers import Outcome
 from genai_api.errors import GatewayError
 from genai_api.flights.relay import Streamed
 from genai_api.http.responses import RawResponse
+from genai_api.pipeline.answers import Outcome
 from genai_api.savings.accounting import CacheStatus
 from genai_api.savings.money import to_pico, usd
 

@@ -12,10 +12,10 @@ another process's answer. Use:
         await claim.fill(store, skey, value, ttl)  # store it (and release, in one round trip)
     # leaving releases a lease not released yet and wakes the waiters
 
-A flight whose call failed and whose model falls back (`genai_api.fallbacks`) tells its claim
-so (`fail_over`): its waiters in other processes are then handed the error with their
-wake-up (`Claim.error`) and fall back as its waiters in this process do, instead of calling
-the failed upstream again.
+A flight whose call failed and whose model falls back (`genai_api.pipeline.fallbacks`)
+tells its claim so (`fail_over`): its waiters in other processes are then handed the error
+with their wake-up (`Claim.error`) and fall back as its waiters in this process do, instead
+of calling the failed upstream again.
 """
 
 from __future__ import annotations

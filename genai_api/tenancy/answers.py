@@ -22,9 +22,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from genai_api.answers import Outcome
 from genai_api.apis.base import Api
 from genai_api.flights.relay import Chunks, Streamed
+from genai_api.pipeline.answers import Outcome
 from genai_api.savings.accounting import CacheStatus
 from genai_api.tenancy.guard import Tenancy
 

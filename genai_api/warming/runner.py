@@ -26,7 +26,7 @@ log = logging.getLogger("genai_api.warm")
 OnLine = Callable[[int, str | None], None]  # (line number, failure or None)
 # The OpenAI `user` of warm-up lines that name none, one per line: nobody reads what warming
 # stores, so neither the client who sends the same request next nor a second warm-up (or a
-# repeated line) is repeating itself (a regenerate, `genai_api.variants`), whichever key
+# repeated line) is repeating itself (a regenerate, `genai_api.pipeline.variants`), whichever key
 # they use. `user` is not part of any key.
 WARM_USER = "genai-api-warm-"
 

@@ -35,7 +35,7 @@ from genai_api.keys import ANONYMOUS
 from genai_api.store import budget
 from genai_api.store.base import CacheStore
 
-log = logging.getLogger("genai_api.variants")
+log = logging.getLogger("genai_api.pipeline.variants")
 
 LOCAL_RECORDS = 100_000  # requester-key pairs remembered in this process
 

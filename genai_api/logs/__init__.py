@@ -3,7 +3,7 @@
 `RedactSecrets` sits on the one handler every logger reaches (ours, uvicorn's, the
 libraries'), so a secret is masked whoever logs it, tracebacks included. `serve` applies
 it in the parent and, through `cli.worker_app`, in every worker process it spawns. That
-handler (`genai_api.log_sink.BufferedStderr`) writes every record at once except the access
+handler (`genai_api.logs.sink.BufferedStderr`) writes every record at once except the access
 lines, which it buffers for up to 50 ms (they would otherwise cost more than a cache hit).
 
 What is never logged in the first place: request bodies (prompts) and headers. The access
@@ -121,7 +121,7 @@ def logging_config(level: str = "INFO", fmt: str = "text") -> dict[str, Any]:
         "filters": {"redact": {"()": RedactSecrets}},
         "handlers": {
             "default": {
-                "class": "genai_api.log_sink.BufferedStderr",
+                "class": "genai_api.logs.sink.BufferedStderr",
                 "formatter": "default",
                 "filters": ["redact"],
                 "stream": "ext://sys.stderr",

@@ -11,8 +11,8 @@ import asyncio
 from dataclasses import dataclass
 from decimal import Decimal
 
-from genai_api.call import Call
 from genai_api.entry import Entry
+from genai_api.pipeline.call import Call
 from genai_api.savings.accounting import SAVED, Accounting, CacheStatus
 from genai_api.savings.money import to_pico
 

@@ -13,7 +13,7 @@ kind of request hits it later.
 
 Which upstream a call goes to, and how many calls each upstream takes at once, is the
 provider's business (`genai_api.providers.routing`); when a model's upstream fails, each
-`run*` makes the same request for its fallbacks (`genai_api.fallbacks`).
+`run*` makes the same request for its fallbacks (`genai_api.pipeline.fallbacks`).
 """
 
 from __future__ import annotations
@@ -25,15 +25,12 @@ import random
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
-from genai_api.answers import Answers, Outcome, joined
 from genai_api.apis.base import Api
-from genai_api.call import Call
 from genai_api.controls import CacheControls
 from genai_api.embeddings.runner import EmbeddingBatch, EmbeddingOutcome, EmbeddingRunner, prepare
 from genai_api.embeddings.upstream import Item
 from genai_api.entry import Entry, decode_shared
 from genai_api.errors import CacheUnavailable, GatewayError, ProviderError
-from genai_api.fallbacks import Fallbacks, eligible, within
 from genai_api.flights.coalesce import Coalescer
 from genai_api.flights.fanout import Feed
 from genai_api.flights.relay import Relay, Streamed, replay
@@ -41,6 +38,10 @@ from genai_api.flights.shared_reads import SharedReads
 from genai_api.keys import canonical_key, storage_key
 from genai_api.leases import Claim, Leases, LocalLeases
 from genai_api.models.table import ModelInfo
+from genai_api.pipeline.answers import Answers, Outcome, joined
+from genai_api.pipeline.call import Call
+from genai_api.pipeline.fallbacks import Fallbacks, eligible, within
+from genai_api.pipeline.variants import Variants
 from genai_api.providers.base import Provider
 from genai_api.savings.accounting import Accounting, CacheStatus
 from genai_api.savings.tokenizer import EncodingNotLoadedError, TokenCounter
@@ -48,7 +49,6 @@ from genai_api.savings.usage import estimate_usage
 from genai_api.semantic.layer import Match, SemanticCache
 from genai_api.store import budget
 from genai_api.store.base import CacheStore
-from genai_api.variants import Variants
 
 if TYPE_CHECKING:
     from tiktoken import Encoding
