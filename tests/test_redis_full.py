@@ -38,6 +38,7 @@ from tests.conftest import (
 )
 from tests.embeddings_provider import Provider, assert_vectors, embed
 from tests.redis_server import RedisServer
+from tests.redis_topologies import RedisClusterServers
 
 pytestmark = pytest.mark.redis
 
@@ -291,3 +292,27 @@ async def test_two_thousand_refused_writes_make_a_handful_of_warning_lines(
     held = [int(n) for line in warnings for n in re.findall(r"\b(\d+) more like", line)]
     assert sum(held) + len(refused) == 2_000, warnings
     assert len(access) == 2_000
+
+
+async def test_one_full_primary_costs_only_the_keys_it_holds(
+    provider: respx.Route, redis_cluster: RedisClusterServers
+) -> None:
+    values = {"cache_backend": "redis", "redis_mode": "cluster", "redis_url": redis_cluster.url}
+    filled = redis_cluster.primaries()[0]
+    async with running(settings(values)) as gw:
+        with full(filled):
+            answers = [
+                await gw.http.post(PATH, json=chat(f"one full shard {i}")) for i in range(12)
+            ]
+            ready = (await gw.http.get("/readyz")).json()
+        again = [await gw.http.post(PATH, json=chat(f"one full shard {i}")) for i in range(12)]
+    on_full = [
+        redis_cluster.primary_of("{" + a.headers["x-cache-key"] + "}") == filled for a in answers
+    ]
+    assert any(on_full) and not all(on_full)  # 12 keys over 3 primaries: both kinds
+    for answer, later, refused in zip(answers, again, on_full, strict=True):
+        assert answer.status_code == 200
+        assert answer.headers["x-cache"] == ("BYPASS" if refused else "MISS")
+        assert later.headers["x-cache"] == ("MISS" if refused else "HIT")  # stored once room
+    assert (ready["status"], ready["reasons"]) == ("degraded", ["cache_full"])
+    assert ready["shards_full"] == [f"127.0.0.1:{filled}"]
