@@ -24,9 +24,12 @@ import pytest
 import redis
 import respx
 
+from genai_api.errors import WriteRefused
 from genai_api.logs import flush_logs
 from genai_api.settings import Settings
+from genai_api.store import budget
 from genai_api.store.near import redis_of
+from genai_api.store.redis import RedisStore, redis_options
 from tests.conftest import (
     CHAT,
     TOPOLOGIES,
@@ -316,3 +319,28 @@ async def test_one_full_primary_costs_only_the_keys_it_holds(
         assert later.headers["x-cache"] == ("MISS" if refused else "HIT")  # stored once room
     assert (ready["status"], ready["reasons"]) == ("degraded", ["cache_full"])
     assert ready["shards_full"] == [f"127.0.0.1:{filled}"]
+
+
+async def test_a_refused_write_spends_neither_the_breaker_nor_the_requests_budget(
+    redis_server: RedisServer,
+) -> None:
+    store = RedisStore(
+        redis_options(redis_server.url, host="", port=0, password=None, db=0),
+        timeout=2.0,
+        max_connections=4,
+        breaker_seconds=30,
+        breaker_failures=1,
+    )
+    try:
+        await store.set("before", b"stored", 60)
+        spending = budget.begin()
+        with full(redis_server.port):
+            with pytest.raises(WriteRefused):
+                await store.set("while full", b"refused", 60)
+            read = await store.get("before")  # the same request reads on
+        assert read == b"stored"
+        assert not spending.spent and not store.breaker.is_open
+        assert (store.refusals.count, store.failures, store.full) == (1, 0, ("redis",))
+        assert await store.ping() and store.full == ()  # the probe found room again
+    finally:
+        await store.close()
