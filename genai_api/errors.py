@@ -14,6 +14,7 @@
      │    └── IncompleteStream   502 (a stream that ended before it finished)
      │         └── StreamCut     502 (its connection broke before the stream ended)
      └── CacheUnavailable        never shown to a client: the cache fails open
+          └── WriteRefused       Redis is full (OOM under maxmemory): a write refused, reads go on
 
     ConfigError (ValueError)     start-up only: a bad variable, models file or template
      └── PromptFileError         a template file (genai_api.prompts)
@@ -162,6 +163,13 @@ class StreamCut(IncompleteStream):
 
 class CacheUnavailable(GatewayError):
     """Raised by a store when its backend fails; the pipeline catches it and bypasses."""
+
+
+class WriteRefused(CacheUnavailable):
+    """Redis answered, but refused a write for want of memory (`OOM command not allowed`
+    under `maxmemory`, `noeviction`). The write's answer is BYPASS as for any failure, but a
+    full Redis is not an unreachable one: it counts for no breaker and spends no request's
+    budget, so reads (hits) go on (`genai_api.store.refusals`)."""
 
 
 class ConfigError(ValueError):

@@ -31,7 +31,7 @@ from genai_api.savings.tokenizer import TokenCounter
 from genai_api.semantic import build as semantic
 from genai_api.settings import Settings
 from genai_api.store import CacheStore, build_store
-from genai_api.store.near import NearStore
+from genai_api.store.near import NearStore, redis_of
 from genai_api.tenancy import Tenancy
 
 log = logging.getLogger("genai_api")
@@ -66,6 +66,9 @@ class Gateway:
         tokens = TokenCounter.load()  # packaged encodings: no network, fails at start-up
         metrics = Metrics(m.name for m in models)
         store = build_store(settings)
+        redis = redis_of(store)
+        if redis is not None:
+            redis.refusals.listener = metrics.refused_write
         accounting = Accounting(
             _stats_backend(settings, store), meter=metrics, models=(m.name for m in models)
         )

@@ -157,6 +157,13 @@ class Metrics:
             ["component"],
             registry=reg,
         )
+        self.refused_writes = Counter(
+            "genai_cache_refused_writes",
+            "Cache writes (entries, leases) a full Redis refused (OOM at maxmemory), among the "
+            "cache backend errors: their answers were BYPASS, and unlike other failures they "
+            "opened no breaker (hits went on).",
+            registry=reg,
+        )
 
     def model_label(self, model: object) -> str:
         return bounded_label(self.models, model)
@@ -228,6 +235,9 @@ class Metrics:
 
     def backend_error(self, component: str) -> None:
         self.backend_errors.labels(component).inc()
+
+    def refused_write(self) -> None:
+        self.refused_writes.inc()
 
     def provider_error(self, endpoint: str, model: str, reason: str) -> None:
         self._series(self.provider_errors, endpoint, self.model_label(model), reason).inc()

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import json
+import logging
+import logging.config
 import re
 import shutil
 import signal
@@ -22,6 +25,7 @@ import respx
 from fastapi import FastAPI
 
 from genai_api.app import create_app
+from genai_api.logs import logging_config
 from genai_api.settings import Settings
 from tests.processes import Service, fake_upstream
 from tests.redis_server import RedisServer, external_redis_url, require_redis
@@ -278,3 +282,30 @@ def search_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield str(external_search_url())
     else:
         require_search()
+
+
+@pytest.fixture
+def configured() -> Iterator[io.StringIO]:
+    """`logging_config()` applied as uvicorn applies it, writing into a buffer; then undone."""
+    names = ["", "uvicorn", "uvicorn.error", "uvicorn.access", "httpx", "httpcore", "openai"]
+    saved = {
+        name: (lg.handlers[:], lg.level, lg.propagate, lg.filters[:])
+        for name in names
+        for lg in [logging.getLogger(name)]
+    }
+    logging.config.dictConfig(logging_config("INFO"))
+    buffer = io.StringIO()
+    handler = logging.getLogger().handlers[0]
+    assert isinstance(handler, logging.StreamHandler)
+    handler.setStream(buffer)
+    try:
+        yield buffer
+    finally:
+        for name, (handlers, level, propagate, filters) in saved.items():
+            lg = logging.getLogger(name)
+            lg.handlers[:], lg.level, lg.propagate, lg.filters[:] = (
+                handlers,
+                level,
+                propagate,
+                filters,
+            )

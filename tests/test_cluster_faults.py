@@ -173,7 +173,8 @@ async def test_a_killed_primary_fails_no_request_and_hits_resume_after_promotion
     assert during["status"] in ("degraded", "ready")  # 200: the others serve
     if during["status"] == "degraded":
         assert during["shards_down"] == [f"127.0.0.1:{dead}"]
-    assert after["status"] == "ready" and "shards_down" not in after
+        assert during["reasons"] == ["shard_down"]
+    assert after["status"] == "ready" and "shards_down" not in after and "reasons" not in after
     assert after["coalescing"] == "fleet"  # the wake-ups' subscription is back (any node)
     print(f"while down: {dict(while_down)}; {len(load.answers)} answers")
 

@@ -5,14 +5,13 @@ from __future__ import annotations
 import io
 import logging
 import logging.config
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 import respx
 
-from genai_api.logs import RedactSecrets, logging_config, redact
+from genai_api.logs import RedactSecrets, RepeatLimit, flush_logs, redact
 from tests import processes
 from tests.conftest import CHAT, chat_response, make_settings, running
 from tests.redis_server import free_port
@@ -77,39 +76,61 @@ def test_filter_redacts_tracebacks() -> None:
     assert "pw-in-traceback" not in formatted
 
 
-@pytest.fixture
-def configured() -> Iterator[io.StringIO]:
-    """`logging_config()` applied as uvicorn applies it, writing into a buffer; then undone."""
-    names = ["", "uvicorn", "uvicorn.error", "uvicorn.access", "httpx", "httpcore", "openai"]
-    saved = {
-        name: (lg.handlers[:], lg.level, lg.propagate, lg.filters[:])
-        for name in names
-        for lg in [logging.getLogger(name)]
-    }
-    logging.config.dictConfig(logging_config("INFO"))
-    buffer = io.StringIO()
-    handler = logging.getLogger().handlers[0]
-    assert isinstance(handler, logging.StreamHandler)
-    handler.setStream(buffer)
-    try:
-        yield buffer
-    finally:
-        for name, (handlers, level, propagate, filters) in saved.items():
-            lg = logging.getLogger(name)
-            lg.handlers[:], lg.level, lg.propagate, lg.filters[:] = (
-                handlers,
-                level,
-                propagate,
-                filters,
-            )
-
-
 @pytest.mark.parametrize("logger", ["uvicorn.error", "uvicorn", "genai_api.pipeline", "asyncio"])
 def test_every_logger_reaches_the_redacting_handler(configured: io.StringIO, logger: str) -> None:
     logging.getLogger(logger).warning("redis://:pw-%s@cache:6379/0 Bearer tok-%s", 1, 2)
     output = configured.getvalue()
     assert f"{logger}: redis://:***@cache:6379/0 Bearer ***" in output
     assert "pw-1" not in output and "tok-2" not in output
+
+
+def repeat_limit() -> RepeatLimit:
+    """The configured handler's `RepeatLimit`."""
+    limits = [f for f in logging.getLogger().handlers[0].filters if isinstance(f, RepeatLimit)]
+    assert len(limits) == 1
+    return limits[0]
+
+
+def test_a_repeated_warning_is_written_once_per_window_then_counted(
+    configured: io.StringIO,
+) -> None:
+    now = [100.0]
+    repeat_limit().now = lambda: now[0]
+    log = logging.getLogger("genai_api.pipeline")
+    for i in range(500):
+        log.warning("cache unavailable, bypassing: %s", f"reason {i}")
+    log.warning("another warning: %s", "its own kind")
+    now[0] += 10.0
+    log.warning("cache unavailable, bypassing: %s", "reason 500")
+    lines = configured.getvalue().splitlines()
+    assert [line.split(": ", 1)[1] for line in lines] == [
+        "cache unavailable, bypassing: reason 0",
+        "another warning: its own kind",
+        "cache unavailable, bypassing: reason 500 (499 more like this in the last 10 s)",
+    ]
+
+
+def test_info_lines_and_other_loggers_are_never_held_back(configured: io.StringIO) -> None:
+    repeat_limit().now = lambda: 100.0
+    for _ in range(50):
+        logging.getLogger("genai_api").info("started %s", "once more")
+        logging.getLogger("genai_api.access").info("POST /v1/chat/completions 200 cache=HIT")
+    logging.getLogger("genai_api.leases").warning("the same template: %s", 1)
+    logging.getLogger("genai_api.store").warning("the same template: %s", 2)
+    output = configured.getvalue()
+    assert output.count("started once more") == 50
+    assert output.count("cache=HIT") == 50
+    assert output.count("the same template") == 2  # a kind is its logger's
+
+
+def test_what_was_held_back_at_shutdown_is_said(configured: io.StringIO) -> None:
+    repeat_limit().now = lambda: 100.0
+    for _ in range(30):
+        logging.getLogger("genai_api.pipeline").warning("cache unavailable, bypassing: %s", "x")
+    flush_logs()
+    assert "29 more like 'cache unavailable, bypassing: %s' were held back" in (
+        configured.getvalue()
+    )
 
 
 def test_http_client_request_lines_stay_quiet_at_info(configured: io.StringIO) -> None:

@@ -27,7 +27,9 @@ behind its own breaker, so a node that fails costs only the keys it holds.
 
 Redis failing at any step degrades what is left to in-process coalescing: fetched without a
 lease and not stored (BYPASS). Leases the flight may hold are released in the background,
-retried until they would have expired anyway, so nothing stays locked.
+retried until they would have expired anyway, so nothing stays locked. A full Redis (OOM)
+refuses the claim script at its first SET NX, so a claim it refused took nothing: nothing to
+release (`WriteRefused`; the batch's hits were read by its lookup before).
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
-from genai_api.errors import CacheUnavailable
+from genai_api.errors import CacheUnavailable, WriteRefused
 from genai_api.leases.base import Leases
 from genai_api.leases.notify import Watch
 from genai_api.leases.redis import RedisLeases
@@ -334,7 +336,8 @@ class _Flight(Generic[V]):
         marks, raws = "", []
         for group, answer in await owner.per_node(keys, claim):
             if isinstance(answer, CacheUnavailable):
-                if answer.__cause__ is not None:  # Redis was tried: the script may have run
+                # Redis was tried: the script may have run (unless Redis refused its writes)
+                if answer.__cause__ is not None and not isinstance(answer, WriteRefused):
                     owner.release_soon(group, self.token)
                 self._told(answer)
                 self._start(group, lease=False, store=False)  # degraded: BYPASS

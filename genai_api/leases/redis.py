@@ -36,6 +36,11 @@ Every Redis call goes through the store's circuit breaker: when Redis is down, s
 answering errors, `claim` answers `degraded` at once and the flight calls the provider with
 in-process coalescing only. A claim script that timed out may have run all the same: the
 lease it may hold is released in the background, so no waiter sits out a whole lease.
+A full Redis (OOM under `maxmemory`) still runs the claim's read-only branch, so a hit is
+served; on a miss it refuses the lease's SET NX (the script's first write, so nothing was
+taken): that claim is `degraded` too, without tripping the breaker (`WriteRefused`), and
+the fill, the release and the renewals never write anything a full Redis refuses but the
+entry itself.
 Lease keys and waiter flags live outside ``{ns}:e:``, so invalidation never deletes them (a
 flag expires after a lease anyway). On a Redis Cluster the storage key ends in its digest as a
 hash tag (``...:{<sha256>}``) and the lease and flag keep that tail, so all three share a slot
@@ -56,7 +61,7 @@ from typing import Any, TypeVar, cast
 
 from redis.exceptions import NoScriptError
 
-from genai_api.errors import CacheUnavailable, ProviderError
+from genai_api.errors import CacheUnavailable, ProviderError, WriteRefused
 from genai_api.leases.base import Claim, Decode, failure_bytes, failure_from
 from genai_api.leases.notify import Notifier
 from genai_api.store import budget
@@ -216,6 +221,8 @@ class RedisLeases:
         lock, token = self.lock_key(key), self._token()
         try:
             answer, found = await self._attempt(key, lock, token, decode, slide_ms)
+        except WriteRefused as exc:  # Redis is full: the script took nothing
+            return Claim(failure=exc.message)
         except CacheUnavailable as exc:
             return self._abandon(key, lock, token, exc)
         if found is not None:
@@ -257,6 +264,8 @@ class RedisLeases:
             while True:
                 try:
                     answer, found = await self._attempt(key, lock, token, decode, slide_ms)
+                except WriteRefused as exc:
+                    return Claim(failure=exc.message)
                 except CacheUnavailable as exc:
                     return self._abandon(key, lock, token, exc)
                 if found is not None:

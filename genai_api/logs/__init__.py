@@ -10,6 +10,13 @@ What is never logged in the first place: request bodies (prompts) and headers. T
 log has method, path, status, cache result, model and latency only, and its client-chosen
 text (path, model) is redacted where it is formatted (`genai_api.http.access_log`).
 
+`RepeatLimit` sits on the same handler: the same warning (logger, level and message
+template, whatever its arguments) is written at most once per `REPEAT_SECONDS`; the next one
+after that says how many were held back. A fault that hits every request (a full Redis
+refusing each write, an upstream down) is a few lines, not thousands: in an SRE drill a
+full Redis wrote ~2,000 WARNING lines in 17 s. Records below WARNING pass untouched, the
+access log above all (one line per request, never limited).
+
 `LOG_FORMAT=json` writes one JSON object per line instead (`JsonFormatter`), for log
 shippers: `time` (ISO 8601, UTC), `level`, `logger`, then `message` (and `exc_info`), or an
 access line's own fields.
@@ -20,7 +27,9 @@ from __future__ import annotations
 import logging
 import logging.config
 import re
+import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -73,6 +82,57 @@ class RedactSecrets(logging.Filter):
         return True
 
 
+REPEAT_SECONDS = 10.0
+_REPEATS_KEPT = 1024  # distinct warnings remembered; the memo starts over when full
+
+
+class RepeatLimit(logging.Filter):
+    """The same WARNING-or-worse record at most once per `seconds` (see the module docstring).
+
+    Same means: the same logger, level and message template (`record.msg`, before its
+    arguments are put in), so "cache unavailable, bypassing: %s" is one warning whatever the
+    reason it names. The first record after a quiet spell passes, and says how many like it
+    were held back since the last one written: ``... (1999 more like this in the last 10 s)``.
+    """
+
+    def __init__(
+        self, seconds: float = REPEAT_SECONDS, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        super().__init__()
+        self.seconds = seconds
+        self.now = clock
+        self._seen: dict[tuple[str, int, str], list[float]] = {}  # -> [written at, held back]
+        self._lock = threading.Lock()  # filters run outside the handler's lock
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno < logging.WARNING:
+            return True
+        key = (record.name, record.levelno, str(record.msg))
+        now = self.now()
+        with self._lock:
+            seen = self._seen.get(key)
+            if seen is not None and now - seen[0] < self.seconds:
+                seen[1] += 1
+                return False
+            if seen is None and len(self._seen) >= _REPEATS_KEPT:
+                self._seen.clear()
+            self._seen[key] = [now, 0]
+        if seen is not None and seen[1]:
+            held, since = int(seen[1]), now - seen[0]
+            record.msg = f"{record.getMessage()} ({held} more like this in the last {since:.0f} s)"
+            record.args = None
+        return True
+
+    def held_back(self) -> list[tuple[str, int, str, int]]:
+        """(logger, level, template, count) of what was held back since last written, and
+        forget it: for a last word at shutdown (`flush_logs`)."""
+        with self._lock:
+            held = [(*key, int(seen[1])) for key, seen in self._seen.items() if seen[1]]
+            for seen in self._seen.values():
+                seen[1] = 0
+        return held
+
+
 def iso_second(second: int) -> str:
     """A Unix second as ISO 8601 in UTC, to the second: ``2026-12-04T15:39:07``."""
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
@@ -118,12 +178,13 @@ def logging_config(level: str = "INFO", fmt: str = "text") -> dict[str, Any]:
         "disable_existing_loggers": False,
         # uvicorn sets `use_colors` on formatters with these two names when asked to.
         "formatters": {"default": formatter, "access": dict(formatter)},
-        "filters": {"redact": {"()": RedactSecrets}},
+        "filters": {"repeats": {"()": RepeatLimit}, "redact": {"()": RedactSecrets}},
         "handlers": {
             "default": {
                 "class": "genai_api.logs.sink.BufferedStderr",
                 "formatter": "default",
-                "filters": ["redact"],
+                # Repeats first: a record held back is not worth redacting.
+                "filters": ["repeats", "redact"],
                 "stream": "ext://sys.stderr",
                 "json": json,
             }
@@ -143,6 +204,13 @@ def setup_logging(level: str = "INFO", fmt: str = "text") -> None:
 
 
 def flush_logs() -> None:
-    """Write what the root logger's handlers hold (the buffered access lines): at shutdown."""
+    """Write what the root logger's handlers hold (the buffered access lines), and say how
+    many warnings were held back since the last of their kind was written: at shutdown."""
     for handler in logging.getLogger().handlers:
+        for limit in handler.filters:
+            if isinstance(limit, RepeatLimit):
+                for name, level, template, count in limit.held_back():
+                    logging.getLogger(name).log(
+                        level, "%d more like %r were held back before shutdown", count, template
+                    )
         handler.flush()

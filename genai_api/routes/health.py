@@ -25,19 +25,32 @@ async def healthz() -> Response:
 async def readyz(gateway: GatewayDep) -> Response:
     """200 when the cache can serve now, else 503 (the API still serves, uncached).
 
-    On a Redis Cluster some primaries may be down while the others serve: 200 with
-    `"status": "degraded"` and `"shards_down"` naming them (their keys BYPASS until a replica
-    is promoted); 503 only when no primary answers."""
+    200 with `"status": "degraded"` when it serves only in part, `"reasons"` saying how (a
+    load balancer should keep routing to it: every request is still answered, 200 on
+    purpose; alert on the reasons instead):
+    - `shard_down`: some primaries of a Redis Cluster do not answer (`"shards_down"` names
+      them; their keys BYPASS until a replica is promoted);
+    - `cache_full`: Redis refused a write for want of memory within the last 30 s (it is at
+      `maxmemory` with nothing it may evict): hits are served, new answers are not stored
+      (BYPASS). On a cluster `"shards_full"` names the primaries. Each `/readyz` tries a
+      write that changes nothing, so it says `ready` again once Redis has room.
+    503 only when the cache cannot serve at all (no primary answers)."""
     store = gateway.store
     if await store.ping():
-        down = store.shards_down
+        down, full = store.shards_down, store.full
+        reasons = [reason for reason, why in (("shard_down", down), ("cache_full", full)) if why]
         doc: dict[str, object] = {
-            "status": "degraded" if down else "ready",
+            "status": "degraded" if reasons else "ready",
             "cache": store.name,
             "coalescing": gateway.pipeline.leases.state,
         }
+        if reasons:
+            doc["reasons"] = reasons
         if down:
             doc["shards_down"] = list(down)
+        shards_full = [part for part in full if part != store.name]  # a cluster's primaries
+        if shards_full:
+            doc["shards_full"] = shards_full
         return json_response(doc)
     down = store.shards_down
     error = GatewayError(

@@ -25,6 +25,7 @@ from redis.commands.core import AsyncScript
 
 from genai_api.store.base import CacheStore
 from genai_api.store.breaker import CircuitBreaker
+from genai_api.store.refusals import Refusals
 
 T = TypeVar("T")
 
@@ -46,6 +47,7 @@ class RedisBackend(CacheStore, Protocol):
     client: Any  # redis.asyncio.Redis, or RedisCluster
     timeout: float
     shards_down: tuple[str, ...]
+    refusals: Refusals  # writes refused for want of memory (`refusals.py`)
 
     @property
     def cooldown(self) -> float:

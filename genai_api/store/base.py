@@ -21,6 +21,13 @@ class CacheStore(Protocol):
         primaries of a Redis Cluster); empty otherwise."""
         ...
 
+    @property
+    def full(self) -> tuple[str, ...]:
+        """Parts of the backend that refused a write for want of memory lately (Redis at
+        `maxmemory`): the store's name on one server, the primaries of a Redis Cluster;
+        reads go on there (`genai_api.store.refusals`). Empty otherwise."""
+        ...
+
     async def get(self, key: str, *, slide_ms: int = 0) -> bytes | None:
         """The stored bytes; with `slide_ms`, the entry's TTL is set back to the one it was
         stored with (`genai_api.entry.stored_ttl_ms`), at most `slide_ms`, in the same step."""

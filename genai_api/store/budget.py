@@ -14,6 +14,9 @@ renewal, release retries) runs in a `detached()` context: no budget, only the br
     await store.get(key)        # a timeout here spends it...
     await store.set(key, ...)   # ...so this raises CacheUnavailable without trying
 
+A write a full Redis refused (`WriteRefused`, OOM at `maxmemory`) spends nothing: Redis
+answered, and the request's reads go on (`refusals.py`).
+
 On a Redis Cluster a failure spends the budget on its node only (`nodes`): the request's
 keys on healthy nodes are still read and written (an embedding batch spans every node).
 """

@@ -24,12 +24,13 @@ from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.commands.core import AsyncScript
 from redis.exceptions import NoScriptError, ResponseError
 
-from genai_api.errors import CacheUnavailable
+from genai_api.errors import CacheUnavailable, WriteRefused
 from genai_api.store import budget
 from genai_api.store.cluster_client import ClusterScript, node_pubsub, owner
 from genai_api.store.cluster_nodes import FAILURES as _FAILURES
 from genai_api.store.cluster_nodes import WHOLE, ClusterNodes
 from genai_api.store.redis import SLIDE_READ
+from genai_api.store.refusals import refused
 
 T = TypeVar("T")
 # ARGV: keys one node serves, in any slots. No writes: any node of the shard may run it.
@@ -41,8 +42,10 @@ end
 return out
 """
 # The same, giving each entry found the TTL in ARGV[1] (a sliding model's embeddings, as
-# the one-server store's `_READ_EXTEND`); writes, so it runs on the primary.
-_NODE_READ_EXTEND = """#!lua flags=allow-cross-slot-keys
+# the one-server store's `_READ_EXTEND`); writes, so it runs on the primary. `allow-oom`: a
+# full primary would refuse the whole script (a shebang without `no-writes`), and these are
+# hits; PEXPIRE of a key that has a TTL takes no memory.
+_NODE_READ_EXTEND = """#!lua flags=allow-cross-slot-keys,allow-oom
 local out = {}
 for i = 2, #ARGV do
   local value = redis.call('get', ARGV[i])
@@ -152,6 +155,9 @@ class ClusterStore(ClusterNodes):
                 async with asyncio.timeout(self.deadline(entries)), slots:
                     result = await op()
         except _FAILURES as exc:
+            if refused(exc):  # the node answered: full, not failing (its reads go on)
+                breaker.success()
+                raise self.refuse(exc, name) from exc
             if spending is not None:
                 _spend(spending, name)
             self._failures += 1
@@ -159,6 +165,11 @@ class ClusterStore(ClusterNodes):
             raise CacheUnavailable(f"redis node {name}: {type(exc).__name__}: {exc}") from exc
         breaker.success()
         return result
+
+    def refuse(self, exc: BaseException, name: str) -> WriteRefused:
+        """Count a write node `name` refused for want of memory; the error to raise."""
+        self.refusals.refused(name)
+        return WriteRefused(f"redis node {name} is full, write refused (reads go on): {exc}")
 
     def deadline(self, entries: int) -> float:
         """REDIS_TIMEOUT, and one more per 256 entries moved (as on one server)."""

@@ -28,6 +28,7 @@ from redis.exceptions import RedisClusterException, RedisError
 from genai_api.store import budget
 from genai_api.store.breaker import CircuitBreaker
 from genai_api.store.cluster_client import owner, slot_of
+from genai_api.store.refusals import PROBE, Refusals, refused
 
 log = logging.getLogger("genai_api.store")
 
@@ -58,6 +59,8 @@ class ClusterNodes:
         self._failures = 0
         self.last_failure: str | None = None
         self.shards_down: tuple[str, ...] = ()
+        self.refusals = Refusals()  # writes refused for want of memory, by node
+        self._probe_keys: dict[str, str] = {}  # node -> a `PROBE` key in one of its slots
 
     def _node(self, key: str | None) -> ClusterNode | None:
         return None if key is None else owner(self.client, key)
@@ -76,6 +79,11 @@ class ClusterNodes:
     def breaker(self) -> CircuitBreaker:
         """The cluster-wide breaker (keyless operations, no slot map yet)."""
         return self._breaker(WHOLE)
+
+    @property
+    def full(self) -> tuple[str, ...]:
+        """The primaries that refused a write for want of memory lately (`refusals.py`)."""
+        return self.refusals.full()
 
     @property
     def cooldown(self) -> float:
@@ -135,6 +143,9 @@ class ClusterNodes:
         primaries = self.client.get_primaries()
         self.shards_down = tuple(down)
         self.breaker.reset()
+        full = [n for n in self.refusals.full() if n not in down]
+        if full:
+            await asyncio.gather(*(self._probe_write(n) for n in full))
         if primaries and len(down) == len(primaries):
             self.last_failure = f"no primary answered ({', '.join(down)})"
             return False
@@ -156,6 +167,37 @@ class ClusterNodes:
             return False
         breaker.reset()
         return True
+
+    async def _probe_write(self, name: str) -> None:
+        """Node `name` was full lately: does it take a write again? (`PROBE`, in a slot of
+        its own, changes nothing.)"""
+        key = self._probe_key(name)
+        if key is None:
+            self.refusals.cleared(name)  # it serves no slot any more
+            return
+        try:
+            async with asyncio.timeout(2 * self.timeout):
+                await self.client.lpushx(key, b"")
+        except FAILURES as exc:
+            if refused(exc):
+                self.refusals.still(name)
+            return
+        self.refusals.cleared(name)
+
+    def _probe_key(self, name: str) -> str | None:
+        """A `PROBE` key that node `name` serves (a node holds a third of the slots or so:
+        a few tries), None when it serves none."""
+        key = self._probe_keys.get(name)
+        node = None if key is None else owner(self.client, key)
+        if node is not None and node.name == name:
+            return key
+        for i in range(4096):
+            key = f"{PROBE}:{i}"
+            node = owner(self.client, key)
+            if node is not None and node.name == name:
+                self._probe_keys[name] = key
+                return key
+        return None
 
     def _probe(self, name: str) -> None:
         if name not in self._probes:

@@ -15,6 +15,7 @@ class MemoryStore:
     name = "memory"
     last_failure: str | None = None  # it cannot fail
     shards_down: tuple[str, ...] = ()
+    full: tuple[str, ...] = ()  # it has no memory limit of its own
 
     def __init__(self) -> None:
         # timeout=None: a dict lookup needs no asyncio.wait_for around it.

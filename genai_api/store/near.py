@@ -42,6 +42,7 @@ from genai_api.store.breaker import CircuitBreaker
 from genai_api.store.cluster import ClusterStore
 from genai_api.store.near_cache import NearCache
 from genai_api.store.redis import RedisStore
+from genai_api.store.refusals import Refusals
 from genai_api.store.subscription import Subscription
 
 log = logging.getLogger("genai_api.store")
@@ -127,6 +128,14 @@ class NearStore:
     @property
     def shards_down(self) -> tuple[str, ...]:
         return self.redis.shards_down
+
+    @property
+    def full(self) -> tuple[str, ...]:
+        return self.redis.full
+
+    @property
+    def refusals(self) -> Refusals:
+        return self.redis.refusals
 
     async def guarded(
         self, op: Callable[[], Awaitable[T]], *, entries: int = 1, key: str | None = None

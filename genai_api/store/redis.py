@@ -11,7 +11,9 @@ raw redis-py client (aiocache's decorator stack is as costly again).
 A sick Redis costs a request at most one timeout: a failure spends the request's budget
 (`budget.py`), so its later operations skip Redis; `REDIS_BREAKER_FAILURES` consecutive
 failures open the breaker, and then requests skip Redis at once while a background probe
-(one per cool-down) finds out when it is back.
+(one per cool-down) finds out when it is back. A write a full Redis refused (OOM under
+`maxmemory`) is none of these: it raises `WriteRefused` and leaves the breaker and the
+budget alone, so reads go on (`refusals.py`).
 """
 
 from __future__ import annotations
@@ -30,11 +32,12 @@ from redis.backoff import NoBackoff
 from redis.commands.core import AsyncScript
 from redis.exceptions import AuthenticationError, RedisError
 
-from genai_api.errors import CacheUnavailable
+from genai_api.errors import CacheUnavailable, WriteRefused
 from genai_api.store import budget
 from genai_api.store.base import BytesSerializer
 from genai_api.store.breaker import CircuitBreaker
 from genai_api.store.pool import FastBlockingPool
+from genai_api.store.refusals import PROBE, Refusals, refused
 from genai_api.store.reply import Reply, ReplyLost
 from genai_api.store.tls import shared_context_ssl_connection
 
@@ -160,6 +163,7 @@ class RedisStore:
         self._probe: asyncio.Task[bool] | None = None
         self.last_failure: str | None = None  # why the last ping failed, for the start-up log
         self._trips = 0  # failed pings: Redis failed, though no operation counted it
+        self.refusals = Refusals()  # writes refused for want of memory (`refusals.py`)
 
     # --- the RedisBackend surface (`backend.py`): one server, one breaker, one group
     @property
@@ -172,6 +176,10 @@ class RedisStore:
 
     def breaker_for(self, key: str) -> CircuitBreaker:
         return self.breaker
+
+    @property
+    def full(self) -> tuple[str, ...]:
+        return self.refusals.full()
 
     def available(self, key: str) -> bool:
         if self.breaker.is_open:
@@ -213,12 +221,20 @@ class RedisStore:
                 async with asyncio.timeout(self.deadline(entries)):
                     result = await op()
         except _FAILURES as exc:
+            if refused(exc):  # Redis answered: full, not failing (reads go on)
+                self.breaker.success()
+                raise self.refuse(exc) from exc
             if spending is not None:
                 spending.spent = True
             self.breaker.failure(started)
             raise CacheUnavailable(f"redis: {type(exc).__name__}: {exc}") from exc
         self.breaker.success()
         return result
+
+    def refuse(self, exc: BaseException) -> WriteRefused:
+        """Count a write Redis refused for want of memory; the error to raise for it."""
+        self.refusals.refused(self.name)
+        return WriteRefused(f"redis is full, write refused (reads go on): {exc}")
 
     def deadline(self, entries: int) -> float:
         """REDIS_TIMEOUT for one entry; a batch gets one more per 256 entries it moves, so a
@@ -328,7 +344,20 @@ class RedisStore:
         if ok:
             self.breaker.reset()
             self.last_failure = None
+            if self.refusals.full():
+                await self._probe_write()
         return ok
+
+    async def _probe_write(self) -> None:
+        """Lately full: does Redis take a write again? (`refusals.PROBE` changes nothing.)"""
+        try:
+            async with asyncio.timeout(self.timeout):
+                await self.client.lpushx(PROBE, b"")
+        except _FAILURES as exc:
+            if refused(exc):
+                self.refusals.still(self.name)
+            return  # anything else: not known, the state stands until it expires
+        self.refusals.cleared(self.name)
 
     async def warm(self) -> None:
         """Open up to `WARM_CONNECTIONS` pooled connections now (called at start-up, once Redis

@@ -13,8 +13,9 @@ from typing import Any, Protocol
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, RedisError
 
-from genai_api.errors import CacheUnavailable
+from genai_api.errors import CacheUnavailable, WriteRefused
 from genai_api.store.breaker import CircuitBreaker
+from genai_api.store.refusals import refused
 
 _FAILURES = (RedisError, OSError, asyncio.TimeoutError)
 
@@ -25,6 +26,8 @@ class Sender(Protocol):
     timeout: float
     client: Any
     breaker: CircuitBreaker
+
+    def refuse(self, exc: BaseException) -> WriteRefused: ...
 
 
 class ReplyLost(CacheUnavailable):
@@ -55,7 +58,8 @@ class Reply:
         """The reply, within `REDIS_TIMEOUT`; a failure counts for the breaker and raises
         `CacheUnavailable`, except two the caller can mend by sending the command again:
         `NoScriptError` (Redis answered; load the script first) and `ReplyLost` (the
-        connection turned out closed, as a pooled one does after a Redis restart)."""
+        connection turned out closed, as a pooled one does after a Redis restart); and one
+        that is no failure at all: `WriteRefused` (Redis is full; `refusals.py`)."""
         store, connection = self._store, self._connection
         try:
             try:
@@ -69,6 +73,9 @@ class Reply:
         except RedisConnectionError as exc:
             raise ReplyLost(f"redis: {type(exc).__name__}: {exc}") from exc
         except _FAILURES as exc:
+            if refused(exc):
+                store.breaker.success()
+                raise store.refuse(exc) from exc
             store.breaker.failure(self._started)
             raise CacheUnavailable(f"redis: {type(exc).__name__}: {exc}") from exc
         store.breaker.success()
