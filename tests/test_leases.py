@@ -65,6 +65,19 @@ def entry_key(ns: str) -> str:
     return f"{ns}:e:chat:anon:gpt-4o-mini:-:{'a' * 64}"
 
 
+async def holder(client: aioredis.Redis, lock: str) -> str | None:
+    """The token of the lease `lock` (``<token>|<deadline ms>``), None when there is none."""
+    value = await client.get(lock)
+    return None if value is None else value.decode().rsplit("|", 1)[0]
+
+
+async def deadline_in(client: aioredis.Redis, lock: str) -> int:
+    """Milliseconds from now (Redis's clock) to the deadline of the lease `lock`."""
+    value = await client.get(lock)
+    seconds, micros = await client.time()
+    return int(value.decode().rsplit("|", 1)[1]) - (seconds * 1000 + micros // 1000)
+
+
 def raw(stored: bytes) -> bytes:
     """The decode a flight passes to `claim`: here every stored value is usable as is."""
     return stored
@@ -81,7 +94,9 @@ async def test_first_claim_holds_a_lease_outside_the_entry_namespace(
         assert a.notifier.waiting == 0  # a holder needs no doorbell
         lock = f"{ns}:lock:chat:anon:gpt-4o-mini:-:{'a' * 64}"
         assert claim.lock == lock
-        assert 0 < await client.pttl(lock) <= 5000
+        # No TTL (volatile-* eviction never picks it); its deadline is in its value.
+        assert await client.pttl(lock) == -1
+        assert 0 < await deadline_in(client, lock) <= 5000
         async with claim:
             pass
         assert await client.exists(lock) == 0
@@ -168,7 +183,7 @@ async def test_lease_is_renewed_while_the_call_is_alive(redis_url: str, ns: str)
             waiter = asyncio.create_task(b.claim(key, raw))
             await asyncio.sleep(1.2)  # four lease lengths
             assert not waiter.done()
-            assert await a.store.client.get(held.lock) == held.token.encode()
+            assert await holder(a.store.client, held.lock) == held.token
             await a.store.set(key, b"slow answer", 60)
         got = await asyncio.wait_for(waiter, 10)
     assert got.found == b"slow answer"
@@ -190,7 +205,7 @@ async def test_an_entry_the_request_cannot_use_is_claimed_over(redis_url: str, n
         await a.store.set(key, b"too old", 60)
         claim = await a.claim(key, lambda stored: None)  # e.g. older than its max-age
         assert isinstance(claim, HeldLease) and claim.found is None
-        assert await a.store.client.get(claim.lock) == claim.token.encode()
+        assert await holder(a.store.client, claim.lock) == claim.token
         async with claim:
             await claim.fill(a.store, key, b"fresh", 60)
         assert await a.store.client.get(key) == b"fresh"
@@ -326,7 +341,7 @@ async def test_fill_stores_but_keeps_another_holders_lease(redis_url: str, ns: s
         fresh = await b.claim(key, raw)
         assert isinstance(fresh, HeldLease)
         await stale.fill(a.store, key, b"late", 60)
-        assert await b.store.client.get(fresh.lock) == fresh.token.encode()
+        assert await holder(b.store.client, fresh.lock) == fresh.token
         assert await b.store.client.get(key) == b"late"
         async with fresh:
             pass
@@ -346,7 +361,7 @@ async def test_one_renewer_keeps_every_held_lease_and_drops_a_lost_one(
             await a.store.client.set(two.lock, "someone-else", px=10_000)
             await asyncio.sleep(1.0)  # three lease lengths
             assert a._renewer is renewer  # one task for both
-            assert await a.store.client.get(one.lock) == one.token.encode()
+            assert await holder(a.store.client, one.lock) == one.token
             assert a.held == {one.lock: one.token}
             assert await a.store.client.get(two.lock) == b"someone-else"
         assert await a.store.client.get(two.lock) == b"someone-else"  # not ours to release
@@ -363,7 +378,7 @@ async def test_renewals_do_not_spend_the_requests_redis_budget(redis_url: str, n
         spending.spent = True  # ...had a Redis failure since: it skips Redis from now on
         async with held:
             await asyncio.sleep(1.0)  # three lease lengths: renewed outside the request
-            assert await a.store.client.get(held.lock) == held.token.encode()
+            assert await holder(a.store.client, held.lock) == held.token
 
 
 async def test_release_never_deletes_another_holders_lease(redis_url: str, ns: str) -> None:
@@ -375,7 +390,7 @@ async def test_release_never_deletes_another_holders_lease(redis_url: str, ns: s
         fresh = await b.claim(key, raw)
         assert isinstance(fresh, HeldLease)
         await stale.__aexit__(None, None, None)
-        assert await b.store.client.get(fresh.lock) == fresh.token.encode()
+        assert await holder(b.store.client, fresh.lock) == fresh.token
         async with fresh:
             pass
 
