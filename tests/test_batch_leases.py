@@ -193,7 +193,7 @@ async def test_leases_are_renewed_while_the_fetch_is_alive(
     redis_url: str, ns: str, keys: list[str]
 ) -> None:
     async with (
-        batch_node(redis_url, ns, lease=0.3) as a,
+        batch_node(redis_url, ns, lease=0.6) as a,
         batch_node(redis_url, ns, poll=0.05) as b,
     ):
         slow, other = Fetcher(), Fetcher()
@@ -201,7 +201,7 @@ async def test_leases_are_renewed_while_the_fetch_is_alive(
         holder = asyncio.create_task(a.fill(keys[:2], read, slow))
         await wait_until(lambda: bool(slow.calls))
         waiter = asyncio.create_task(b.fill(keys[:2], read, other))
-        await asyncio.sleep(1.2)  # four lease lengths
+        await asyncio.sleep(1.8)  # three lease lengths, renewed every 200 ms
         assert not waiter.done() and other.calls == []
         slow.gate.set()
         await asyncio.wait_for(holder, 10)

@@ -177,11 +177,12 @@ async def test_dead_holders_lease_expires_then_one_waiter_takes_over(
 
 async def test_lease_is_renewed_while_the_call_is_alive(redis_url: str, ns: str) -> None:
     key = entry_key(ns)
-    async with node(redis_url, ns, lease=0.3) as a, node(redis_url, ns, poll=0.05) as b:
+    # Renewed every 200 ms: a 300 ms gen-2 GC pause of the test process does not lose it.
+    async with node(redis_url, ns, lease=0.6) as a, node(redis_url, ns, poll=0.05) as b:
         held = await a.claim(key, raw)
         async with held:
             waiter = asyncio.create_task(b.claim(key, raw))
-            await asyncio.sleep(1.2)  # four lease lengths
+            await asyncio.sleep(1.8)  # three lease lengths
             assert not waiter.done()
             assert await holder(a.store.client, held.lock) == held.token
             await a.store.set(key, b"slow answer", 60)
@@ -351,7 +352,7 @@ async def test_one_renewer_keeps_every_held_lease_and_drops_a_lost_one(
     redis_url: str, ns: str
 ) -> None:
     keys = [entry_key(ns), entry_key(ns).replace("a" * 64, "b" * 64)]
-    async with node(redis_url, ns, lease=0.3) as a:
+    async with node(redis_url, ns, lease=0.6) as a:
         one, two = [await a.claim(key, raw) for key in keys]
         assert isinstance(one, HeldLease) and isinstance(two, HeldLease)
         async with one, two:
@@ -359,7 +360,7 @@ async def test_one_renewer_keeps_every_held_lease_and_drops_a_lost_one(
             assert renewer is not None
             # Another process took the second lease over (ours expired under us, say).
             await a.store.client.set(two.lock, "someone-else", px=10_000)
-            await asyncio.sleep(1.0)  # three lease lengths
+            await asyncio.sleep(1.5)  # 2.5 lease lengths
             assert a._renewer is renewer  # one task for both
             assert await holder(a.store.client, one.lock) == one.token
             assert a.held == {one.lock: one.token}
@@ -372,12 +373,12 @@ async def test_one_renewer_keeps_every_held_lease_and_drops_a_lost_one(
 
 async def test_renewals_do_not_spend_the_requests_redis_budget(redis_url: str, ns: str) -> None:
     key = entry_key(ns)
-    async with node(redis_url, ns, lease=0.3) as a:
+    async with node(redis_url, ns, lease=0.6) as a:
         held = await a.claim(key, raw)
         spending = budget.begin()  # the request that holds it...
         spending.spent = True  # ...had a Redis failure since: it skips Redis from now on
         async with held:
-            await asyncio.sleep(1.0)  # three lease lengths: renewed outside the request
+            await asyncio.sleep(1.5)  # 2.5 lease lengths: renewed outside the request
             assert await holder(a.store.client, held.lock) == held.token
 
 

@@ -5,21 +5,27 @@ lease per input would cost a round trip each. `BatchLeases.fill` takes a flight'
 (storage keys the request found missing) through the single-key protocol (`leases/redis.py`)
 in batches:
 
-1. claim: one script tries, per key, ``SET {ns}:lock:<rest> <token> NX PX <lease>`` unless
-   its entry exists, and answers a letter per key (claimed, waited for, stored) and every
-   entry's stored bytes; for a key held elsewhere it raises the key's waiter flag
+1. claim: one script takes, per key, the lease ``{ns}:lock:<rest>`` unless its entry exists
+   or another process holds it (a TTL-less ``<token>|<deadline>``, as single keys have:
+   `genai_api.leases.lua`), and answers a letter per key (claimed, waited for, stored) and
+   every entry's stored bytes; for a key held elsewhere it raises the key's waiter flag
    ``{ns}:wait:<rest>``. Usable entries are answered at once (HIT).
 2. hold: the claimed keys go upstream at once (split at 2,048 inputs as always) while one
-   script per lease/3 renews all their leases (compare-and-PEXPIRE). Then one script
-   writes their entries, compare-and-DELs their leases and PUBLISHes,
-   in one message (space-separated), the keys whose waiter flag it found up and dropped: a
-   batch nobody waits for wakes no process. A failed call releases the same way, so
-   waiters elsewhere take over at once.
+   script per lease/3 renews all their leases (compare the token, push the deadline on;
+   take again one that eviction removed). The renewer is stopped and awaited before the
+   release, so no renewal lands after it. Then one script writes their entries,
+   compare-and-DELs their leases and PUBLISHes, in one message (space-separated), the keys
+   whose waiter flag it found up and dropped: a batch nobody waits for wakes no process.
+   Keys whose provider call failed (a `ProviderError` that `base.shared` allows) are
+   released with the failure after a newline: their waiters share it (the whole waiting
+   batch fails with it, as the holder's request did); nothing is stored. A call that ended
+   otherwise (cancelled) releases plainly, so waiters elsewhere take over at once.
 3. wait: keys another process holds are waited for with one doorbell for all of them (the
    process's one subscription, or a poll tick), each wake-up re-running step 1 on what is
-   still missing: entries found are COALESCED; leases found free (the holder failed, or
-   died and its lease expired) are taken over and fetched by a call of their own. After
-   `max_wait` (UPSTREAM_TIMEOUT + lease) the flight fetches the rest itself.
+   still missing: entries found are COALESCED; leases found free (the holder failed
+   without sharing it, or died and its deadline passed) are taken over and fetched by a
+   call of their own. After `max_wait` (UPSTREAM_TIMEOUT + lease) the flight fetches the
+   rest itself.
 
 On a Redis Cluster a script may touch one slot only: each step runs one script per slot the
 keys are in (`slot_groups`), pipelined per node, nodes in parallel (`node_groups`), each node

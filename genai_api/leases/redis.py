@@ -3,50 +3,66 @@
 The protocol, for a storage key ``{ns}:e:<rest>`` and its lease ``{ns}:lock:<rest>``, in two
 Redis round trips per miss (each one script, so each step is atomic):
 
-- claim:  one script reads the entry and, only when there is none, takes the lease
-  (``SET lock <token> NX PX <lease>``). It answers the stored bytes and their PTTL (found:
-  HIT, or COALESCED after waiting), 1 (this process holds the lease) or 0 (another process
-  does; then it also raises the key's waiter flag ``{ns}:wait:<rest>``). An entry the caller
-  cannot use (too old for its max-age) is claimed over with the read left out. The claim
-  is the request's only read of Redis (`claim_reads`): a request first looks in the L1 only
-  (`peek`), and what a claim finds goes into the L1 as a lookup's read would.
+- claim:  one script reads the entry and, only when there is none, takes the lease if it is
+  free: absent, or past its deadline. A lease is a key WITHOUT a TTL whose value is
+  ``<token>|<deadline ms>`` on Redis's own clock (`genai_api.leases.lua`): `volatile-*`
+  eviction never picks it, and a dead holder's lease is free once its deadline passed, as
+  a ``PX`` lease was once it expired. The script answers the stored bytes and their PTTL
+  (found: HIT, or COALESCED after waiting; the clock is read only past that branch, so a
+  hit costs what it did), 1 (this process holds the lease) or 0 (another process does;
+  then it also raises the key's waiter flag ``{ns}:wait:<rest>``, which keeps a ``PX``).
+  An entry the caller cannot use (too old for its max-age) is claimed over with the read
+  left out. The claim is the request's only read of Redis (`claim_reads`): a request first
+  looks in the L1 only (`peek`), and what a claim finds goes into the L1 as a lookup's
+  read would.
 - holder: calls the provider while one task per process renews every lease it holds every
-  lease/3 (one compare-and-PEXPIRE script for all of them; on a cluster one per slot they
-  are in, in parallel), then one script stores the
-  entry, compare-and-DELs the lease and, if the waiter flag is up, drops it and PUBLISHes
-  the storage key on ``{ns}:filled`` (followed by a newline and the entry itself when it
-  is at most `CARRY_BYTES`: every waiting process then has its answer with the wake-up,
-  no second round trip). The holder's answer waits for that script to be written to
-  Redis, not for its reply (`send_fill`). A failed call (or a store the caller skips)
-  compare-and-DELs and publishes the same way, so a waiter takes over at once. A miss
-  nobody waits for publishes nothing: no process of the fleet wakes up for it.
-- failed over: a holder whose call failed while its model falls back (`Claim.fail_over`)
-  releases the same way, but its PUBLISH carries the error after the newline (`FAILED`):
-  its waiters fall back too instead of taking over (a waiter that only polls takes over).
+  lease/3 (one script for all of them, on a cluster one per slot they are in, in
+  parallel: compare the token, push the deadline on; a lease found gone, evicted under an
+  `allkeys-*` policy, is taken again, `retaken`), then one script stores the entry,
+  compare-and-DELs the lease and, if the waiter flag is up, drops it and PUBLISHes the
+  storage key on ``{ns}:filled`` (followed by a newline and the entry itself when it is at
+  most `CARRY_BYTES`: every waiting process then has its answer with the wake-up, no second
+  round trip). The holder's answer waits for that script to be written to Redis, not for
+  its reply (`send_fill`). A store the caller skips, or a call cancelled (its client went
+  away), compare-and-DELs and publishes the same way, so a waiter takes over at once. A
+  miss nobody waits for publishes nothing: no process of the fleet wakes up for it.
+- failed: a holder whose provider call failed (`Claim.share_failure`; not for 401/403,
+  `base.shared`) releases the same way, but its PUBLISH carries the error after the newline
+  (`FAILED`): its waiters answer that error (status, body, `Retry-After`), or fall back,
+  instead of calling the provider again. Nothing is stored. A waiter that only polls (its
+  subscription down, or its flag lost) takes over and calls.
 - waiter: sleeps until that PUBLISH (one shared subscription per process, `Notifier`) or a
   poll tick; a PUBLISH that carries the entry answers it (COALESCED) if the request can use
   it, and otherwise it runs the claim script again (which raises the flag again while it
   waits): the entry (COALESCED), or the lease after a failed holder or a dead one whose
-  lease expired (exactly one waiter wins it). A waiter gives up after `max_wait`
+  deadline passed (exactly one waiter wins it). A waiter gives up after `max_wait`
   (UPSTREAM_TIMEOUT + lease) and calls the provider itself. The flag is set in the same
   script that finds the lease taken, so a holder's fill either comes first (the waiter
   reads its entry) or sees the flag.
+
+A dead holder (SIGKILL) costs its waiters one lease (LEASE_SECONDS, default 5) and a poll
+tick. A live holder whose event loop stalls for more than two renewal ticks may see its
+lease taken over: then two processes call the provider for that key (both answers are
+right, the last stored wins), never a wrong answer.
 
 Every Redis call goes through the store's circuit breaker: when Redis is down, slow or
 answering errors, `claim` answers `degraded` at once and the flight calls the provider with
 in-process coalescing only. A claim script that timed out may have run all the same: the
 lease it may hold is released in the background, so no waiter sits out a whole lease.
 A full Redis (OOM under `maxmemory`) still runs the claim's read-only branch, so a hit is
-served; on a miss it refuses the lease's SET NX (the script's first write, so nothing was
-taken): that claim is `degraded` too, without tripping the breaker (`WriteRefused`), and
-the fill, the release and the renewals never write anything a full Redis refuses but the
-entry itself.
-Lease keys and waiter flags live outside ``{ns}:e:``, so invalidation never deletes them (a
-flag expires after a lease anyway). On a Redis Cluster the storage key ends in its digest as a
-hash tag (``...:{<sha256>}``) and the lease and flag keep that tail, so all three share a slot
-and each script above touches one slot only (`genai_api.keys.storage_key`). aiocache's
-RedLock is not used: its waiters do not wait for the holder's result across processes, and
-its expiry releases every waiter at once.
+served; on a miss it refuses the lease's SET (the script's first write, so nothing was
+taken): that claim is `degraded` too, without tripping the breaker (`WriteRefused`). The
+fill and the release write nothing a full Redis refuses but the entry itself. A renewal's
+SET refused, it falls back to PEXPIRE (never refused): the lease then carries a TTL, and
+a lease with a TTL is held until Redis expires it, whatever its deadline says; the next
+renewal Redis accepts makes it TTL-less again.
+Lease keys and waiter flags live outside ``{ns}:e:``, so invalidation never deletes a live
+one; a lease past its deadline (its holder died, nobody claimed the key since) is removed
+by `sweep`, which `DELETE /v1/cache` runs (a flag expires after a lease anyway). On a Redis
+Cluster the storage key ends in its digest as a hash tag (``...:{<sha256>}``) and the lease
+and flag keep that tail, so all three share a slot and each script above touches one slot
+only (`genai_api.keys.storage_key`). aiocache's RedLock is not used: its waiters do not
+wait for the holder's result across processes, and its expiry releases every waiter at once.
 """
 
 from __future__ import annotations
@@ -85,8 +101,7 @@ RETAKEN = 2  # a renewal's answer for a lease it found gone and took again
 # most this; see `genai_api.entry`). The read branch (a hit) is one GET and one PTTL, as
 # before leases had deadlines: the clock is read only on a miss.
 _CLAIM = (
-    LEASE_LUA
-    + """
+    """
 if ARGV[3] == '1' then
   local stored = redis.call('get', KEYS[1])
   if stored then
@@ -99,6 +114,9 @@ if ARGV[3] == '1' then
     return {stored, redis.call('pttl', KEYS[1])}
   end
 end
+"""
+    + LEASE_LUA  # defined past the read branch: a hit does not even create these functions
+    + """
 local now = lease_now()
 if lease_free(redis.call('get', KEYS[2]), now) then
   redis.call('set', KEYS[2], lease_value(ARGV[1], now, ARGV[2]))
