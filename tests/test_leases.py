@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import redis.asyncio as aioredis
 
+from genai_api.errors import ProviderError
 from genai_api.leases import LocalLeases, RedisLeases
 from genai_api.leases.notify import Notifier
 from genai_api.leases.redis import CARRY_BYTES, HeldLease
@@ -510,3 +511,33 @@ async def test_memory_backend_claims_in_process_only() -> None:
     assert (await leases.claim("k", lambda stored: None)).found is None  # not usable
     assert leases.state == "process"
     await store.close()
+
+
+async def test_a_holders_failure_reaches_its_waiters_and_a_cancelled_ones_does_not(
+    redis_url: str, ns: str
+) -> None:
+    """`share_failure`: the waiter elsewhere gets the error (status, body, Retry-After) with
+    its wake-up and calls nobody. Without it (a holder cancelled), the waiter takes over."""
+    limited = ProviderError(
+        "slow down", status_code=429, body={"message": "slow down"}, headers={"Retry-After": "7"}
+    )
+    key = entry_key(ns)
+    async with node(redis_url, ns) as a, node(redis_url, ns) as b:
+        held = await a.claim(key, raw)
+        waiter = asyncio.create_task(b.claim(key, raw))
+        await wait_until(lambda: b.notifier.waiting == 1)
+        async with held:
+            held.share_failure(limited)
+        failed = await asyncio.wait_for(waiter, 10)  # its poll is 60 s: woken with the error
+        assert await a.store.client.exists(held.lock) == 0
+        again = await a.claim(key, raw)  # a later request: nothing stored, it calls
+        waiter = asyncio.create_task(b.claim(key, raw))
+        await wait_until(lambda: b.notifier.waiting == 1)
+        await again.__aexit__(asyncio.CancelledError, asyncio.CancelledError(), None)
+        taker = await asyncio.wait_for(waiter, 10)
+        async with taker:
+            pass
+    assert failed.error is not None and failed.waited and failed.found is None
+    assert (failed.error.status_code, failed.error.headers) == (429, {"Retry-After": "7"})
+    assert failed.error.envelope() == limited.envelope()
+    assert isinstance(again, HeldLease) and isinstance(taker, HeldLease)

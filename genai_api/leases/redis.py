@@ -353,12 +353,14 @@ class RedisLeases:
                 # this request can use it, else the claim script again.
                 if await watch.wait(min(self.poll_seconds, remaining)):
                     carried = watch.take()
-                    found = None if carried is None else decode(carried)
-                    if found is not None:
-                        return Claim(found, waited=True)
-                    error = None if carried is None else failure_from(carried)
+                    if carried is None:
+                        continue
+                    error = failure_from(carried)
                     if error is not None:  # the holder's call failed: so does this flight's
                         return Claim(waited=True, error=error)
+                    found = decode(carried)
+                    if found is not None:
+                        return Claim(found, waited=True)
 
     def _abandon(self, key: str, lock: str, token: str, exc: CacheUnavailable) -> Claim[T]:
         """A claim that failed (the flight goes on without Redis). Its script may have run
