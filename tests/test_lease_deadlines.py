@@ -16,6 +16,7 @@ import httpx
 import pytest
 import redis.asyncio as aioredis
 import respx
+from redis.exceptions import OutOfMemoryError
 
 from genai_api.leases.batch import BatchLeases
 from genai_api.leases.redis import HeldLease
@@ -202,3 +203,48 @@ async def test_a_holders_failure_is_shared_with_its_waiters_in_the_same_process(
     assert {a.status_code for a in answers} == {429}
     assert {a.headers.get("retry-after") for a in answers} == {"7"}
     assert {a.json()["error"]["message"] for a in answers} == {"slow down"}
+
+
+async def test_a_full_redis_refusing_the_renewals_set_keeps_the_lease_by_a_ttl(
+    tmp_path: Path, ns: str, redis_binary: None
+) -> None:
+    """Under `noeviction` a full Redis refuses SET but not PEXPIRE: a renewal it refused
+    gives the lease a TTL instead, so it outlives its deadline while its holder lives (a
+    lease with a TTL is held until Redis expires it); once memory is freed, the next renewal
+    makes it TTL-less again."""
+    server = RedisServer(tmp_path).start()
+    try:
+        admin = aioredis.from_url(server.url)
+        await admin.config_set("maxmemory", "2mb")
+        await admin.config_set("maxmemory-policy", "noeviction")
+        key = entry_key(ns)
+        async with (
+            node(server.url, ns, lease=0.6) as a,
+            node(server.url, ns, poll=0.05, max_wait=2) as b,
+        ):
+            claim = await a.claim(key, raw)
+            assert isinstance(claim, HeldLease)
+            async with claim:
+                filler = [f"{ns}:e:fill:{i}" for i in range(2000)]
+                with pytest.raises(OutOfMemoryError):
+                    for name in filler:
+                        await admin.set(name, os.urandom(4096), px=600_000)
+                await admin.config_set("maxmemory", "1mb")  # well past it, buffers or not
+                await asyncio.sleep(0.9)  # past the deadline the last accepted renewal wrote
+                full_ttl = await admin.pttl(claim.lock)
+                taker = await b.claim(key, raw)  # refused its waiter flag: it bypasses
+                still = await holder(admin, claim.lock)
+                await admin.delete(*filler)  # memory back
+                await admin.config_set("maxmemory", "2mb")
+                await asyncio.sleep(0.5)
+                freed_ttl = await admin.pttl(claim.lock)
+                await claim.fill(a.store, key, b"answer", 60)
+            left = await admin.exists(claim.lock)
+        await admin.aclose()
+    finally:
+        server.stop()
+    assert 0 < full_ttl <= 600
+    assert taker.degraded and not isinstance(taker, HeldLease)
+    assert still == claim.token
+    assert freed_ttl == -1
+    assert left == 0

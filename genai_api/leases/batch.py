@@ -78,7 +78,7 @@ for i = 1, n do
     marks[i] = 's'
   else
     now = now or lease_now()
-    if lease_free(redis.call('get', KEYS[n + i]), now) then
+    if lease_free(KEYS[n + i], redis.call('get', KEYS[n + i]), now) then
       redis.call('set', KEYS[n + i], lease_value(ARGV[1], now, ARGV[2]))
       marks[i] = 'c'
     else
@@ -100,11 +100,9 @@ local now, kept, retaken = lease_now(), 0, 0
 for i = 1, #KEYS do
   local v = redis.call('get', KEYS[i])
   if not v then
-    redis.call('set', KEYS[i], lease_value(ARGV[1], now, ARGV[2]))
-    retaken = retaken + 1
+    retaken = retaken + lease_renew(KEYS[i], ARGV[1], now, ARGV[2])
   elseif lease_owner(v) == ARGV[1] then
-    redis.call('set', KEYS[i], lease_value(ARGV[1], now, ARGV[2]))
-    kept = kept + 1
+    kept = kept + lease_renew(KEYS[i], ARGV[1], now, ARGV[2])
   end
 end
 return {kept, retaken}

@@ -118,7 +118,7 @@ end
     + LEASE_LUA  # defined past the read branch: a hit does not even create these functions
     + """
 local now = lease_now()
-if lease_free(redis.call('get', KEYS[2]), now) then
+if lease_free(KEYS[2], redis.call('get', KEYS[2]), now) then
   redis.call('set', KEYS[2], lease_value(ARGV[1], now, ARGV[2]))
   return 1
 end
@@ -136,11 +136,9 @@ local now, kept = lease_now(), {}
 for i = 1, #KEYS do
   local v = redis.call('get', KEYS[i])
   if not v then
-    redis.call('set', KEYS[i], lease_value(ARGV[i + 1], now, ARGV[1]))
-    kept[i] = 2
+    kept[i] = 2 * lease_renew(KEYS[i], ARGV[i + 1], now, ARGV[1])
   elseif lease_owner(v) == ARGV[i + 1] then
-    redis.call('set', KEYS[i], lease_value(ARGV[i + 1], now, ARGV[1]))
-    kept[i] = 1
+    kept[i] = lease_renew(KEYS[i], ARGV[i + 1], now, ARGV[1])
   else
     kept[i] = 0
   end

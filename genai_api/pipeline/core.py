@@ -41,7 +41,7 @@ from genai_api.leases.base import shared
 from genai_api.models.table import ModelInfo
 from genai_api.pipeline.answers import Answers, Outcome, joined
 from genai_api.pipeline.call import Call
-from genai_api.pipeline.fallbacks import Fallbacks, eligible, within
+from genai_api.pipeline.fallbacks import Fallbacks, within
 from genai_api.pipeline.variants import Variants
 from genai_api.providers.base import Provider
 from genai_api.savings.accounting import Accounting, CacheStatus
