@@ -58,7 +58,8 @@ async def _gateway_keys(env: dict[str, str], upstream: str) -> dict[str, Any]:
             match = f"{NAMESPACE}:e:*{answer.headers['x-cache-key']}*"
             keys += await _scan(client, match)
         lock, flag = leases.lock_key(keys[0]), leases.wait_key(keys[0])
-        await client.set(lock, leases._token(), px=30_000)
+        # As the claim script writes it: no TTL, its deadline (ms) in the value.
+        await client.set(lock, f"{leases._token()}|{int(time.time() * 1000) + 5000}")
         await client.set(flag, "1", px=30_000)
         stats = await _scan(client, f"{NAMESPACE}:*stats*")
         sizes = {

@@ -16,8 +16,8 @@ times each embeddings input, each model name and each bearer was sent), POST /re
 As one of several upstreams in tests, it checks the bearer (`--api-key`: any other, or none,
 is 401) and can misbehave, set at start (`--fail 503`) or at run time (`POST /mode` with
 `{"fail": 503, "hang": false, "cut": false}`): `fail` answers every model call with that
-status, `hang` never answers one, `cut` ends a stream after its first chunk without
-`[DONE]`.
+status (with `Retry-After` when `"retry_after"` is set), `hang` never answers one, `cut`
+ends a stream after its first chunk without `[DONE]`.
 """
 
 from __future__ import annotations
@@ -52,7 +52,7 @@ class FakeUpstream:
         self.dims = dims
         self.api_key = api_key  # the bearer it insists on (None: any, or none)
         self.models = models  # what GET /v1/models lists (None: 404)
-        self.mode: dict[str, Any] = {"fail": fail, "hang": False, "cut": False}
+        self.mode: dict[str, Any] = {"fail": fail, "hang": False, "cut": False, "retry_after": None}
         self.calls: Counter[str] = Counter()
         self.inputs: Counter[str] = Counter()  # embeddings inputs (JSON of each) asked for
         self.stored = fake_responses.Stored()
@@ -122,7 +122,11 @@ class FakeUpstream:
             await asyncio.Event().wait()  # until the client gives up
         if self.mode["fail"]:
             status = int(self.mode["fail"])
-            await _json(send, _error(f"fake failure {status}", "fake_failure"), status=status)
+            extra = {}
+            if self.mode.get("retry_after") is not None:
+                extra["retry-after"] = str(self.mode["retry_after"])
+            error = _error(f"fake failure {status}", "fake_failure")
+            await _json(send, error, status=status, headers=extra)
             return
         if "/responses/" in path:
             rest = path.split("/responses/", 1)[1]
@@ -311,8 +315,11 @@ def _completion(request: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-async def _json(send: Send, payload: Any, status: int = 200) -> None:
+async def _json(
+    send: Send, payload: Any, status: int = 200, headers: dict[str, str] | None = None
+) -> None:
     body = orjson.dumps(payload)
+    extra = [(k.encode(), v.encode()) for k, v in (headers or {}).items()]
     await send(
         {
             "type": "http.response.start",
@@ -320,6 +327,7 @@ async def _json(send: Send, payload: Any, status: int = 200) -> None:
             "headers": [
                 (b"content-type", b"application/json"),
                 (b"content-length", str(len(body)).encode()),
+                *extra,
             ],
         }
     )

@@ -82,8 +82,10 @@ class Settings(BaseSettings):
     # Redis with the query engine (Redis 8, Redis Stack, Valkey + search); default: the
     # cache's own Redis.
     semantic_redis_url: SecretStr | None = None
+    # Short, renewed every third while the holder's call is alive: a dead holder (SIGKILL,
+    # OOM kill) costs its waiters about this long, not a whole upstream call's time.
     lease_seconds: float = Field(
-        30.0, gt=0, le=30, description="cross-process coalescing lease, renewed while alive"
+        5.0, gt=0, le=30, description="cross-process coalescing lease, renewed while alive"
     )
 
     # --- cache semantics

@@ -13,7 +13,7 @@ from contextlib import asynccontextmanager
 
 import pytest
 
-from genai_api.errors import CacheUnavailable
+from genai_api.errors import CacheUnavailable, ProviderError
 from genai_api.leases.batch import BatchLeases, Fetched
 from genai_api.savings.accounting import CacheStatus
 from tests.conftest import wait_until
@@ -193,7 +193,7 @@ async def test_leases_are_renewed_while_the_fetch_is_alive(
     redis_url: str, ns: str, keys: list[str]
 ) -> None:
     async with (
-        batch_node(redis_url, ns, lease=0.3) as a,
+        batch_node(redis_url, ns, lease=0.6) as a,
         batch_node(redis_url, ns, poll=0.05) as b,
     ):
         slow, other = Fetcher(), Fetcher()
@@ -201,7 +201,7 @@ async def test_leases_are_renewed_while_the_fetch_is_alive(
         holder = asyncio.create_task(a.fill(keys[:2], read, slow))
         await wait_until(lambda: bool(slow.calls))
         waiter = asyncio.create_task(b.fill(keys[:2], read, other))
-        await asyncio.sleep(1.2)  # four lease lengths
+        await asyncio.sleep(1.8)  # three lease lengths, renewed every 200 ms
         assert not waiter.done() and other.calls == []
         slow.gate.set()
         await asyncio.wait_for(holder, 10)
@@ -263,3 +263,46 @@ async def test_redis_lost_after_the_claim_still_answers_and_releases_later(
         stored = await a.store.client.exists(*keys[:2])
     assert {s for _, s in got.values()} == {BYPASS}
     assert left == [] and stored == 0
+
+
+async def test_a_holders_provider_error_is_shared_with_the_batches_waiting_elsewhere(
+    redis_url: str, ns: str, keys: list[str]
+) -> None:
+    """The holder's call fails for some of its keys (a 429 chunk): the batch waiting for any
+    of those keys in another process fails with the same error (status, body, Retry-After),
+    without a call of its own; keys that were fetched are stored; nothing of the failure is."""
+    limited = ProviderError(
+        "slow down",
+        status_code=429,
+        body={"message": "slow down", "type": "rate_limit", "code": "rate_limited"},
+        headers={"Retry-After": "7"},
+    )
+
+    class HalfFails(Fetcher):
+        async def __call__(self, asked: list[str]) -> Fetched[bytes]:
+            self.calls.append(list(asked))
+            await self.gate.wait()
+            values = {k: b"v:" + k.encode() for k in asked[:1]}
+            return Fetched(values, [(k, v, 60.0) for k, v in values.items()], error=limited)
+
+    async with batch_node(redis_url, ns) as a, batch_node(redis_url, ns, poll=60) as b:
+        failing, other = HalfFails(), Fetcher()
+        failing.gate.clear()
+        holder = asyncio.create_task(a.fill(keys[:3], read, failing))
+        await wait_until(lambda: bool(failing.calls))
+        waiter = asyncio.create_task(b.fill(keys[1:3], read, other))
+        await wait_until(lambda: b.leases.notifier.waiting == 2)
+        failing.gate.set()
+        with pytest.raises(ProviderError) as held_error:
+            await asyncio.wait_for(holder, 10)
+        with pytest.raises(ProviderError) as shared_error:
+            await asyncio.wait_for(waiter, 10)  # its poll is 60 s: woken by the failure
+        stored = await a.store.client.mget(keys[:3])
+        left = await locks_left(a, ns)
+    assert held_error.value is limited
+    shared = shared_error.value
+    assert (shared.status_code, shared.headers) == (429, {"Retry-After": "7"})
+    assert shared.envelope() == limited.envelope()
+    assert other.calls == []
+    assert stored == [b"v:" + keys[0].encode(), None, None]
+    assert left == []

@@ -140,13 +140,38 @@ async def test_a_lease_nobody_fills_is_taken_over_after_it_expires(
             controls=parse_controls({}, None, max_ttl=3600),
         )
         # A holder that died holding the lease: nobody renews, fills or releases it.
-        await gw.gateway.store.client.set(leases.lock_key(call.skey), "dead-holder", px=1000)
+        dead = await leases.claim(call.skey, lambda stored: None)
+        lock = leases.lock_key(call.skey)
+        assert await gw.gateway.store.client.pttl(lock) == -1  # no TTL: never evicted
         loop = asyncio.get_running_loop()
         started = loop.time()
         answer = await _chat(gw)
         took = loop.time() - started
+        after = await gw.gateway.store.client.exists(lock)
+        # Another dead holder's lease, on a key nobody asks for again: DELETE /v1/cache
+        # sweeps it once its deadline has passed (every primary of a cluster is scanned).
+        other, alive = (
+            gw.gateway.pipeline.prepare(
+                CHAT_API,
+                {**CHAT, "messages": [{"role": "user", "content": text}]},
+                model=gw.gateway.models.get(CHAT["model"]),
+                tenant=tenant,
+                controls=parse_controls({}, None, max_ttl=3600),
+            ).skey
+            for text in ("never asked again", "still being answered")
+        )
+        await leases.claim(other, lambda stored: None)
+        live = await leases.claim(alive, lambda stored: None)
+        async with live:  # a live holder's lease is renewed, and stays
+            await asyncio.sleep(1.2)
+            await gw.http.request("DELETE", "/v1/cache")
+            swept = await gw.gateway.store.client.exists(leases.lock_key(other))
+            kept = await gw.gateway.store.client.exists(leases.lock_key(alive))
+    assert dead.found is None and not dead.degraded
     assert answer.headers["x-cache"] == "MISS" and route.call_count == 1
     assert 0.5 < took < 1.0 + 2.0  # waited for the lease, then took over
+    assert after == 0  # the taker's fill released it
+    assert (swept, kept) == (0, 1)
 
 
 async def test_stats_are_totals_of_every_gateway(

@@ -44,7 +44,7 @@ class Fakes:
     def reset(self) -> None:
         for service in self.all():
             httpx.post(service.url + "/reset", timeout=5).raise_for_status()
-            set_mode(service, fail=None, hang=False, cut=False)
+            set_mode(service, fail=None, hang=False, cut=False, retry_after=None)
 
     def models_file(self, tmp_path: Path, extra: str = "") -> Path:
         """Llama on vLLM (its key, an alias, falling back to gpt-4o-mini on OpenAI), and an

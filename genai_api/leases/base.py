@@ -12,10 +12,14 @@ another process's answer. Use:
         await claim.fill(store, skey, value, ttl)  # store it (and release, in one round trip)
     # leaving releases a lease not released yet and wakes the waiters
 
-A flight whose call failed and whose model falls back (`genai_api.pipeline.fallbacks`)
-tells its claim so (`fail_over`): its waiters in other processes are then handed the error
-with their wake-up (`Claim.error`) and fall back as its waiters in this process do, instead
-of calling the failed upstream again.
+A flight whose provider call failed tells its claim so (`share_failure`): its waiters in
+other processes are handed the same error with their wake-up (`Claim.error`: status, body,
+`Retry-After`) and answer it, or fall back, as its waiters in this process do, instead of
+calling the failing upstream again the moment the lease is released (a 429 answered by one
+more call per waiting process). Nothing is stored: a request after the failure calls again.
+Not shared (`shared`): failures about the holder's own credentials (401, 403: another
+process may be configured with another key, so its waiters take over), and anything that
+is not a provider's answer (a holder cancelled by its client going away: waiters take over).
 """
 
 from __future__ import annotations
@@ -41,7 +45,7 @@ class Claim(Generic[T]):
     `waited`: the entry was stored by another process while this one waited (COALESCED).
     `failure`: why the backend failed, if it did: then coalescing is in-process only and
     the answer is BYPASS (`degraded`). `error`: the call of the process this one waited for
-    failed, and its model falls back: this flight fails with it, to fall back in turn.
+    failed with it: this flight fails the same way (and falls back, if its model does).
     """
 
     def __init__(
@@ -79,9 +83,10 @@ class Claim(Generic[T]):
         (the reason) instead of raised. Here: `fill` itself."""
         await self.fill(store, key, value, ttl)
 
-    def fail_over(self, error: ProviderError) -> None:
-        """This flight's call failed with `error` and its model falls back: waiters elsewhere
-        are to get `error` rather than call again. Here (one process) there are none."""
+    def share_failure(self, error: ProviderError) -> None:
+        """This flight's call failed with `error` (one `shared` allows): waiters elsewhere
+        are to get `error` rather than call again. Here (one process) there are none: the
+        flight's waiters in this process share its exception already (`Coalescer`)."""
         return None
 
     async def __aenter__(self) -> Claim[T]:
@@ -92,6 +97,15 @@ class Claim(Generic[T]):
 
 
 FAILED = b"!"  # what a wake-up carrying a failure (not an entry) starts with
+
+OWN_CREDENTIALS = frozenset({401, 403})
+"""Statuses about the calling process's own upstream key, not about the request."""
+
+
+def shared(error: ProviderError) -> bool:
+    """May `error`, a holder's failed call, answer its waiters in other processes too? Yes,
+    unless it is about the holder's own credentials: another replica may hold another key."""
+    return error.status_code not in OWN_CREDENTIALS
 
 
 def failure_bytes(error: ProviderError) -> bytes:
@@ -140,6 +154,11 @@ class Leases(Protocol):
         """The entry for `key` if this process holds it (an L1), without a round trip."""
         ...
 
+    async def sweep(self, rest: str) -> int:
+        """Remove leases of keys matching ``{ns}:<kind>:<rest>`` whose holder died (see
+        `RedisLeases.sweep`); `DELETE /v1/cache` calls it. Answers how many went."""
+        ...
+
     def start(self) -> None: ...
 
     async def aclose(self) -> None: ...
@@ -165,6 +184,9 @@ class LocalLeases:
         except CacheUnavailable as exc:
             return Claim(failure=exc.message)
         return Claim(decode(raw) if raw is not None else None)
+
+    async def sweep(self, rest: str) -> int:
+        return 0  # no lease outlives its process here
 
     def start(self) -> None:
         return None

@@ -5,21 +5,27 @@ lease per input would cost a round trip each. `BatchLeases.fill` takes a flight'
 (storage keys the request found missing) through the single-key protocol (`leases/redis.py`)
 in batches:
 
-1. claim: one script tries, per key, ``SET {ns}:lock:<rest> <token> NX PX <lease>`` unless
-   its entry exists, and answers a letter per key (claimed, waited for, stored) and every
-   entry's stored bytes; for a key held elsewhere it raises the key's waiter flag
+1. claim: one script takes, per key, the lease ``{ns}:lock:<rest>`` unless its entry exists
+   or another process holds it (a TTL-less ``<token>|<deadline>``, as single keys have:
+   `genai_api.leases.lua`), and answers a letter per key (claimed, waited for, stored) and
+   every entry's stored bytes; for a key held elsewhere it raises the key's waiter flag
    ``{ns}:wait:<rest>``. Usable entries are answered at once (HIT).
 2. hold: the claimed keys go upstream at once (split at 2,048 inputs as always) while one
-   script per lease/3 renews all their leases (compare-and-PEXPIRE). Then one script
-   writes their entries, compare-and-DELs their leases and PUBLISHes,
-   in one message (space-separated), the keys whose waiter flag it found up and dropped: a
-   batch nobody waits for wakes no process. A failed call releases the same way, so
-   waiters elsewhere take over at once.
+   script per lease/3 renews all their leases (compare the token, push the deadline on;
+   take again one that eviction removed). The renewer is stopped and awaited before the
+   release, so no renewal lands after it. Then one script writes their entries,
+   compare-and-DELs their leases and PUBLISHes, in one message (space-separated), the keys
+   whose waiter flag it found up and dropped: a batch nobody waits for wakes no process.
+   Keys whose provider call failed (a `ProviderError` that `base.shared` allows) are
+   released with the failure after a newline: their waiters share it (the whole waiting
+   batch fails with it, as the holder's request did); nothing is stored. A call that ended
+   otherwise (cancelled) releases plainly, so waiters elsewhere take over at once.
 3. wait: keys another process holds are waited for with one doorbell for all of them (the
    process's one subscription, or a poll tick), each wake-up re-running step 1 on what is
-   still missing: entries found are COALESCED; leases found free (the holder failed, or
-   died and its lease expired) are taken over and fetched by a call of their own. After
-   `max_wait` (UPSTREAM_TIMEOUT + lease) the flight fetches the rest itself.
+   still missing: entries found are COALESCED; leases found free (the holder failed
+   without sharing it, or died and its deadline passed) are taken over and fetched by a
+   call of their own. After `max_wait` (UPSTREAM_TIMEOUT + lease) the flight fetches the
+   rest itself.
 
 On a Redis Cluster a script may touch one slot only: each step runs one script per slot the
 keys are in (`slot_groups`), pipelined per node, nodes in parallel (`node_groups`), each node
@@ -35,14 +41,16 @@ release (`WriteRefused`; the batch's hits were read by its lookup before).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import secrets
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
-from genai_api.errors import CacheUnavailable, WriteRefused
-from genai_api.leases.base import Leases
+from genai_api.errors import CacheUnavailable, ProviderError, WriteRefused
+from genai_api.leases.base import Leases, failure_bytes, failure_from, shared
+from genai_api.leases.lua import LEASE_LUA
 from genai_api.leases.notify import Watch
 from genai_api.leases.redis import RedisLeases
 from genai_api.savings.accounting import CacheStatus
@@ -55,38 +63,59 @@ R = TypeVar("R")
 # KEYS: n entries, their n leases, their n waiter flags. ARGV: token, lease ms, refresh (1:
 # claim even where an entry exists, for max-age requests). Answers a letter per key, c(laimed),
 # w(ait: held elsewhere, flag raised) or s(tored), then every entry's stored bytes (nil when
-# none): the read and the claim in one command per slot.
-_CLAIM = """
+# none): the read and the claim in one command per slot. A lease is ``<token>|<deadline>``
+# without a TTL (`genai_api.leases.lua`); one whose deadline passed is taken over.
+_CLAIM = (
+    LEASE_LUA
+    + """
 local n = #KEYS / 3
 local marks, out = {}, {}
+local now = nil
 for i = 1, n do
   local stored = redis.call('get', KEYS[i])
   out[i + 1] = stored
   if ARGV[3] == '0' and stored then
     marks[i] = 's'
-  elseif redis.call('set', KEYS[n + i], ARGV[1], 'NX', 'PX', ARGV[2]) then
-    marks[i] = 'c'
   else
-    redis.call('set', KEYS[2 * n + i], '1', 'PX', ARGV[2])
-    marks[i] = 'w'
+    now = now or lease_now()
+    if lease_free(KEYS[n + i], redis.call('get', KEYS[n + i]), now) then
+      redis.call('set', KEYS[n + i], lease_value(ARGV[1], now, ARGV[2]))
+      marks[i] = 'c'
+    else
+      redis.call('set', KEYS[2 * n + i], '1', 'PX', ARGV[2])
+      marks[i] = 'w'
+    end
   end
 end
 out[1] = table.concat(marks)
 return out
 """
-_RENEW = """
-local kept = 0
+)
+# KEYS: the flight's leases. ARGV: token, lease ms. Pushes each deadline on; a lease found
+# gone (evicted under an allkeys-* policy) is taken again. Answers {kept, taken again}.
+_RENEW = (
+    LEASE_LUA
+    + """
+local now, kept, retaken = lease_now(), 0, 0
 for i = 1, #KEYS do
-  if redis.call('get', KEYS[i]) == ARGV[1] then
-    kept = kept + redis.call('pexpire', KEYS[i], ARGV[2])
+  local v = redis.call('get', KEYS[i])
+  if not v then
+    retaken = retaken + lease_renew(KEYS[i], ARGV[1], now, ARGV[2])
+  elseif lease_owner(v) == ARGV[1] then
+    kept = kept + lease_renew(KEYS[i], ARGV[1], now, ARGV[2])
   end
 end
-return kept
+return {kept, retaken}
 """
+)
 # KEYS: s entries to store, then n leases and their n waiter flags. ARGV: s, token, channel,
-# then s (value, TTL ms) pairs, then the n leases' storage keys. Stores, compare-and-DELs the
-# leases and PUBLISHes (space-separated) the keys whose waiter flag it found up and dropped.
-_STORE_RELEASE = """
+# then s (value, TTL ms) pairs, then the n leases' storage keys, then (optional) a failure
+# (`failure_bytes`) of the flight's call. Stores, compare-and-DELs the leases and PUBLISHes
+# (space-separated) the keys whose waiter flag it found up and dropped; with a failure, the
+# message is those keys, a newline and the failure: their waiters share it.
+_STORE_RELEASE = (
+    LEASE_LUA
+    + """
 local s = tonumber(ARGV[1])
 local n = (#KEYS - s) / 2
 for i = 1, s do
@@ -94,7 +123,8 @@ for i = 1, s do
 end
 local woken = {}
 for i = 1, n do
-  if redis.call('get', KEYS[s + i]) == ARGV[2] then
+  local held = redis.call('get', KEYS[s + i])
+  if held and lease_owner(held) == ARGV[2] then
     redis.call('del', KEYS[s + i])
   end
   if redis.call('del', KEYS[s + n + i]) == 1 then
@@ -104,8 +134,13 @@ end
 if #woken == 0 then
   return 0
 end
+local failure = ARGV[4 + 2 * s + n]
+if failure then
+  return redis.call('publish', ARGV[3], table.concat(woken, ' ') .. '\\n' .. failure)
+end
 return redis.call('publish', ARGV[3], table.concat(woken, ' '))
 """
+)
 
 Read = Callable[[list[str], list[bytes | None]], Awaitable[dict[str, V]]]
 
@@ -180,11 +215,17 @@ class BatchLeases:
         return list(await asyncio.gather(*(one(group) for group in groups)))
 
     async def store_and_release(
-        self, entries: Sequence[tuple[str, bytes, float]], keys: Sequence[str], token: str
+        self,
+        entries: Sequence[tuple[str, bytes, float]],
+        keys: Sequence[str],
+        token: str,
+        failure: bytes | None = None,
     ) -> tuple[list[str], CacheUnavailable | None]:
         """Write `entries`, release the leases on `keys` and publish them: one script per slot,
-        pipelined per server, servers in parallel (one script on one server). Returns the keys
-        (of both) on servers that failed, and the first failure."""
+        pipelined per server, servers in parallel (one script on one server). `failure`
+        (`failure_bytes` of the call that failed for `keys`) goes with the message, for their
+        waiters to share. Returns the keys (of both) on servers that failed, and the first
+        failure."""
         if not entries and not keys:
             return [], None
         items = {key: (value, ttl) for key, value, ttl in entries}
@@ -196,7 +237,17 @@ class BatchLeases:
             held = [k for k in group if k in leased]
             pairs = [a for k in stored for a in (items[k][0], max(1, int(items[k][1] * 1000)))]
             every = [*stored, *self.locks(held), *self.flags(held)]
-            return [_STORE_RELEASE, len(every), *every, len(stored), token, channel, *pairs, *held]
+            script = [
+                _STORE_RELEASE,
+                len(every),
+                *every,
+                len(stored),
+                token,
+                channel,
+                *pairs,
+                *held,
+            ]
+            return script if failure is None else [*script, failure]
 
         async def write(group: list[str]) -> None:
             slots = self.store.slot_groups(group)
@@ -232,16 +283,18 @@ class BatchLeases:
                 return
             await asyncio.sleep(max(0.05, self.store.cooldown))
 
-    async def renew_while_alive(self, keys: list[str], token: str) -> None:
-        """Renew every lease of `keys` each lease/3 until cancelled (the fetch is over): one
-        script per slot they are in (one on one server)."""
+    async def renew_while_alive(self, keys: list[str], token: str, stop: asyncio.Event) -> None:
+        """Renew every lease of `keys` each lease/3 until `stop` is set (the fetch is over):
+        one script per slot they are in (one on one server). Not cancelled but stopped, and
+        awaited before the leases are released: a renewal landing after the release would
+        find them gone and take them again."""
         client, lease_ms = self.store.client, self.leases.lease_ms
         groups = self.store.slot_groups(self.locks(keys))
         alive = len(keys)
 
-        async def renew(locks: list[str]) -> int:
+        async def renew(locks: list[str]) -> list[int]:
             try:
-                return int(
+                return list(
                     await self.store.guarded(
                         lambda: self._renew(keys=locks, args=[token, lease_ms], client=client),
                         entries=len(locks),
@@ -249,11 +302,22 @@ class BatchLeases:
                     )
                 )
             except CacheUnavailable:
-                return len(locks)  # a blip: the leases may well outlive it, next tick
+                return [len(locks), 0]  # a blip: the leases may well outlive it, next tick
 
         while True:
-            await asyncio.sleep(lease_ms / 3000)
-            kept = sum(await asyncio.gather(*(renew(g) for g in groups)))
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(lease_ms / 3000):
+                    await stop.wait()
+            if stop.is_set():
+                return
+            answers = await asyncio.gather(*(renew(g) for g in groups))
+            kept, retaken = sum(a[0] for a in answers), sum(a[1] for a in answers)
+            if retaken:
+                self.leases.retaken += retaken
+                log.debug(
+                    "%d leases were gone (evicted?) under their live holder: taken again", retaken
+                )
+            kept += retaken
             if kept < alive:
                 lost, alive = alive - kept, kept
                 log.warning("%d of %d leases expired under their holder", lost, len(keys))
@@ -278,6 +342,7 @@ class _Flight(Generic[V]):
         self.results: dict[str, tuple[V, CacheStatus]] = {}
         self.jobs: list[asyncio.Task[None]] = []
         self.watch: Watch | None = None
+        self.shared: ProviderError | None = None  # a holder elsewhere failed for our keys
 
     async def run(self, keys: list[str]) -> dict[str, tuple[V, CacheStatus]]:
         leases = self.owner.leases
@@ -296,7 +361,12 @@ class _Flight(Generic[V]):
                         self._start(waiting, lease=False, store=True)
                         break
                     found_as = CacheStatus.COALESCED
-                    await self.watch.wait(min(leases.poll_seconds, remaining))
+                    if await self.watch.wait(min(leases.poll_seconds, remaining)):
+                        carried = self.watch.take()
+                        shared_error = None if carried is None else failure_from(carried)
+                        if shared_error is not None:  # a holder's call for some key failed
+                            self.shared = shared_error
+                            break
             if self.jobs:
                 await asyncio.wait(self.jobs)
         except BaseException:
@@ -307,6 +377,8 @@ class _Flight(Generic[V]):
         errors = [error for error in map(_error, self.jobs) if error is not None]
         if errors:
             raise errors[0]
+        if self.shared is not None:
+            raise self.shared  # the batch cannot be answered whole: as the holder's could not
         return self.results
 
     async def _round(self, keys: list[str], found_as: CacheStatus) -> tuple[list[str], bool]:
@@ -385,19 +457,36 @@ class _Flight(Generic[V]):
         (if `lease`) in one round trip per server; record each value with its status (BYPASS
         for those on a server that failed)."""
         owner = self.owner
-        renewer = owner.leases.spawn(owner.renew_while_alive(keys, self.token)) if lease else None
+        stop = asyncio.Event()
+        renewer = None
+        if lease:
+            renewer = owner.leases.spawn(owner.renew_while_alive(keys, self.token, stop))
         try:
             fetched = await self.fetch(keys)
         except BaseException:
-            if lease:
+            if renewer is not None:
+                stop.set()
+                await asyncio.wait([renewer])
                 await owner.release(keys, self.token)  # waiters elsewhere take over at once
             raise
-        finally:
-            if renewer is not None:
-                renewer.cancel()
+        if renewer is not None:
+            stop.set()
+            await asyncio.wait([renewer])
         status = CacheStatus.MISS if store else CacheStatus.BYPASS
+        released = keys if lease else []
+        error = fetched.error
+        if lease and isinstance(error, ProviderError) and shared(error):
+            # The keys whose call failed: released with the failure, for their waiters to share.
+            failed = [k for k in keys if k not in fetched.values]
+            released = [k for k in keys if k in fetched.values]
+            lost, failure = await owner.store_and_release(
+                (), failed, self.token, failure_bytes(error)
+            )
+            if failure is not None:
+                self._told(failure)
+                owner.release_soon(lost, self.token)
         lost, failure = await owner.store_and_release(
-            fetched.entries if store else (), keys if lease else (), self.token
+            fetched.entries if store else (), released, self.token
         )
         if failure is not None:
             self._told(failure)

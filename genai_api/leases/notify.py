@@ -126,17 +126,15 @@ class Notifier:
         return len(self._watches)
 
     def deliver(self, message: str | bytes) -> None:
-        """Ring the watches of the key in `message` (or of each, space-separated); a key
-        followed by a newline carries its entry's stored bytes to its watches."""
+        """Ring the watches of the key in `message` (or of each, space-separated); what
+        follows a newline (a key's stored entry, or the failure of the keys' call) is carried
+        to their watches."""
         data = message.encode() if isinstance(message, str) else message
         head, newline, carried = data.partition(b"\n")
-        if newline:
-            for watch in self._watches.get(head.decode(), ()):
-                watch.ring(carried)
-            return
+        what = carried if newline else None
         for key in head.decode().split(" "):
             for watch in self._watches.get(key, ()):
-                watch.ring()
+                watch.ring(what)
 
     def _ring_all(self) -> None:
         for watches in self._watches.values():

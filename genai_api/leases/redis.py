@@ -3,50 +3,66 @@
 The protocol, for a storage key ``{ns}:e:<rest>`` and its lease ``{ns}:lock:<rest>``, in two
 Redis round trips per miss (each one script, so each step is atomic):
 
-- claim:  one script reads the entry and, only when there is none, takes the lease
-  (``SET lock <token> NX PX <lease>``). It answers the stored bytes and their PTTL (found:
-  HIT, or COALESCED after waiting), 1 (this process holds the lease) or 0 (another process
-  does; then it also raises the key's waiter flag ``{ns}:wait:<rest>``). An entry the caller
-  cannot use (too old for its max-age) is claimed over with the read left out. The claim
-  is the request's only read of Redis (`claim_reads`): a request first looks in the L1 only
-  (`peek`), and what a claim finds goes into the L1 as a lookup's read would.
+- claim:  one script reads the entry and, only when there is none, takes the lease if it is
+  free: absent, or past its deadline. A lease is a key WITHOUT a TTL whose value is
+  ``<token>|<deadline ms>`` on Redis's own clock (`genai_api.leases.lua`): `volatile-*`
+  eviction never picks it, and a dead holder's lease is free once its deadline passed, as
+  a ``PX`` lease was once it expired. The script answers the stored bytes and their PTTL
+  (found: HIT, or COALESCED after waiting; the clock is read only past that branch, so a
+  hit costs what it did), 1 (this process holds the lease) or 0 (another process does;
+  then it also raises the key's waiter flag ``{ns}:wait:<rest>``, which keeps a ``PX``).
+  An entry the caller cannot use (too old for its max-age) is claimed over with the read
+  left out. The claim is the request's only read of Redis (`claim_reads`): a request first
+  looks in the L1 only (`peek`), and what a claim finds goes into the L1 as a lookup's
+  read would.
 - holder: calls the provider while one task per process renews every lease it holds every
-  lease/3 (one compare-and-PEXPIRE script for all of them; on a cluster one per slot they
-  are in, in parallel), then one script stores the
-  entry, compare-and-DELs the lease and, if the waiter flag is up, drops it and PUBLISHes
-  the storage key on ``{ns}:filled`` (followed by a newline and the entry itself when it
-  is at most `CARRY_BYTES`: every waiting process then has its answer with the wake-up,
-  no second round trip). The holder's answer waits for that script to be written to
-  Redis, not for its reply (`send_fill`). A failed call (or a store the caller skips)
-  compare-and-DELs and publishes the same way, so a waiter takes over at once. A miss
-  nobody waits for publishes nothing: no process of the fleet wakes up for it.
-- failed over: a holder whose call failed while its model falls back (`Claim.fail_over`)
-  releases the same way, but its PUBLISH carries the error after the newline (`FAILED`):
-  its waiters fall back too instead of taking over (a waiter that only polls takes over).
+  lease/3 (one script for all of them, on a cluster one per slot they are in, in
+  parallel: compare the token, push the deadline on; a lease found gone, evicted under an
+  `allkeys-*` policy, is taken again, `retaken`), then one script stores the entry,
+  compare-and-DELs the lease and, if the waiter flag is up, drops it and PUBLISHes the
+  storage key on ``{ns}:filled`` (followed by a newline and the entry itself when it is at
+  most `CARRY_BYTES`: every waiting process then has its answer with the wake-up, no second
+  round trip). The holder's answer waits for that script to be written to Redis, not for
+  its reply (`send_fill`). A store the caller skips, or a call cancelled (its client went
+  away), compare-and-DELs and publishes the same way, so a waiter takes over at once. A
+  miss nobody waits for publishes nothing: no process of the fleet wakes up for it.
+- failed: a holder whose provider call failed (`Claim.share_failure`; not for 401/403,
+  `base.shared`) releases the same way, but its PUBLISH carries the error after the newline
+  (`FAILED`): its waiters answer that error (status, body, `Retry-After`), or fall back,
+  instead of calling the provider again. Nothing is stored. A waiter that only polls (its
+  subscription down, or its flag lost) takes over and calls.
 - waiter: sleeps until that PUBLISH (one shared subscription per process, `Notifier`) or a
   poll tick; a PUBLISH that carries the entry answers it (COALESCED) if the request can use
   it, and otherwise it runs the claim script again (which raises the flag again while it
   waits): the entry (COALESCED), or the lease after a failed holder or a dead one whose
-  lease expired (exactly one waiter wins it). A waiter gives up after `max_wait`
+  deadline passed (exactly one waiter wins it). A waiter gives up after `max_wait`
   (UPSTREAM_TIMEOUT + lease) and calls the provider itself. The flag is set in the same
   script that finds the lease taken, so a holder's fill either comes first (the waiter
   reads its entry) or sees the flag.
+
+A dead holder (SIGKILL) costs its waiters one lease (LEASE_SECONDS, default 5) and a poll
+tick. A live holder whose event loop stalls for more than two renewal ticks may see its
+lease taken over: then two processes call the provider for that key (both answers are
+right, the last stored wins), never a wrong answer.
 
 Every Redis call goes through the store's circuit breaker: when Redis is down, slow or
 answering errors, `claim` answers `degraded` at once and the flight calls the provider with
 in-process coalescing only. A claim script that timed out may have run all the same: the
 lease it may hold is released in the background, so no waiter sits out a whole lease.
 A full Redis (OOM under `maxmemory`) still runs the claim's read-only branch, so a hit is
-served; on a miss it refuses the lease's SET NX (the script's first write, so nothing was
-taken): that claim is `degraded` too, without tripping the breaker (`WriteRefused`), and
-the fill, the release and the renewals never write anything a full Redis refuses but the
-entry itself.
-Lease keys and waiter flags live outside ``{ns}:e:``, so invalidation never deletes them (a
-flag expires after a lease anyway). On a Redis Cluster the storage key ends in its digest as a
-hash tag (``...:{<sha256>}``) and the lease and flag keep that tail, so all three share a slot
-and each script above touches one slot only (`genai_api.keys.storage_key`). aiocache's
-RedLock is not used: its waiters do not wait for the holder's result across processes, and
-its expiry releases every waiter at once.
+served; on a miss it refuses the lease's SET (the script's first write, so nothing was
+taken): that claim is `degraded` too, without tripping the breaker (`WriteRefused`). The
+fill and the release write nothing a full Redis refuses but the entry itself. A renewal's
+SET refused, it falls back to PEXPIRE (never refused): the lease then carries a TTL, and
+a lease with a TTL is held until Redis expires it, whatever its deadline says; the next
+renewal Redis accepts makes it TTL-less again.
+Lease keys and waiter flags live outside ``{ns}:e:``, so invalidation never deletes a live
+one; a lease past its deadline (its holder died, nobody claimed the key since) is removed
+by `sweep`, which `DELETE /v1/cache` runs (a flag expires after a lease anyway). On a Redis
+Cluster the storage key ends in its digest as a hash tag (``...:{<sha256>}``) and the lease
+and flag keep that tail, so all three share a slot and each script above touches one slot
+only (`genai_api.keys.storage_key`). aiocache's RedLock is not used: its waiters do not
+wait for the holder's result across processes, and its expiry releases every waiter at once.
 """
 
 from __future__ import annotations
@@ -63,6 +79,7 @@ from redis.exceptions import NoScriptError
 
 from genai_api.errors import CacheUnavailable, ProviderError, WriteRefused
 from genai_api.leases.base import Claim, Decode, failure_bytes, failure_from
+from genai_api.leases.lua import LEASE_LUA, SWEEP
 from genai_api.leases.notify import Notifier
 from genai_api.store import budget
 from genai_api.store.backend import RedisBackend, Sent
@@ -77,11 +94,14 @@ T = TypeVar("T")
 POLL_SECONDS = 0.25
 CARRY_BYTES = 64 * 1024  # a fill's wake-up carries entries up to this size to the waiters
 HELD, WAIT = 1, 0  # the claim script's answers other than the stored bytes
+RETAKEN = 2  # a renewal's answer for a lease it found gone and took again
 
 # KEYS: entry, lease, waiter flag. ARGV: token, lease ms, read (1: answer the entry if any),
 # sliding (ms, optional: a found entry's TTL is set back to the one it was stored with, at
-# most this; see `genai_api.entry`).
-_CLAIM = """
+# most this; see `genai_api.entry`). The read branch (a hit) is one GET and one PTTL, as
+# before leases had deadlines: the clock is read only on a miss.
+_CLAIM = (
+    """
 if ARGV[3] == '1' then
   local stored = redis.call('get', KEYS[1])
   if stored then
@@ -94,33 +114,50 @@ if ARGV[3] == '1' then
     return {stored, redis.call('pttl', KEYS[1])}
   end
 end
-if redis.call('set', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2]) then
+"""
+    + LEASE_LUA  # defined past the read branch: a hit does not even create these functions
+    + """
+local now = lease_now()
+if lease_free(KEYS[2], redis.call('get', KEYS[2]), now) then
+  redis.call('set', KEYS[2], lease_value(ARGV[1], now, ARGV[2]))
   return 1
 end
 redis.call('set', KEYS[3], '1', 'PX', ARGV[2])
 return 0
 """
-# KEYS: leases. ARGV: lease ms, then one token per lease. Answers 1/0 per lease (kept/lost).
-_RENEW = """
-local kept = {}
+)
+# KEYS: leases. ARGV: lease ms, then one token per lease. Answers per lease 1 (kept: its
+# deadline pushed on), 2 (re-taken: the key was gone, evicted under an allkeys-* policy or
+# swept after a stall, and nobody else held it) or 0 (lost: another process holds it now).
+_RENEW = (
+    LEASE_LUA
+    + """
+local now, kept = lease_now(), {}
 for i = 1, #KEYS do
-  if redis.call('get', KEYS[i]) == ARGV[i + 1] then
-    kept[i] = redis.call('pexpire', KEYS[i], ARGV[1])
+  local v = redis.call('get', KEYS[i])
+  if not v then
+    kept[i] = 2 * lease_renew(KEYS[i], ARGV[i + 1], now, ARGV[1])
+  elseif lease_owner(v) == ARGV[i + 1] then
+    kept[i] = lease_renew(KEYS[i], ARGV[i + 1], now, ARGV[1])
   else
     kept[i] = 0
   end
 end
 return kept
 """
+)
 # KEYS: entry, lease, waiter flag. ARGV: value, ttl ms, token, channel, storage key, carry
 # (1: the message carries the value after the key and a newline), L1 channel ('' for none:
 # an entry this replaces, e.g. after a max-age refresh, is dropped from every process's L1).
-_FILL = """
+_FILL = (
+    LEASE_LUA
+    + """
 if ARGV[7] ~= '' and redis.call('exists', KEYS[1]) == 1 then
   redis.call('publish', ARGV[7], ARGV[5])
 end
 redis.call('set', KEYS[1], ARGV[1], 'PX', ARGV[2])
-if redis.call('get', KEYS[2]) == ARGV[3] then
+local held = redis.call('get', KEYS[2])
+if held and lease_owner(held) == ARGV[3] then
   redis.call('del', KEYS[2])
 end
 if redis.call('del', KEYS[3]) == 1 then
@@ -131,11 +168,15 @@ if redis.call('del', KEYS[3]) == 1 then
 end
 return 0
 """
-# KEYS: lease, waiter flag. ARGV: token, channel, storage key, and for a failed-over call
-# its failure (`failure_bytes`), carried after a newline. Waiters are woken (to take over, or
-# fall back) only by the holder whose lease it still is.
-_RELEASE = """
-if redis.call('get', KEYS[1]) == ARGV[1] then
+)
+# KEYS: lease, waiter flag. ARGV: token, channel, storage key, and for a failed call its
+# failure (`failure_bytes`), carried after a newline. Waiters are woken (to take over, or
+# share the failure) only by the holder whose lease it still is.
+_RELEASE = (
+    LEASE_LUA
+    + """
+local held = redis.call('get', KEYS[1])
+if held and lease_owner(held) == ARGV[1] then
   redis.call('del', KEYS[1])
   if redis.call('del', KEYS[2]) == 1 then
     if ARGV[4] then
@@ -146,6 +187,7 @@ if redis.call('get', KEYS[1]) == ARGV[1] then
 end
 return 0
 """
+)
 
 
 class RedisLeases:
@@ -183,6 +225,7 @@ class RedisLeases:
         self.held: dict[str, str] = {}  # lease -> token, of the calls alive in this process
         self._token_prefix = secrets.token_hex(12) + ":"
         self.issued = 0  # leases this process asked for: the next token ends with this number
+        self.retaken = 0  # leases a renewal found gone (evicted) and took again
         self._renewer: asyncio.Task[None] | None = None
         self._abandoned: deque[tuple[float, str, str, str]] = deque()  # (until, key, lock, token)
         self._sweeper: asyncio.Task[None] | None = None
@@ -190,6 +233,10 @@ class RedisLeases:
     @property
     def state(self) -> str:
         return "fleet" if self.notifier.subscribed else "fleet-polling"
+
+    def entry_key(self, lock: str) -> str:
+        """``{ns}:lock:<rest>`` → ``{ns}:e:<rest>``."""
+        return self.entry_prefix + lock.removeprefix(self.lock_prefix)
 
     def lock_key(self, key: str) -> str:
         """``{ns}:e:<rest>`` → ``{ns}:lock:<rest>``."""
@@ -216,6 +263,24 @@ class RedisLeases:
 
     def peek(self, key: str) -> bytes | None:
         return None if self.near is None else self.near.peek(key)
+
+    async def sweep(self, rest: str) -> int:
+        """Delete the leases matching ``{ns}:lock:<rest>`` (a SCAN pattern) whose deadline
+        has passed: holders that died, on keys nobody claimed since (a claim would have taken
+        them over). Leases carry no TTL, so nothing else removes them. One script per slot
+        of each SCAN page, never blocking; answers how many went."""
+        client = self.store.client
+
+        async def page(keys: list[str]) -> int:
+            slots = self.store.slot_groups(keys)
+            if len(slots) == 1:
+                return int(await client.eval(SWEEP, len(keys), *keys))
+            async with client.pipeline(transaction=False) as pipe:
+                for group in slots:
+                    pipe.eval(SWEEP, len(group), *group)
+                return sum(int(n) for n in await pipe.execute())
+
+        return await self.store.sweep_matching(self.lock_prefix + rest, page)
 
     async def claim(self, key: str, decode: Decode[T], *, slide_ms: int = 0) -> Claim[T]:
         lock, token = self.lock_key(key), self._token()
@@ -271,6 +336,11 @@ class RedisLeases:
                 if found is not None:
                     return Claim(found, waited=True)
                 if answer == HELD:
+                    carried = watch.take()  # rung while this claim ran: the holder failed
+                    error = None if carried is None else failure_from(carried)
+                    if error is not None:  # share its failure, and pass it on
+                        await self.release(key, lock, token, error)
+                        return Claim(waited=True, error=error)
                     return HeldLease(self, key, lock, token)
                 remaining = deadline - loop.time()
                 if remaining <= 0:
@@ -281,12 +351,14 @@ class RedisLeases:
                 # this request can use it, else the claim script again.
                 if await watch.wait(min(self.poll_seconds, remaining)):
                     carried = watch.take()
-                    found = None if carried is None else decode(carried)
+                    if carried is None:
+                        continue
+                    error = failure_from(carried)
+                    if error is not None:  # the holder's call failed: so does this flight's
+                        return Claim(waited=True, error=error)
+                    found = decode(carried)
                     if found is not None:
                         return Claim(found, waited=True)
-                    error = None if carried is None else failure_from(carried)
-                    if error is not None:  # the holder failed over: so does this flight
-                        return Claim(waited=True, error=error)
 
     def _abandon(self, key: str, lock: str, token: str, exc: CacheUnavailable) -> Claim[T]:
         """A claim that failed (the flight goes on without Redis). Its script may have run
@@ -368,8 +440,16 @@ class RedisLeases:
             )
         except CacheUnavailable:
             return  # a blip: the leases may well outlive it, try again next tick
-        for lock, token, ok in zip(locks, tokens, kept, strict=True):
-            if not ok and self.held.get(lock) == token:
+        for lock, token, answer in zip(locks, tokens, kept, strict=True):
+            still_held = self.held.get(lock) == token
+            if answer == RETAKEN:
+                self.retaken += 1
+                log.debug("lease %s was gone (evicted?) under its live holder: taken again", lock)
+                if not still_held:
+                    # Gone because the holder's own fill or release ran just before this
+                    # renewal: the lease is nobody's, give it back at once.
+                    self.spawn(self.release(self.entry_key(lock), lock, token))
+            elif not answer and still_held:
                 log.warning("lease %s expired under its holder; another process may call", lock)
                 del self.held[lock]
 
@@ -512,11 +592,13 @@ class HeldLease(Claim[T]):
         self._leases = leases
         self.key, self.lock, self.token = key, lock, token
         self.released = False
-        self._failed_over: ProviderError | None = None
+        self._failed: ProviderError | None = None
 
     async def fill(self, store: CacheStore, key: str, value: bytes, ttl: float) -> None:
         """Store, release and wake the waiters in one round trip (on the leases' Redis, which
-        is `store`'s)."""
+        is `store`'s). Renewals stop first: one that ran after the fill would find the lease
+        gone and take it again."""
+        self._leases.drop(self.lock, self.token)
         await self._leases.fill(key, self.lock, self.token, value, ttl)
         self.released = True
 
@@ -529,11 +611,12 @@ class HeldLease(Claim[T]):
         failed: Callable[[str], None],
     ) -> None:
         """`fill`, its reply read in the background (`RedisLeases.send_fill`)."""
+        self._leases.drop(self.lock, self.token)
         await self._leases.send_fill(key, self.lock, self.token, value, ttl, failed)
         self.released = True  # by the script, or by the background read when that fails
 
-    def fail_over(self, error: ProviderError) -> None:
-        self._failed_over = error  # handed to the waiters when the lease is released
+    def share_failure(self, error: ProviderError) -> None:
+        self._failed = error  # handed to the waiters when the lease is released
 
     async def __aenter__(self) -> HeldLease[T]:
         self._leases.hold(self.lock, self.token)
@@ -542,7 +625,7 @@ class HeldLease(Claim[T]):
     async def __aexit__(self, *exc_info: object) -> None:
         self._leases.drop(self.lock, self.token)
         if not self.released:
-            # A failed call, or no store: waiters wake and take the lease over (or, when the
-            # call failed over, fall back).
-            await self._leases.release(self.key, self.lock, self.token, self._failed_over)
+            # A failed call, or no store: waiters wake and take the lease over (or, given the
+            # call's failure, answer it).
+            await self._leases.release(self.key, self.lock, self.token, self._failed)
             self.released = True

@@ -37,10 +37,11 @@ from genai_api.flights.relay import Relay, Streamed, replay
 from genai_api.flights.shared_reads import SharedReads
 from genai_api.keys import canonical_key, storage_key
 from genai_api.leases import Claim, Leases, LocalLeases
+from genai_api.leases.base import shared
 from genai_api.models.table import ModelInfo
 from genai_api.pipeline.answers import Answers, Outcome, joined
 from genai_api.pipeline.call import Call
-from genai_api.pipeline.fallbacks import Fallbacks, eligible, within
+from genai_api.pipeline.fallbacks import Fallbacks, within
 from genai_api.pipeline.variants import Variants
 from genai_api.providers.base import Provider
 from genai_api.savings.accounting import Accounting, CacheStatus
@@ -494,7 +495,7 @@ class Pipeline:
                 if claim.found is not None:
                     found = CacheStatus.COALESCED if claim.waited else CacheStatus.HIT
                     return claim.found, found
-                if claim.error is not None:  # the holder elsewhere failed over: so do we
+                if claim.error is not None:  # the holder's call elsewhere failed: so does ours
                     raise claim.error
             status = CacheStatus.BYPASS if claim.degraded else CacheStatus.MISS
             if feed is not None:
@@ -506,8 +507,8 @@ class Pipeline:
                     else:
                         entry = await self._stream_call(call, feed)
                 except ProviderError as exc:
-                    if call.model.fallbacks and eligible(exc):
-                        claim.fail_over(exc)  # waiters elsewhere fall back, not call again
+                    if shared(exc):  # waiters elsewhere answer it (or fall back), not call again
+                        claim.share_failure(exc)
                     raise
                 writes = call.controls.write and call.api.storable(entry.response)
                 if writes and not claim.degraded:  # a degraded claim failed Redis already

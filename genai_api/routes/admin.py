@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import orjson
@@ -68,7 +69,11 @@ async def invalidate(request: Request, gateway: GatewayDep, _: AdminDep) -> Resp
         key = tag(key)  # a cluster's keys end in the digest as a hash tag; braces glob literally
     tenant = gateway.auth.tenant_of(filters["tenant"]) if filters.get("tenant") else "*"
     try:
-        deleted = await gateway.store.delete_matching(f"{ns}:e:*:{tenant}:{model}:{prompt}:{key}")
+        rest = f"*:{tenant}:{model}:{prompt}:{key}"
+        deleted = await gateway.store.delete_matching(f"{ns}:e:{rest}")
+        # Live leases stay; those of holders that died (they carry no TTL) go, if Redis lets.
+        with contextlib.suppress(CacheUnavailable):
+            await gateway.pipeline.leases.sweep(rest)
         if gateway.pipeline.semantic is not None:  # the vectors go with their entries
             await gateway.pipeline.semantic.forget(
                 tenant=None if tenant == "*" else tenant,

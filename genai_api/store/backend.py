@@ -86,3 +86,10 @@ class RedisBackend(CacheStore, Protocol):
     ) -> T: ...
 
     async def send(self, *command: Any, key: str) -> Sent: ...
+
+    async def sweep_matching(
+        self, pattern: str, each: Callable[[list[str]], Awaitable[int]]
+    ) -> int:
+        """`each(page)` for every page of keys matching `pattern` (SCAN, never blocking; on a
+        cluster every primary, a page's keys all on one): the answers summed."""
+        ...

@@ -29,7 +29,7 @@ from genai_api.store import budget
 from genai_api.store.cluster_client import ClusterScript, node_pubsub, owner
 from genai_api.store.cluster_nodes import FAILURES as _FAILURES
 from genai_api.store.cluster_nodes import WHOLE, ClusterNodes
-from genai_api.store.redis import SLIDE_READ
+from genai_api.store.redis import SLIDE_READ, key_text
 from genai_api.store.refusals import refused
 
 T = TypeVar("T")
@@ -305,21 +305,35 @@ class ClusterStore(ClusterNodes):
     async def delete_matching(self, pattern: str) -> int:
         """SCAN and UNLINK on every primary, primaries in parallel, never blocking one.
         A primary that fails is reported after the others are done (run it again)."""
+
+        async def unlink(keys: list[str]) -> int:
+            return int(await self.client.unlink(*keys))
+
+        return await self.sweep_matching(pattern, unlink)
+
+    async def sweep_matching(
+        self, pattern: str, each: Callable[[list[str]], Awaitable[int]]
+    ) -> int:
+        """SCAN every primary (in parallel) in pages, `each(page)` for each page (its keys all
+        on that primary; answers summed). A primary that fails is reported after the others
+        are done."""
         primaries = self.client.get_primaries() if self.client.nodes_manager.slots_cache else []
         if not primaries:
             await self.guarded(self.client.initialize)  # raises when the cluster is away
             primaries = self.client.get_primaries()
         counts = await asyncio.gather(
-            *(self._delete_on(node, pattern) for node in primaries), return_exceptions=True
+            *(self._sweep_on(node, pattern, each) for node in primaries), return_exceptions=True
         )
         failures = [c for c in counts if isinstance(c, BaseException)]
         if failures:
             raise failures[0]
         return sum(int(c) for c in counts if not isinstance(c, BaseException))
 
-    async def _delete_on(self, node: ClusterNode, pattern: str) -> int:
+    async def _sweep_on(
+        self, node: ClusterNode, pattern: str, each: Callable[[list[str]], Awaitable[int]]
+    ) -> int:
         async def run() -> int:
-            deleted, cursor = 0, 0
+            done, cursor = 0, 0
             while True:
                 async with asyncio.timeout(self.timeout):
                     # A cluster SCAN answers a cursor per node asked: {node name: cursor}.
@@ -329,9 +343,9 @@ class ClusterStore(ClusterNodes):
                 cursor = int(cast(dict[str, Any], cursors)[node.name])
                 if keys:
                     async with asyncio.timeout(self.timeout * (1 + len(keys) // 256)):
-                        deleted += int(await self.client.unlink(*keys))
+                        done += await each([key_text(k) for k in keys])
                 if not cursor:
-                    return deleted
+                    return done
 
         return await self._call(run, node, bounded=False)
 

@@ -316,17 +316,27 @@ class RedisStore:
     async def delete_matching(self, pattern: str) -> int:
         """SCAN in pages and UNLINK each page: never KEYS, never FLUSHDB, never blocking."""
 
+        async def unlink(keys: list[str]) -> int:
+            return int(await self.client.unlink(*keys))
+
+        return await self.sweep_matching(pattern, unlink)
+
+    async def sweep_matching(
+        self, pattern: str, each: Callable[[list[str]], Awaitable[int]]
+    ) -> int:
+        """SCAN in pages, `each(page)` for each (its answers summed), each round trip within
+        its own deadline: the whole walk may take long, no step blocks Redis."""
+
         async def run() -> int:
-            deleted, cursor = 0, 0
+            done, cursor = 0, 0
             while True:
-                # Each round trip has its own deadline; the whole walk may take long.
                 async with asyncio.timeout(self.timeout):
                     cursor, keys = await self.client.scan(cursor, match=pattern, count=1000)
                 if keys:
                     async with asyncio.timeout(self.timeout):
-                        deleted += int(await self.client.unlink(*keys))
+                        done += await each([key_text(k) for k in keys])
                 if not cursor:
-                    return deleted
+                    return done
 
         return await self._call(run, bounded=False)
 
@@ -402,3 +412,8 @@ class RedisStore:
             await self.client.aclose()
         with contextlib.suppress(*_FAILURES):
             await self.client.connection_pool.disconnect()
+
+
+def key_text(key: bytes | str) -> str:
+    """A key as SCAN answered it (bytes, without decode_responses) as text."""
+    return key.decode() if isinstance(key, bytes) else key
