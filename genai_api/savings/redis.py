@@ -50,10 +50,12 @@ its retry lets that one batch count twice. `volatile-lru` keeps all of it exact.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 import uuid
 from collections import Counter
+from collections.abc import Callable
 from typing import Any
 
 from redis.asyncio.cluster import RedisCluster
@@ -66,6 +68,7 @@ log = logging.getLogger("genai_api.accounting")
 WRITER_TTL = 86_400
 PRUNE = 64  # due keys deleted per flush, at most: a flush stays a small script
 MARK = "_e"  # the marker field: a token set when a hash is (re)created
+_VIEW = frozenset((*FIELDS, "since", MARK))  # what a view keeps (not the `b:` base fields)
 RESTORE_WARNING_EVERY = 60.0  # seconds between two "restored" warnings of one process
 
 # KEYS = writer, total, model set, index, reset, then keys of the batch's ops.
@@ -87,6 +90,32 @@ local function gt(a, b)
   if #a ~= #b then return #a > #b end
   return a > b
 end
+-- Raise counter `field` of `key` by what the view `w` knows beyond the hash's base: the part
+-- of the counts from before the hash was recreated that earlier merges already put back. A
+-- recreated hash holds base + what was added since, so each merge adds only what is new to
+-- it, and merging the same view twice adds nothing. HINCRBY takes the strings exactly.
+local function merge(key, field, w)
+  local base = redis.call('HGET', key, 'b:' .. field) or '0'
+  if gt(w, base) then
+    redis.call('HINCRBY', key, field, w)
+    if base ~= '0' then redis.call('HINCRBY', key, field, '-' .. base) end
+    redis.call('HSET', key, 'b:' .. field, w)
+  end
+end
+-- a + b for decimal strings of non-negative integers, digit by digit (exact, as `gt`)
+local function add(a, b)
+  local out, carry, i, j = {}, 0, #a, #b
+  while i > 0 or j > 0 or carry > 0 do
+    local d = carry + (i > 0 and a:byte(i) - 48 or 0) + (j > 0 and b:byte(j) - 48 or 0)
+    out[#out + 1] = string.char(48 + d % 10)
+    carry = math.floor(d / 10)
+    i, j = i - 1, j - 1
+  end
+  return string.reverse(table.concat(out))
+end
+local function counter(field)
+  return field ~= '_e' and field ~= 'since' and field:sub(1, 2) ~= 'b:'
+end
 local restored = 0
 local set_gone = redis.call('EXISTS', models) == 0
 -- An operator reset (DEL the stats keys, then SET the reset key): views from before it are void.
@@ -101,14 +130,15 @@ for _ = 1, tonumber(ARGV[6]) do
     -- written by a version without markers, never evicted since: mark it, nothing to raise
     redis.call('HSET', key, '_e', token)
   elseif cur ~= mark and not reset then
+    -- evicted since this process saw it (and maybe recreated since): put back what it saw
     if not cur then redis.call('HSET', key, '_e', token) end
     for j = i + 3, i + 1 + 2 * n, 2 do
       local field, value = ARGV[j], ARGV[j + 1]
-      local have = redis.call('HGET', key, field)
       if field == 'since' then
+        local have = redis.call('HGET', key, field)
         if not have or gt(have, value) then redis.call('HSET', key, field, value) end
-      elseif not have or gt(value, have) then
-        redis.call('HSET', key, field, value)
+      else
+        merge(key, field, value)
       end
     end
     if name ~= '' then redis.call('SADD', models, name) end
@@ -120,21 +150,26 @@ for _ = 1, tonumber(ARGV[6]) do
   i = i + 3 + 2 * n
 end
 if restored > 0 then
-  -- A total restored from an older view than a surviving model hash: no model above it.
-  local have = redis.call('HGETALL', total)
-  local top = {}
-  for k = 1, #have, 2 do top[have[k]] = have[k + 1] end
+  -- Every batch adds to the totals what it adds to its models, so the totals are at least
+  -- the sum of the models: totals put back from an older view than model hashes that
+  -- survived are raised to it. What is raised counts as put back (the base too): the sum is
+  -- a lower bound of the totals' count before they were recreated plus what was added since.
+  local sum = {}
   for _, name in ipairs(redis.call('SMEMBERS', models)) do
     local counts = redis.call('HGETALL', prefix .. name)
     for k = 1, #counts, 2 do
-      local field, value = counts[k], counts[k + 1]
-      if field ~= '_e' and field ~= 'since' and (not top[field] or gt(value, top[field])) then
-        top[field] = value
-        redis.call('HSET', total, field, value)
-      end
+      if counter(counts[k]) then sum[counts[k]] = add(sum[counts[k]] or '0', counts[k + 1]) end
     end
   end
-  if not top['_e'] then redis.call('HSET', total, '_e', token) end
+  for field, value in pairs(sum) do
+    local was = redis.call('HGET', total, field) or '0'
+    if gt(value, was) then
+      redis.call('HSET', total, field, value)
+      redis.call('HINCRBY', total, 'b:' .. field, value)
+      if was ~= '0' then redis.call('HINCRBY', total, 'b:' .. field, '-' .. was) end
+    end
+  end
+  if not redis.call('HGET', total, '_e') then redis.call('HSET', total, '_e', token) end
 end
 local applied = 0
 local last = tonumber(redis.call('GET', writer) or '0')
@@ -210,6 +245,9 @@ class RedisStats:
         self.reset = ""  # the value of the reset key when this process last looked
         self.restores = 0  # hashes this process found evicted (or restored by another) and raised
         self._warned = 0.0
+        # One script call at a time: a read and a flush of this process overlapping could
+        # answer out of order, and an older answer would replace a newer view.
+        self._one_at_a_time = asyncio.Lock()
 
     def _bucket_key(self, interval: Interval, start: int) -> str:
         return f"{self.prefix}:{interval.name}:{start}"
@@ -239,6 +277,9 @@ class RedisStats:
         An empty batch applies nothing but still restores what was evicted and refreshes
         this process's view (the recorder sends one when it has nothing to flush).
         """
+        await self._call(lambda: self._batch_script(batch, now))
+
+    def _batch_script(self, batch: Batch, now: float) -> _Script:
         script = self._script(batch.seq, now)
         total, token = script.keys[1], script.args[2]
         for name, n in batch.totals.items():
@@ -260,17 +301,22 @@ class RedisStats:
                     script.op("h", key, name, n)
                 # Deleted a fixed time after the bucket ends, however often it is written.
                 script.op("x", key, start + interval.seconds + interval.window)
-        await self._call(script)
+        return script
 
     async def read(self) -> Totals:
         """Totals and every model's counters, read in one script: they always agree."""
-        raw = await self._call(self._script(0, time.time()))
+        raw = await self._call(lambda: self._script(0, time.time()))
         since = raw[""].get("since")
         models = {name: _ints(fields) for name, fields in raw.items() if name}
         return Totals(float(since) if since else None, _ints(raw[""]), models)
 
-    async def _call(self, script: _Script) -> dict[str, dict[str, str]]:
-        reply = await self._apply(keys=script.keys, args=script.args)
+    async def _call(self, build: Callable[[], _Script]) -> dict[str, dict[str, str]]:
+        """Run the script `build` makes from the latest view; the answer becomes the view."""
+        async with self._one_at_a_time:
+            script = build()
+            return self._answer(await self._apply(keys=script.keys, args=script.args))
+
+    def _answer(self, reply: list[Any]) -> dict[str, dict[str, str]]:
         restored = int(reply[1])
         reset = _text(reply[4]) if reply[4] is not None else self.reset
         if reset != self.reset:  # an operator reset the stats: forget what was seen before
@@ -281,10 +327,11 @@ class RedisStats:
         for k in range(0, len(flat), 2):
             view[_text(flat[k])] = _pairs(flat[k + 1])
         # Keep a hash this process saw but Redis no longer has (evicted): the next call
-        # restores it. A hash Redis has replaces the older view.
+        # puts it back. A hash Redis has replaces what was seen of it (calls are one at a
+        # time, so this answer is the newest).
         for name, fields in view.items():
             if fields:
-                self.seen[name] = fields
+                self.seen[name] = {k: v for k, v in fields.items() if k in _VIEW}
         if restored:
             self.restores += restored
             now = time.monotonic()
