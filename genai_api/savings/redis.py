@@ -23,29 +23,34 @@ whole batch atomically and a read sees one consistent state, all on one node. A 
 small script per process every half second, so that node carries no load worth spreading
 (`docs/cluster.md` has the figures).
 
-Eviction (`docs/redis-faults.md`, "Memory and eviction"). No stats key has a TTL: under a
+Eviction (`docs/cluster.md`, "Memory and eviction"). No stats key has a TTL: under a
 `volatile-*` policy, which evicts only keys with a TTL (every cache entry has one), Redis never
 evicts them. The time buckets and writer keys are deleted by the script itself instead of by
-expiry: each write indexes the key in `index` by the time it is due, and every flush deletes
+expiry: each write lists the key in `index` by the time it is due, and every flush deletes
 what is due (at most `PRUNE` keys a flush), so memory stays bounded as it was with `EXPIREAT`.
 Under an `allkeys-*` policy nothing is safe from eviction, so the script
 
-- touches, on every flush and read, every key a reader needs (the totals, the model set and
-  every model hash), so LRU/LFU sees them as the hottest keys there are, and
-- detects an evicted hash and restores it. Each totals and model hash carries a marker field,
-  `_e`, set to a fresh token whenever the hash is (re)created. Every process keeps what its last
-  flush or read returned (each hash's values and marker) and sends it with the next script
-  call; where the marker in Redis differs (the hash was evicted, and maybe recreated by
-  another process since), the script first raises each field to at least the process's value
-  (`since` to at most), then applies the batch. Every value a process saw was true at the
-  time and counters only grow, so a restore never counts more than happened; once every live
-  process has flushed after an eviction (each flushes every half second, busy or idle), the
-  counters are exact again unless the process that wrote last before the eviction is gone.
-  Each restore keeps a model's counters at or below the totals.
+- reads, on every call (a flush every half second, also when there is nothing to add, and
+  every read), every key a reader needs: the totals, the model set and every model hash, so
+  LRU/LFU sees them as the hottest keys there are; and
+- finds an evicted hash and puts it back. The totals and each model hash carry a marker field,
+  `_e`, a fresh token set when the hash is created. Each process keeps what its last call
+  returned (`seen`: values and markers) and sends it with the next call; where the marker in
+  Redis differs, the hash was evicted since (and perhaps recreated by another process), and
+  the script first puts back what this process saw, then applies the batch. A recreated hash
+  keeps, per counter, how much was put back (`b:<field>`), so a view adds only what it knows
+  beyond that and two views of the same counts add them once (`merge`). The totals are then
+  raised to the sum of the models (each batch adds to both alike).
 
-The minute/hour series and writer keys are not restored: under `allkeys-*` an old bucket may
-be evicted (the series shows zeros there), and a writer key evicted between a lost answer and
-its retry lets that one batch count twice. `volatile-lru` keeps all of it exact.
+So a restore never counts more than happened, a reader never sees its counts go backwards,
+and once every running process has flushed after an eviction the counts are exact again,
+unless the same hash was evicted once more before that (what was added in between is lost)
+or the process that wrote last is gone. The minute/hour buckets and writer keys are not put
+back: under `allkeys-*` an old bucket may read as zeros, and a writer key evicted between a
+lost answer and its retry lets that batch count twice. `volatile-lru` keeps all of it exact.
+
+An operator resets the stats by deleting the keys and setting `{ns}:stats:reset` to a new
+value: a process that sees it change forgets its view instead of putting it back.
 """
 
 from __future__ import annotations
