@@ -178,6 +178,10 @@ async def test_counters_survive_eviction_and_stay_exact(
                     assert await gw.gateway.accounting.flush()
             final = stats_doc(await one.http.get("/v1/cache/stats"))
             sampler.check(final)
+            series = stats_doc(await one.http.get("/v1/cache/stats?series=minute&points=5"))
+            in_minutes = sum(answered(p) for p in series["series"]["points"])
+            hours = stats_doc(await one.http.get("/v1/cache/stats?series=hour&points=2"))
+            in_hours = sum(answered(p) for p in hours["series"]["points"])
             restores = [gw.gateway.accounting.backend.restores for gw in (one, two)]
         evicted = await info(admin, "evicted_keys")
         stats_keys = [k async for k in admin.scan_iter(match=f"{settings.cache_namespace}:stats:*")]
@@ -190,16 +194,22 @@ async def test_counters_survive_eviction_and_stay_exact(
     assert ttls and all(ttl == -1 for ttl in ttls)  # no stats key can expire
     made = {MODEL: BATCHES * INPUTS, **{m: CHATS // len(CHAT_MODELS) for m in CHAT_MODELS}}
     counted = {m: answered(final["by_model"][m]) for m in made}
-    print(f"{policy}: {evicted} evicted, restores {restores}, counted {counted} of {made}")
+    print(
+        f"{policy}: {evicted} evicted, restores {restores}, counted {counted} of {made}, "
+        f"minutes {in_minutes}, hours {in_hours}"
+    )
     if policy.startswith("volatile-"):
         # A key without a TTL is never a volatile-* candidate: nothing to restore, all exact.
         assert restores == [0, 0]
         assert counted == made and answered(final) == sum(made.values())
+        # The minute and hour buckets are no candidates either (they were, with EXPIREAT).
+        assert in_minutes == in_hours == sum(made.values())
     else:
         # allkeys-*: stats keys are evicted too and restored; never counted above what was
         # made (nor backwards, nor a model above the totals: the sampler). Exact unless a
         # hash was evicted twice before every gateway had flushed (docs/redis-faults.md).
         assert all(counted[m] <= made[m] for m in made)
         assert sum(counted.values()) <= answered(final) <= sum(made.values())
+        assert in_minutes <= sum(made.values()) and in_hours <= sum(made.values())
         if policy == "allkeys-random":  # evicts stats keys as readily as entries
             assert sum(restores) > 0

@@ -46,8 +46,9 @@ So a restore never counts more than happened, a reader never sees its counts go 
 and once every running process has flushed after an eviction the counts are exact again,
 unless the same hash was evicted once more before that (what was added in between is lost)
 or the process that wrote last is gone. The minute/hour buckets and writer keys are not put
-back: under `allkeys-*` an old bucket may read as zeros, and a writer key evicted between a
-lost answer and its retry lets that batch count twice. `volatile-lru` keeps all of it exact.
+back: under `allkeys-*` the series loses what evicted buckets held, and a writer key evicted
+between a lost answer and its retry lets that batch count twice. `volatile-lru` keeps all of
+it exact.
 
 An operator resets the stats by deleting the keys and setting `{ns}:stats:reset` to a new
 value: a process that sees it change forgets its view instead of putting it back.
