@@ -10,12 +10,14 @@ from decimal import Decimal
 
 import pytest
 import redis.asyncio as aioredis
+from redis.asyncio.cluster import RedisCluster
 
 from genai_api.metrics import Metrics
 from genai_api.savings.accounting import Accounting, CacheStatus
 from genai_api.savings.backends import HOUR, MINUTE, Batch, Interval, Totals
 from genai_api.savings.redis import WRITER_TTL, RedisStats
 from tests.redis_server import RedisServer
+from tests.redis_topologies import RedisClusterServers
 from tests.test_stats_backends import T0, Clock
 
 pytestmark = pytest.mark.redis
@@ -322,3 +324,34 @@ async def test_a_read_never_sees_a_model_above_the_total_while_flushes_run(
         stop.set()
         await asyncio.gather(*tasks)
     assert reads > 20 and (await reader.read()).totals["hits"] > 8 * len(writers)
+
+
+async def test_on_a_cluster_restores_and_deletions_stay_in_the_stats_slot(
+    redis_cluster: RedisClusterServers,
+) -> None:
+    """The script reads, restores and deletes keys it builds itself (model hashes, due
+    buckets): all carry the stats hash tag, so a cluster runs it on one node unchanged."""
+    client = RedisCluster.from_url(redis_cluster.url)
+    ns, clock = namespace(), Clock()
+    try:
+        one, two = (Accounting(RedisStats(client, ns), clock=clock) for _ in range(2))
+        prefix = f"{ns}:{{{ns}:stats}}"
+        one.record("m", CacheStatus.HIT)
+        two.record("n", CacheStatus.MISS)
+        assert await one.flush() and await two.flush()
+        await client.delete(f"{prefix}:total")
+        await client.delete(f"{prefix}:model:m")
+        await client.delete(f"{prefix}:models")
+        assert await two.flush() and await one.flush()  # each puts back what it saw
+        doc = await two.snapshot()
+        assert (doc["hits"], doc["misses"]) == (1, 1)
+        assert {m: d["hits"] + d["misses"] for m, d in doc["by_model"].items()} == {"m": 1, "n": 1}
+        restores = [a.backend.restores for a in (one, two)]  # type: ignore[attr-defined]
+        assert restores[1] >= 2  # the totals and `m` (and the set), put back by `two` first
+        clock.t += MINUTE.seconds + MINUTE.window
+        one.record("m", CacheStatus.HIT)
+        assert await one.flush()
+        assert await client.exists(f"{prefix}:minute:{int(T0)}") == 0  # deleted when due
+        assert await client.exists(f"{prefix}:hour:{int(T0)}") == 1
+    finally:
+        await client.aclose()
