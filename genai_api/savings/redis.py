@@ -83,7 +83,8 @@ RESTORE_WARNING_EVERY = 60.0  # seconds between two "restored" warnings of one p
 # seen: model name ('' = totals), marker, n fields, n (field, value) pairs; then the batch's
 # ops, (op, key index, a, b) groups: h = HINCRBY key a b, n = HSETNX key a b, s = SADD key a,
 # x = index key a (the time it is due; PERSIST drops a TTL an older version set).
-# Returns {applied, hashes restored, HGETALL totals, {model, HGETALL model, ...}, reset}.
+# Returns {applied, hashes restored, totals, {model, model's hash, ...}, reset}, each hash as
+# one string of fields and values.
 _APPLY = """
 local writer, total, models, index = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local seq, now, token, prefix = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3], ARGV[4]
@@ -199,12 +200,15 @@ if seq > last then
     redis.call('ZREM', index, unpack(due))
   end
 end
+-- Each hash as one string, 'field value field value ...' (names and integers hold no space):
+-- two reply elements a hash instead of two a field, for a client that parses them one by one.
 local out = {}
 for _, name in ipairs(redis.call('SMEMBERS', models)) do
   out[#out + 1] = name
-  out[#out + 1] = redis.call('HGETALL', prefix .. name)
+  out[#out + 1] = table.concat(redis.call('HGETALL', prefix .. name), ' ')
 end
-return {applied, restored, redis.call('HGETALL', total), out, redis.call('GET', KEYS[5])}
+local totals = table.concat(redis.call('HGETALL', total), ' ')
+return {applied, restored, totals, out, redis.call('GET', KEYS[5])}
 """.replace("{prune}", str(PRUNE))
 
 
@@ -212,8 +216,10 @@ def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
-def _pairs(flat: list[Any]) -> dict[str, str]:
-    return {_text(flat[k]): _text(flat[k + 1]) for k in range(0, len(flat), 2)}
+def _pairs(joined: Any) -> dict[str, str]:
+    """A hash the script sent as one string of space-separated fields and values."""
+    flat = _text(joined).split()
+    return dict(zip(flat[::2], flat[1::2], strict=True))
 
 
 def _ints(raw: dict[str, str]) -> Counter[str]:
