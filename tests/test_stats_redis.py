@@ -355,3 +355,18 @@ async def test_on_a_cluster_restores_and_deletions_stay_in_the_stats_slot(
         assert await client.exists(f"{prefix}:hour:{int(T0)}") == 1
     finally:
         await client.aclose()
+
+
+async def test_a_restore_is_one_warning_a_minute_naming_the_policy_to_run(
+    client: aioredis.Redis, caplog: pytest.LogCaptureFixture
+) -> None:
+    ns = namespace()
+    accounting = Accounting(RedisStats(client, ns))
+    for _ in range(3):
+        accounting.record("m", CacheStatus.HIT)
+        assert await accounting.flush()
+        await client.delete(f"{ns}:stats:total")
+    assert (await accounting.snapshot())["hits"] == 3
+    warnings = [r for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1 and "volatile-lru" in warnings[0].getMessage()
+    assert accounting.backend.restores == 3  # type: ignore[attr-defined]
