@@ -330,7 +330,9 @@ class RedisStats:
 
     def _answer(self, reply: list[Any]) -> dict[str, dict[str, str]]:
         restored = int(reply[1])
-        reset = _text(reply[4]) if reply[4] is not None else self.reset
+        # The reset key's value; a missing key is a null (None), or False from a client that
+        # maps Lua's false as a RESP3 boolean.
+        reset = _text(reply[4]) if isinstance(reply[4], bytes | str) else self.reset
         if reset != self.reset:  # an operator reset the stats: forget what was seen before
             self.reset = reset
             self.seen = {}
