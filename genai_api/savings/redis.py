@@ -319,7 +319,9 @@ class RedisStats:
         """Totals and every model's counters, read in one script: they always agree."""
         raw = await self._call(lambda: self._script(0, time.time()))
         since = raw[""].get("since")
-        models = {name: _ints(fields) for name, fields in raw.items() if name}
+        # A model in the set whose hash is gone (evicted before this process ever saw it) is
+        # left out, not shown as zeros: it comes back once the process that saw it flushes.
+        models = {name: _ints(fields) for name, fields in raw.items() if name and fields}
         return Totals(float(since) if since else None, _ints(raw[""]), models)
 
     async def _call(self, build: Callable[[], _Script]) -> dict[str, dict[str, str]]:
