@@ -38,7 +38,7 @@ CHAT_MODELS = ("gpt-4o-mini", "gpt-4o")
 STATUSES = ("hits", "misses", "coalesced", "bypassed", "semantic_hits")
 NUMBERS = ("hits", "misses", "coalesced", "bypassed", "errors", "provider_errors")
 
-# Every policy an operator may run but `noeviction` (refused writes: tests/test_redis_faults.py).
+# Every policy an operator may run but `noeviction` (refused writes: tests/test_redis_full.py).
 POLICIES = (
     "volatile-lru",
     "volatile-lfu",
@@ -207,7 +207,7 @@ async def test_counters_survive_eviction_and_stay_exact(
     else:
         # allkeys-*: stats keys are evicted too and restored; never counted above what was
         # made (nor backwards, nor a model above the totals: the sampler). Exact unless a
-        # hash was evicted twice before every gateway had flushed (docs/redis-faults.md).
+        # hash was evicted twice before every gateway had flushed (docs/cluster.md).
         assert all(counted[m] <= made[m] for m in made)
         assert sum(counted.values()) <= answered(final) <= sum(made.values())
         assert in_minutes <= sum(made.values()) and in_hours <= sum(made.values())
