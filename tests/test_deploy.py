@@ -151,6 +151,15 @@ def test_compose_redis_requires_the_password(compose: dict[str, Any]) -> None:
     assert redis["environment"]["REDISCLI_AUTH"].startswith("${REDIS_PASSWORD")
 
 
+def test_compose_redis_evicts_only_entries_and_keeps_the_savings(compose: dict[str, Any]) -> None:
+    """volatile-lru evicts only keys with a TTL (every entry), never the savings counters
+    (none has one); append-only persistence keeps their history across a restart."""
+    command = compose["services"]["redis"]["command"]
+    flags = dict(zip(command[1::2], command[2::2], strict=True))
+    assert flags["--maxmemory-policy"] == "volatile-lru"
+    assert flags["--maxmemory"] and flags["--appendonly"] == "yes"
+
+
 def test_compose_api_uses_redis_with_the_password(compose: dict[str, Any]) -> None:
     api = compose["services"]["api"]
     env = api["environment"]
@@ -225,6 +234,8 @@ def test_cluster_compose_runs_the_api_on_three_primaries_and_three_replicas(
         assert flags["--requirepass"].startswith("${REDIS_PASSWORD"), name
         assert flags["--masterauth"].startswith("${REDIS_PASSWORD"), name  # replicas sync
         assert flags["--cluster-require-full-coverage"] == "no", name
+        assert flags["--maxmemory-policy"] == "volatile-lru", name  # never the counters
+        assert flags["--maxmemory"] and flags["--appendonly"] == "yes", name
         assert "healthcheck" in node and any(v.endswith(":/data") for v in node["volumes"])
         assert services["cluster-init"]["depends_on"][name]["condition"] == "service_healthy"
 

@@ -225,12 +225,14 @@ async def test_raw_keys_never_reach_redis_keys_entries_or_stats(
 
 
 async def _value(client: aioredis.Redis, key: bytes) -> bytes:
-    """Everything a key holds, whatever its type (entries are strings, counters hashes)."""
+    """Everything a key holds, whatever its type (entries are strings, counters hashes, ...)."""
     kind = await client.type(key)
     if kind == b"hash":
         return b" ".join(b"%s=%s" % kv for kv in (await client.hgetall(key)).items())
     if kind == b"set":
         return b" ".join(await client.smembers(key))
+    if kind == b"zset":  # the stats index: key names by the time they are due
+        return b" ".join(await client.zrange(key, 0, -1))
     return bytes(await client.get(key) or b"")
 
 

@@ -195,7 +195,8 @@ class Accounting:
 
         A batch that failed is retried as it was, with its sequence number, before anything
         newer: the Redis backend applies each (writer, seq) at most once, so a batch whose
-        failed attempt did reach Redis is not counted twice.
+        failed attempt did reach Redis is not counted twice. With nothing pending, an empty
+        batch under the last sequence number goes anyway (it applies nothing; see below).
         """
         if self.meter is not None:
             self.meter.flush()
@@ -205,7 +206,10 @@ class Accounting:
                     return False
                 self._unsent = None
             if not self._pending:
-                return True
+                # Nothing to add, but the Redis backend still touches the counters (so LRU
+                # or LFU eviction passes them by) and restores any it finds evicted from
+                # what this process saw last: an idle process's view counts too.
+                return await self._apply(Batch(seq=self._seq))
             batch, self._pending = self._pending, Batch()
             self._seq += 1
             batch.seq = self._seq

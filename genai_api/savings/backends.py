@@ -5,7 +5,7 @@ only ever add integers: exact in memory, atomic across replicas in Redis (`HINCR
 The recorder (`genai_api.savings.accounting`) batches increments in memory and hands a `Batch`
 to `apply` every half second; `read` and `read_series` serve `/v1/cache/stats`.
 
-`MemoryStats` is here; `RedisStats` (shared by every replica) is in `stats_redis`.
+`MemoryStats` is here; `RedisStats` (shared by every replica) is in `savings.redis`.
 """
 
 from __future__ import annotations
