@@ -77,10 +77,11 @@ def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisClu
 
 @pytest.fixture(scope="session")
 def redis_sentinel(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SentinelSet]:
-    """A primary, a replica and three sentinels shared by the session (never failed over)."""
+    """A primary, a replica and three sentinels shared by the session (never failed over:
+    not kept waiting ~2 s for the sentinels to find each other)."""
     sentinels = SentinelSet(tmp_path_factory.mktemp("sentinel"))
     try:
-        yield sentinels.start()
+        yield sentinels.start(failover=False)
     finally:
         sentinels.stop()
 
