@@ -42,16 +42,19 @@ class Service:
         return f"http://127.0.0.1:{self.port}"
 
     def wait_ready(self, path: str = "/healthz", timeout: float = 30.0) -> None:
+        # One client for every poll: `httpx.get` builds a client, SSL context included, each
+        # time (~18 ms of CPU), a quarter of a core taken from the server starting meanwhile.
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                break
-            try:
-                if httpx.get(self.url + path, timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.05)
+        with httpx.Client(timeout=1) as client:
+            while time.monotonic() < deadline:
+                if self.proc.poll() is not None:
+                    break
+                try:
+                    if client.get(self.url + path).status_code == 200:
+                        return
+                except httpx.HTTPError:
+                    pass
+                time.sleep(0.05)
         self.stop()
         raise RuntimeError(f"service on {self.port} did not get ready:\n{self.output()[-4000:]}")
 

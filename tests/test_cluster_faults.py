@@ -89,6 +89,16 @@ def bodies(n: int) -> list[dict[str, Any]]:
     return [{**CHAT, "seed": i} for i in range(n)]
 
 
+async def store_all(
+    client: httpx.AsyncClient, service: Service, requests: list[dict[str, Any]]
+) -> list[str]:
+    """Each request once, all at once (distinct keys: one upstream call each, overlapping
+    instead of 200 ms after one another): every one a MISS stored; their cache keys."""
+    answers = await asyncio.gather(*(client.post(service.url + PATH, json=b) for b in requests))
+    assert [a.headers["x-cache"] for a in answers] == ["MISS"] * len(requests)
+    return [a.headers["x-cache-key"] for a in answers]
+
+
 class Load:
     """`workers` clients asking `bodies` over and over, on kept-alive connections, until
     `stop()`: every answer and every transport error is kept, with its time."""
@@ -139,10 +149,7 @@ async def test_a_killed_primary_fails_no_request_and_hits_resume_after_promotion
     try:
         async with httpx.AsyncClient(timeout=10) as client:
             await one_call_for_fifty(client, service, slow_upstream)
-            keys = []
-            for body in bodies(24):  # every primary holds some of them
-                answer = await client.post(service.url + PATH, json=body)
-                keys.append(answer.headers["x-cache-key"])
+            keys = await store_all(client, service, bodies(24))  # every primary holds some
             await asyncio.to_thread(cluster.sync)
             dead = cluster.primary_of("{" + keys[0] + "}")
             on_dead = {k for k in keys if cluster.primary_of("{" + k + "}") == dead}
@@ -315,8 +322,7 @@ async def test_a_killed_sentinel_primary_fails_no_request_and_hits_resume(
         )
         async with httpx.AsyncClient(timeout=10) as client:
             await one_call_for_fifty(client, service, slow_upstream)
-            for body in bodies(8):
-                await client.post(service.url + PATH, json=body)
+            await store_all(client, service, bodies(8))
             load = Load(service.url, bodies(8), workers=8)
             load.start()
             await asyncio.sleep(0.5)

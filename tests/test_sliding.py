@@ -136,20 +136,21 @@ async def test_the_ttl_set_back_is_at_most_cache_max_ttl(
 async def test_a_hot_answer_stays_and_a_cold_one_expires(
     upstream: respx.MockRouter, redis_server: RedisServer, tmp_path: Path, sliding: bool
 ) -> None:
-    """A 2 s TTL, the L1's default 2 s hold: asked every 0.1 s for 4 s, a sliding entry is a
-    HIT throughout (the L1 holds it for half its TTL, and the read after that extends it); a
-    fixed one expires once. Left alone, the sliding one expires too."""
+    """A 1 s TTL (0.9-1.1 s with the jitter), the L1's default 2 s hold: asked every 0.1 s
+    for 1.8 s, well past the TTL, a sliding entry is a HIT throughout (the L1 holds it for half
+    its TTL, and the read after that extends it); a fixed one expires once. Left alone for
+    longer than the TTL, the sliding one expires too."""
     upstream.post("/chat/completions").mock(return_value=httpx.Response(200, json=chat_response()))
-    settings = _redis(redis_server.url, _models(tmp_path, sliding=sliding, ttl=2))
+    settings = _redis(redis_server.url, _models(tmp_path, sliding=sliding, ttl=1))
     async with running(settings) as gw:
         assert isinstance(gw.gateway.store, NearStore)
         await wait_until(lambda: gw.gateway.store.listening)
         assert await _post(gw) == "MISS"
         seen = []
-        for _ in range(40):
+        for _ in range(18):
             await asyncio.sleep(0.1)
             seen.append(await _post(gw))
-        await asyncio.sleep(2.5)
+        await asyncio.sleep(1.3)
         cold = await _post(gw)
     if sliding:
         assert set(seen) == {"HIT"}
@@ -178,11 +179,13 @@ async def test_memory_store_sets_the_ttl_back_on_a_sliding_read() -> None:
 async def test_a_hot_answer_stays_in_memory(
     upstream: respx.MockRouter, tmp_path: Path, sliding: bool
 ) -> None:
+    """A 1 s TTL (0.9-1.1 s with the jitter), asked every 0.1 s for 1.5 s: a sliding entry is
+    a HIT throughout, a fixed one expires once; left alone 1.3 s, either expires."""
     upstream.post("/chat/completions").mock(return_value=httpx.Response(200, json=chat_response()))
     async with running(make_settings(models_file=_models(tmp_path, sliding=sliding, ttl=1))) as gw:
         assert await _post(gw) == "MISS"
         seen = []
-        for _ in range(25):
+        for _ in range(15):
             await asyncio.sleep(0.1)
             seen.append(await _post(gw))
         await asyncio.sleep(1.3)

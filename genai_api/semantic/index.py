@@ -23,9 +23,18 @@ from typing import Any
 
 import numpy as np
 from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 from redis.exceptions import RedisError, ResponseError
 
 _TAGS = ("scope", "tenant", "model", "prompt", "key")
+
+
+def _retry() -> Retry:
+    """One immediate retry (a pooled connection the server closed), as the cache's own
+    client does. redis-py's default, three retries with a backoff of up to seconds, would
+    hold every exact miss ~3.5 s on a search server that went away before it fails open."""
+    return Retry(NoBackoff(), 1)
 _DELETE_BATCH = 500
 
 
@@ -64,13 +73,13 @@ class VectorIndex:
 
     @classmethod
     def from_url(cls, url: str, namespace: str, *, timeout: float = 1.0) -> VectorIndex:
-        client = Redis.from_url(url, protocol=2, socket_timeout=timeout)
+        client = Redis.from_url(url, protocol=2, socket_timeout=timeout, retry=_retry())
         return cls(client, namespace)
 
     @classmethod
     def connect(cls, options: dict[str, Any], namespace: str, *, timeout: float) -> VectorIndex:
         """On a server given as connection options (`store.redis.redis_options`)."""
-        client = Redis(**options, protocol=2, socket_timeout=timeout)
+        client = Redis(**options, protocol=2, socket_timeout=timeout, retry=_retry())
         return cls(client, namespace)
 
     def _name(self, dim: int) -> str:
