@@ -18,7 +18,7 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 
 from genai_api.errors import InvalidRequest, UnsupportedMediaType
 from genai_api.http.json_limits import MAX_DEPTH, check_shape
@@ -36,6 +36,33 @@ def _is_json_type(content_type: str) -> bool:
     return True
 
 
+async def whole_body(request: Request) -> bytes:
+    """`await request.body()`, read the way Starlette reads it (`http.disconnect`: the same
+    `ClientDisconnect`) and remembered on the request the same way, so a later
+    `request.body()` (an exception handler's) gets it again, without the async generator
+    and the `aclosing` context Starlette's goes through: ~2 µs of a cache hit."""
+    held = request.__dict__
+    if "_body" in held or held.get("_stream_consumed"):
+        return await request.body()  # read already, or streamed: Starlette's answer
+    receive = request.receive
+    chunks: list[bytes] = []
+    while True:
+        message = await receive()
+        kind = message["type"]
+        if kind == "http.request":
+            chunk = message.get("body", b"")
+            if chunk:
+                chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        elif kind == "http.disconnect":
+            request._is_disconnected = True
+            raise ClientDisconnect()
+    request._stream_consumed = True
+    body = request._body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+    return body
+
+
 async def read_json(request: Request) -> dict[str, Any]:
     """The body as a JSON object; 415 for a non-JSON media type, 400 for anything else wrong.
 
@@ -46,7 +73,7 @@ async def read_json(request: Request) -> dict[str, Any]:
             "Unsupported Content-Type; send the body as application/json (UTF-8).",
             code="unsupported_media_type",
         )
-    raw = await request.body()
+    raw = await whole_body(request)
     if not raw:
         raise InvalidRequest("The request body is empty; expected a JSON object.")
     try:

@@ -13,10 +13,18 @@ from __future__ import annotations
 
 import time
 
+from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from genai_api.http.access_log import AccessLog
 from genai_api.metrics import endpoint_of
+
+
+def note_model(request: Request, model: str) -> None:
+    """Say which model answers this request, for its access line and its count: what
+    `request.state.model = model` does, without building the `State` object (a failed
+    `hasattr` and two Python-level calls: ~0.5 µs of a cache hit). `request.state` sees it."""
+    request.scope.setdefault("state", {})["model"] = model
 
 
 class ObserveMiddleware:

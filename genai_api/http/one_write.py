@@ -27,6 +27,7 @@ class OneWriteTransport:
         self.transport = transport
         self.loop = loop
         self.held: list[bytes] | None = None
+        self._pass_end: asyncio.Handle | None = None  # the flush at the end of this pass
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
         if type(data) is not bytes:
@@ -34,7 +35,7 @@ class OneWriteTransport:
         held = self.held
         if held is None:
             self.held = [data]
-            self.loop.call_soon(self.flush)
+            self._pass_end = self.loop.call_soon(self.flush)
         else:
             held.append(data)
 
@@ -48,6 +49,12 @@ class OneWriteTransport:
         if held is None:
             return
         self.held = None
+        # Flushed before the pass ended (a whole answer): its callback would find nothing
+        # to send. Cancelled, the loop drops it without calling back into Python.
+        pass_end = self._pass_end
+        if pass_end is not None:
+            self._pass_end = None
+            pass_end.cancel()
         if self.transport.is_closing():
             return  # the connection is gone: so is what it would have carried
         if len(held) == 1:

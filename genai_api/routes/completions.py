@@ -15,6 +15,7 @@ from genai_api.controls import parse_controls
 from genai_api.gateway import Gateway
 from genai_api.http.body import read_json
 from genai_api.http.deps import GatewayDep, TenantDep
+from genai_api.http.observe import note_model
 from genai_api.http.openapi import json_body
 from genai_api.http.render import render, render_stream
 from genai_api.tenancy import answers as owned
@@ -37,7 +38,7 @@ async def complete(
         body = await read_json(request)
     api.check(body)  # names the offending parameter
     model = gateway.models.get(body["model"])
-    request.state.model = model.name
+    note_model(request, model.name)
     tenancy = gateway.tenancy
     if tenancy.enforced:  # e.g. a previous_response_id of another tenant's: 404
         await owned.check(tenancy, tenant, api, body)
@@ -51,13 +52,13 @@ async def complete(
     if body.get("stream") is True:
         streamed = await gateway.pipeline.run_stream(call)
         if streamed.fallback is not None:  # logged and counted as the model that answered
-            request.state.model = streamed.fallback
+            note_model(request, streamed.fallback)
         if tenancy.recording:
             streamed = await owned.record_stream(tenancy, tenant, api, streamed)
         return render_stream(streamed)
     outcome = await gateway.pipeline.run(call)
     if outcome.fallback is not None:
-        request.state.model = outcome.fallback
+        note_model(request, outcome.fallback)
     if tenancy.recording:  # e.g. the response id it is served: the tenant's from now on
         await owned.record_outcome(tenancy, tenant, api, outcome)
     return render(outcome)

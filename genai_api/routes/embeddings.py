@@ -17,6 +17,7 @@ from genai_api.embeddings.runner import OFFLOAD_VECTORS
 from genai_api.gateway import Gateway
 from genai_api.http.body import read_json
 from genai_api.http.deps import GatewayDep, TenantDep
+from genai_api.http.observe import note_model
 from genai_api.http.openapi import json_body
 from genai_api.http.render_embeddings import render_embeddings
 from genai_api.models.table import ModelInfo
@@ -65,7 +66,7 @@ async def embed(
     )
     if not _plainly_valid(body):
         validate(EmbeddingRequest, body)
-    request.state.model = model.name
+    note_model(request, model.name)
     controls = parse_controls(
         request.headers, body.pop("cache", None), max_ttl=gateway.settings.cache_max_ttl
     )
@@ -73,7 +74,7 @@ async def embed(
         body, items, model=model, tenant=tenant, controls=controls, encoding=encoding
     )
     outcome = await gateway.pipeline.run_embeddings(batch)
-    request.state.model = outcome.model  # the fallback's, when one answered
+    note_model(request, outcome.model)  # the fallback's, when one answered
     encoding_format = body.get("encoding_format") or "float"
     if len(items) > OFFLOAD_VECTORS:  # a big answer takes long enough to stall the loop
         return await asyncio.to_thread(render_embeddings, outcome, encoding_format)

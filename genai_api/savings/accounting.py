@@ -60,6 +60,10 @@ _SAVED_AS = {
                                "semantic_saved_pusd"),
 }  # fmt: skip
 _SAVED_EXACT = ("saved_prompt", "saved_completion", "saved_pusd")
+# Distinct (status, tokens, cost, count) whose counters `record` remembers: a model's hits
+# repeat a few answers (its cost in pico-dollars takes Decimal arithmetic); bounded, as a
+# client can vary its tokens. The memo starts over when full.
+COUNTS_REMEMBERED = 4096
 
 
 class Meter(Protocol):
@@ -136,6 +140,7 @@ class Accounting:
         self._failing = False
         self._lock = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
+        self._counts: dict[tuple[CacheStatus, int, int, Decimal, int], dict[str, int]] = {}
 
     def record(
         self,
@@ -148,16 +153,15 @@ class Accounting:
         count: int = 1,
     ) -> None:
         """Count `count` answers; tokens and cost are saved on HIT/COALESCED, spent otherwise."""
-        counts = {_COUNTER[status]: count}
-        if status in SAVED:
-            prompt, completion, pusd = _SAVED_AS.get(status, _SAVED_EXACT)
-            counts[prompt] = prompt_tokens
-            counts[completion] = completion_tokens
-            counts[pusd] = to_pico(cost)
-        else:
-            counts["spent_pusd"] = to_pico(cost)
+        key = (status, prompt_tokens, completion_tokens, cost, count)
+        counts = self._counts.get(key)
+        if counts is None:
+            counts = _counts(status, prompt_tokens, completion_tokens, cost, count)
+            if len(self._counts) >= COUNTS_REMEMBERED:
+                self._counts.clear()
+            self._counts[key] = counts
         model = self._label(model)
-        self._pending.add(model, {k: v for k, v in counts.items() if v}, self.clock())
+        self._pending.add(model, counts, self.clock())
         if self.meter is not None:
             self.meter.account(model, status, prompt_tokens, completion_tokens, cost)
 
@@ -288,3 +292,19 @@ class Accounting:
             "seconds": interval.seconds,
             "points": [{"t": s, **counters_doc(c)} for s, c in zip(starts, buckets, strict=True)],
         }
+
+
+def _counts(
+    status: CacheStatus, prompt_tokens: int, completion_tokens: int, cost: Decimal, count: int
+) -> dict[str, int]:
+    """The counters `count` answers add (zeros left out). Shared by every `record` with the
+    same figures: read, never changed (`Batch.add` adds it into its own cells)."""
+    counts = {_COUNTER[status]: count}
+    if status in SAVED:
+        prompt, completion, pusd = _SAVED_AS.get(status, _SAVED_EXACT)
+        counts[prompt] = prompt_tokens
+        counts[completion] = completion_tokens
+        counts[pusd] = to_pico(cost)
+    else:
+        counts["spent_pusd"] = to_pico(cost)
+    return {k: v for k, v in counts.items() if v}
