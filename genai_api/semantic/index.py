@@ -35,6 +35,8 @@ def _retry() -> Retry:
     client does. redis-py's default, three retries with a backoff of up to seconds, would
     hold every exact miss ~3.5 s on a search server that went away before it fails open."""
     return Retry(NoBackoff(), 1)
+
+
 _DELETE_BATCH = 500
 
 
