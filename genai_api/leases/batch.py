@@ -50,7 +50,7 @@ from typing import Any, Generic, TypeVar
 
 from genai_api.errors import CacheUnavailable, ProviderError, WriteRefused
 from genai_api.leases.base import Leases, failure_bytes, failure_from, shared
-from genai_api.leases.lua import LEASE_LUA
+from genai_api.leases.lua import BATCH_CLAIM, BATCH_RENEW, BATCH_STORE_RELEASE
 from genai_api.leases.notify import Watch
 from genai_api.leases.redis import RedisLeases
 from genai_api.savings.accounting import CacheStatus
@@ -59,88 +59,6 @@ log = logging.getLogger("genai_api.leases")
 
 V = TypeVar("V")
 R = TypeVar("R")
-
-# KEYS: n entries, their n leases, their n waiter flags. ARGV: token, lease ms, refresh (1:
-# claim even where an entry exists, for max-age requests). Answers a letter per key, c(laimed),
-# w(ait: held elsewhere, flag raised) or s(tored), then every entry's stored bytes (nil when
-# none): the read and the claim in one command per slot. A lease is ``<token>|<deadline>``
-# without a TTL (`genai_api.leases.lua`); one whose deadline passed is taken over.
-_CLAIM = (
-    LEASE_LUA
-    + """
-local n = #KEYS / 3
-local marks, out = {}, {}
-local now = nil
-for i = 1, n do
-  local stored = redis.call('get', KEYS[i])
-  out[i + 1] = stored
-  if ARGV[3] == '0' and stored then
-    marks[i] = 's'
-  else
-    now = now or lease_now()
-    if lease_free(KEYS[n + i], redis.call('get', KEYS[n + i]), now) then
-      redis.call('set', KEYS[n + i], lease_value(ARGV[1], now, ARGV[2]))
-      marks[i] = 'c'
-    else
-      redis.call('set', KEYS[2 * n + i], '1', 'PX', ARGV[2])
-      marks[i] = 'w'
-    end
-  end
-end
-out[1] = table.concat(marks)
-return out
-"""
-)
-# KEYS: the flight's leases. ARGV: token, lease ms. Pushes each deadline on; a lease found
-# gone (evicted under an allkeys-* policy) is taken again. Answers {kept, taken again}.
-_RENEW = (
-    LEASE_LUA
-    + """
-local now, kept, retaken = lease_now(), 0, 0
-for i = 1, #KEYS do
-  local v = redis.call('get', KEYS[i])
-  if not v then
-    retaken = retaken + lease_renew(KEYS[i], ARGV[1], now, ARGV[2])
-  elseif lease_owner(v) == ARGV[1] then
-    kept = kept + lease_renew(KEYS[i], ARGV[1], now, ARGV[2])
-  end
-end
-return {kept, retaken}
-"""
-)
-# KEYS: s entries to store, then n leases and their n waiter flags. ARGV: s, token, channel,
-# then s (value, TTL ms) pairs, then the n leases' storage keys, then (optional) a failure
-# (`failure_bytes`) of the flight's call. Stores, compare-and-DELs the leases and PUBLISHes
-# (space-separated) the keys whose waiter flag it found up and dropped; with a failure, the
-# message is those keys, a newline and the failure: their waiters share it.
-_STORE_RELEASE = (
-    LEASE_LUA
-    + """
-local s = tonumber(ARGV[1])
-local n = (#KEYS - s) / 2
-for i = 1, s do
-  redis.call('set', KEYS[i], ARGV[2 + 2 * i], 'PX', ARGV[3 + 2 * i])
-end
-local woken = {}
-for i = 1, n do
-  local held = redis.call('get', KEYS[s + i])
-  if held and lease_owner(held) == ARGV[2] then
-    redis.call('del', KEYS[s + i])
-  end
-  if redis.call('del', KEYS[s + n + i]) == 1 then
-    woken[#woken + 1] = ARGV[3 + 2 * s + i]
-  end
-end
-if #woken == 0 then
-  return 0
-end
-local failure = ARGV[4 + 2 * s + n]
-if failure then
-  return redis.call('publish', ARGV[3], table.concat(woken, ' ') .. '\\n' .. failure)
-end
-return redis.call('publish', ARGV[3], table.concat(woken, ' '))
-"""
-)
 
 Read = Callable[[list[str], list[bytes | None]], Awaitable[dict[str, V]]]
 
@@ -168,7 +86,7 @@ class BatchLeases:
     def __init__(self, leases: RedisLeases) -> None:
         self.leases = leases
         self.store = leases.store
-        self._renew = self.store.register_script(_RENEW)
+        self._renew = self.store.register_script(BATCH_RENEW)
 
     async def fill(
         self,
@@ -238,7 +156,7 @@ class BatchLeases:
             pairs = [a for k in stored for a in (items[k][0], max(1, int(items[k][1] * 1000)))]
             every = [*stored, *self.locks(held), *self.flags(held)]
             script = [
-                _STORE_RELEASE,
+                BATCH_STORE_RELEASE,
                 len(every),
                 *every,
                 len(stored),
@@ -394,11 +312,11 @@ class _Flight(Generic[V]):
             slots = owner.store.slot_groups(group)
             every = [[*held, *owner.locks(held), *owner.flags(held)] for held in slots]
             if len(slots) == 1:  # one server, or one slot: no pipeline around one command
-                replies = [await client.eval(_CLAIM, len(every[0]), *every[0], *args)]
+                replies = [await client.eval(BATCH_CLAIM, len(every[0]), *every[0], *args)]
             else:
                 async with client.pipeline(transaction=False) as pipe:
                     for keys_of_slot in every:
-                        pipe.eval(_CLAIM, len(keys_of_slot), *keys_of_slot, *args)
+                        pipe.eval(BATCH_CLAIM, len(keys_of_slot), *keys_of_slot, *args)
                     replies = await pipe.execute()
             marks = b"".join(reply[0] for reply in replies).decode()
             raws = [raw for reply in replies for raw in reply[1:]]

@@ -79,11 +79,11 @@ from redis.exceptions import NoScriptError
 
 from genai_api.errors import CacheUnavailable, ProviderError, WriteRefused
 from genai_api.leases.base import Claim, Decode, failure_bytes, failure_from
-from genai_api.leases.lua import LEASE_LUA, SWEEP
+from genai_api.leases.held import HeldLease
+from genai_api.leases.lua import CLAIM, FILL, RELEASE, RENEW, SWEEP
 from genai_api.leases.notify import Notifier
 from genai_api.store import budget
 from genai_api.store.backend import RedisBackend, Sent
-from genai_api.store.base import CacheStore
 from genai_api.store.near import NearStore
 from genai_api.store.redis import ReplyLost
 
@@ -95,99 +95,6 @@ POLL_SECONDS = 0.25
 CARRY_BYTES = 64 * 1024  # a fill's wake-up carries entries up to this size to the waiters
 HELD, WAIT = 1, 0  # the claim script's answers other than the stored bytes
 RETAKEN = 2  # a renewal's answer for a lease it found gone and took again
-
-# KEYS: entry, lease, waiter flag. ARGV: token, lease ms, read (1: answer the entry if any),
-# sliding (ms, optional: a found entry's TTL is set back to the one it was stored with, at
-# most this; see `genai_api.entry`). The read branch (a hit) is one GET and one PTTL, as
-# before leases had deadlines: the clock is read only on a miss.
-_CLAIM = (
-    """
-if ARGV[3] == '1' then
-  local stored = redis.call('get', KEYS[1])
-  if stored then
-    if tonumber(ARGV[4] or '0') > 0 then
-      local full = string.match(stored, '^{"v":1,"ttl_ms":(%d+)')
-      if full then
-        redis.call('pexpire', KEYS[1], math.min(tonumber(full), tonumber(ARGV[4])))
-      end
-    end
-    return {stored, redis.call('pttl', KEYS[1])}
-  end
-end
-"""
-    + LEASE_LUA  # defined past the read branch: a hit does not even create these functions
-    + """
-local now = lease_now()
-if lease_free(KEYS[2], redis.call('get', KEYS[2]), now) then
-  redis.call('set', KEYS[2], lease_value(ARGV[1], now, ARGV[2]))
-  return 1
-end
-redis.call('set', KEYS[3], '1', 'PX', ARGV[2])
-return 0
-"""
-)
-# KEYS: leases. ARGV: lease ms, then one token per lease. Answers per lease 1 (kept: its
-# deadline pushed on), 2 (re-taken: the key was gone, evicted under an allkeys-* policy or
-# swept after a stall, and nobody else held it) or 0 (lost: another process holds it now).
-_RENEW = (
-    LEASE_LUA
-    + """
-local now, kept = lease_now(), {}
-for i = 1, #KEYS do
-  local v = redis.call('get', KEYS[i])
-  if not v then
-    kept[i] = 2 * lease_renew(KEYS[i], ARGV[i + 1], now, ARGV[1])
-  elseif lease_owner(v) == ARGV[i + 1] then
-    kept[i] = lease_renew(KEYS[i], ARGV[i + 1], now, ARGV[1])
-  else
-    kept[i] = 0
-  end
-end
-return kept
-"""
-)
-# KEYS: entry, lease, waiter flag. ARGV: value, ttl ms, token, channel, storage key, carry
-# (1: the message carries the value after the key and a newline), L1 channel ('' for none:
-# an entry this replaces, e.g. after a max-age refresh, is dropped from every process's L1).
-_FILL = (
-    LEASE_LUA
-    + """
-if ARGV[7] ~= '' and redis.call('exists', KEYS[1]) == 1 then
-  redis.call('publish', ARGV[7], ARGV[5])
-end
-redis.call('set', KEYS[1], ARGV[1], 'PX', ARGV[2])
-local held = redis.call('get', KEYS[2])
-if held and lease_owner(held) == ARGV[3] then
-  redis.call('del', KEYS[2])
-end
-if redis.call('del', KEYS[3]) == 1 then
-  if ARGV[6] == '1' then
-    return redis.call('publish', ARGV[4], ARGV[5] .. '\\n' .. ARGV[1])
-  end
-  return redis.call('publish', ARGV[4], ARGV[5])
-end
-return 0
-"""
-)
-# KEYS: lease, waiter flag. ARGV: token, channel, storage key, and for a failed call its
-# failure (`failure_bytes`), carried after a newline. Waiters are woken (to take over, or
-# share the failure) only by the holder whose lease it still is.
-_RELEASE = (
-    LEASE_LUA
-    + """
-local held = redis.call('get', KEYS[1])
-if held and lease_owner(held) == ARGV[1] then
-  redis.call('del', KEYS[1])
-  if redis.call('del', KEYS[2]) == 1 then
-    if ARGV[4] then
-      return redis.call('publish', ARGV[2], ARGV[3] .. '\\n' .. ARGV[4])
-    end
-    return redis.call('publish', ARGV[2], ARGV[3])
-  end
-end
-return 0
-"""
-)
 
 
 class RedisLeases:
@@ -216,10 +123,10 @@ class RedisLeases:
         self.poll_seconds = poll_seconds
         self.carry_bytes = carry_bytes
         self.notifier = Notifier(store.pubsub, self.channel)
-        self._claim = store.register_script(_CLAIM)
-        self._renew = store.register_script(_RENEW)
-        self._fill = store.register_script(_FILL)
-        self._release = store.register_script(_RELEASE)
+        self._claim = store.register_script(CLAIM)
+        self._renew = store.register_script(RENEW)
+        self._fill = store.register_script(FILL)
+        self._release = store.register_script(RELEASE)
         self._tasks: set[asyncio.Task[None]] = set()
         self._landing: set[asyncio.Task[None]] = set()  # fills whose reply is being read
         self.held: dict[str, str] = {}  # lease -> token, of the calls alive in this process
@@ -255,7 +162,7 @@ class RedisLeases:
         """Load the scripts ahead of traffic: a first burst of misses on a fresh Redis would
         otherwise pay a NOSCRIPT error, a SCRIPT LOAD and a retry each."""
         client = self.store.client
-        for script in (_CLAIM, _FILL, _RELEASE, _RENEW):
+        for script in (CLAIM, FILL, RELEASE, RENEW):
             try:
                 await self.store.guarded(partial(client.script_load, script))
             except CacheUnavailable:
@@ -581,51 +488,3 @@ class RedisLeases:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         await self.notifier.aclose()
-
-
-class HeldLease(Claim[T]):
-    """This process holds the lease: renewed while the body runs, released by `fill` or,
-    failing that, when the body ends."""
-
-    def __init__(self, leases: RedisLeases, key: str, lock: str, token: str) -> None:
-        super().__init__()
-        self._leases = leases
-        self.key, self.lock, self.token = key, lock, token
-        self.released = False
-        self._failed: ProviderError | None = None
-
-    async def fill(self, store: CacheStore, key: str, value: bytes, ttl: float) -> None:
-        """Store, release and wake the waiters in one round trip (on the leases' Redis, which
-        is `store`'s). Renewals stop first: one that ran after the fill would find the lease
-        gone and take it again."""
-        self._leases.drop(self.lock, self.token)
-        await self._leases.fill(key, self.lock, self.token, value, ttl)
-        self.released = True
-
-    async def send_fill(
-        self,
-        store: CacheStore,
-        key: str,
-        value: bytes,
-        ttl: float,
-        failed: Callable[[str], None],
-    ) -> None:
-        """`fill`, its reply read in the background (`RedisLeases.send_fill`)."""
-        self._leases.drop(self.lock, self.token)
-        await self._leases.send_fill(key, self.lock, self.token, value, ttl, failed)
-        self.released = True  # by the script, or by the background read when that fails
-
-    def share_failure(self, error: ProviderError) -> None:
-        self._failed = error  # handed to the waiters when the lease is released
-
-    async def __aenter__(self) -> HeldLease[T]:
-        self._leases.hold(self.lock, self.token)
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        self._leases.drop(self.lock, self.token)
-        if not self.released:
-            # A failed call, or no store: waiters wake and take the lease over (or, given the
-            # call's failure, answer it).
-            await self._leases.release(self.key, self.lock, self.token, self._failed)
-            self.released = True
