@@ -19,44 +19,39 @@ provider's business (`genai_api.providers.routing`); when a model's upstream fai
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import random
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
-from genai_api.apis.base import Api
-from genai_api.controls import CacheControls
-from genai_api.embeddings.runner import EmbeddingBatch, EmbeddingOutcome, EmbeddingRunner, prepare
-from genai_api.embeddings.upstream import Item
+from genai_api.embeddings.runner import EmbeddingRunner
 from genai_api.entry import Entry, decode_shared
-from genai_api.errors import CacheUnavailable, GatewayError, ProviderError
+from genai_api.errors import CacheUnavailable, ProviderError
 from genai_api.flights.coalesce import Coalescer
 from genai_api.flights.fanout import Feed
 from genai_api.flights.relay import Relay, Streamed, replay
 from genai_api.flights.shared_reads import SharedReads
-from genai_api.keys import canonical_key, storage_key
 from genai_api.leases import Claim, Leases, LocalLeases
 from genai_api.leases.base import shared
 from genai_api.models.table import ModelInfo
+from genai_api.pipeline.answering import Answering
 from genai_api.pipeline.answers import Answers, Outcome, joined
 from genai_api.pipeline.call import Call
+from genai_api.pipeline.embedding_batches import EmbeddingBatches
+from genai_api.pipeline.expiry import Expiry
 from genai_api.pipeline.fallbacks import Fallbacks, within
+from genai_api.pipeline.prepare import Preparer
 from genai_api.pipeline.variants import Variants
 from genai_api.providers.base import Provider
 from genai_api.savings.accounting import Accounting, CacheStatus
-from genai_api.savings.tokenizer import EncodingNotLoadedError, TokenCounter
-from genai_api.savings.usage import estimate_usage
+from genai_api.savings.tokenizer import TokenCounter
 from genai_api.semantic.layer import Match, SemanticCache
 from genai_api.store import budget
 from genai_api.store.base import CacheStore
 
 if TYPE_CHECKING:
-    from tiktoken import Encoding
+    pass
 
 log = logging.getLogger("genai_api.pipeline")
-
-JITTER = 0.10
 
 
 class Pipeline:
@@ -83,14 +78,9 @@ class Pipeline:
         self.accounting = accounting
         self.namespace = namespace
         self.tagged = tagged  # storage keys carry hash tags (a Redis Cluster)
-        self.default_ttl = default_ttl
-        self.max_ttl = max_ttl
+        self.expiry = Expiry(default_ttl, max_ttl)  # each entry's TTL
         self.cache_nondeterministic = cache_nondeterministic
         self.tokens = tokens  # counts usage the provider did not send
-        # The tokenizers the models table can name, by name: a model's is known exactly.
-        self._exact: dict[str | None, Encoding] = (
-            {name: tokens.get_encoding(name) for name in tokens.encodings} if tokens else {}
-        )
         self.coalescer: Coalescer[tuple[Entry, CacheStatus]] = Coalescer()
         self.relay = Relay(self.coalescer, finish_on_disconnect=stream_finish_on_disconnect)
         self.leases: Leases = leases or LocalLeases(store)
@@ -98,100 +88,42 @@ class Pipeline:
         self.variants = variants or Variants(store, namespace, most=1, window=0, shared=False)
         self.fallbacks = fallbacks or Fallbacks(ModelInfo, upstream_timeout)
         self.reads = SharedReads(store)  # lookups under way, shared
+        # A provider call made into an entry (usage counted where the provider sent none).
+        self.answering = Answering(provider, self.upstream, tokens)
         self.answers = Answers(accounting)  # outcomes and their counting
-        self.semantic: SemanticCache | None = None  # set by the gateway when a model opts in
+        # A request's `Call`: its keys, whether it may be cached, its requester.
+        self.calls = Preparer(
+            namespace=namespace,
+            tagged=tagged,
+            cache_nondeterministic=cache_nondeterministic,
+            tokens=tokens,
+            variants=self.variants,
+        )
+        self.prepare = self.calls.prepare
+        self.retarget = self.calls.retarget
         self.embeddings = EmbeddingRunner(
             store=store,
             leases=self.leases,
             upstream=self.upstream,
-            ttl=self.ttl,
+            ttl=self.expiry.ttl,
             accounting=accounting,
-            slide=self.model_ttl_ms,
+            slide=self.expiry.model_ttl_ms,
         )
-
-    def prepare(
-        self,
-        api: Api,
-        body: dict[str, Any],
-        *,
-        model: ModelInfo,
-        tenant: str,
-        controls: CacheControls,
-        prompt: str | None = None,
-        caller: str | None = None,
-    ) -> Call:
-        """The call for a checked `body` of `api`: its keys, and whether it may be cached.
-        `caller`: who sent it, when that is not `tenant` (`Authenticator.identity`)."""
-        encoding = self._exact.get(model.tokenizer)
-        key_body = api.key_body(body, encoding)
-        key = canonical_key(api.name, key_body, tenant=tenant)
-        cacheable = not api.bypass(body) and (
-            self.cache_nondeterministic or not api.nondeterministic(body)
+        # Embedding batches: keyed per input, run by the runner, made again for fallbacks.
+        self.batches = EmbeddingBatches(
+            self.embeddings, self.fallbacks, namespace=namespace, tagged=tagged, tokens=tokens
         )
-        semantic = None
-        if model.semantic is not None and cacheable and self.semantic is not None:
-            semantic = self.semantic.pending(
-                model.semantic, api.name, key_body, tenant=tenant, model=model.name, prompt=prompt
-            )
-        requester = None
-        if cacheable and self.variants.enabled and api.nondeterministic(body):
-            requester = self.variants.requester(caller or tenant, body)
-        return Call(
-            api=api,
-            model=model,
-            body=body,
-            controls=controls,
-            key=key,
-            skey=storage_key(
-                self.namespace, api.kind, tenant, model.name, key, prompt, tagged=self.tagged
-            ),
-            cacheable=cacheable,
-            requester=requester,
-            tenant=tenant,
-            prompt=prompt,
-            semantic=semantic,
-        )
+        self.prepare_embeddings = self.batches.prepare
+        self.run_embeddings = self.batches.run
 
-    async def prepare_embeddings(
-        self,
-        body: dict[str, Any],
-        items: list[Item],
-        *,
-        model: ModelInfo,
-        tenant: str,
-        controls: CacheControls,
-        encoding: Encoding | None,
-    ) -> EmbeddingBatch:
-        """An embeddings request: a key per input (see `genai_api.embeddings.runner`)."""
-        return await prepare(
-            self.namespace,
-            body,
-            items,
-            model=model,
-            tenant=tenant,
-            controls=controls,
-            encoding=encoding,
-            tagged=self.tagged,
-        )
+    @property
+    def semantic(self) -> SemanticCache | None:
+        """The semantic layer, set by the gateway when a model opts in (else None)."""
+        return self.calls.semantic
 
-    async def run_embeddings(self, batch: EmbeddingBatch) -> EmbeddingOutcome:
-        """Answer an embeddings batch input by input, each its own entry and flight."""
-        budget.begin()
-        begun = self._clock() if batch.model.fallbacks else 0.0
-        try:
-            return await self.embeddings.run(batch)
-        except ProviderError as exc:
-            if not batch.model.fallbacks:
-                raise
-            return await self.fallbacks.after(
-                batch.model,
-                exc,
-                begun,
-                lambda info: self._run_for(batch, info),
-            )
-
-    async def _run_for(self, batch: EmbeddingBatch, model: ModelInfo) -> EmbeddingOutcome:
-        return await self.run_embeddings(await self._batch_for(batch, model))
+    @semantic.setter
+    def semantic(self, layer: SemanticCache | None) -> None:
+        self.calls.semantic = layer
 
     async def run(self, call: Call) -> Outcome:
         """Answer one non-streamed call, from the cache when it may."""
@@ -199,7 +131,7 @@ class Pipeline:
         begun = self._clock() if call.model.fallbacks else 0.0
         try:
             if call.controls.bypass or not call.cacheable:
-                entry = await self._provider_call(call)
+                entry = await self.answering.whole(call)
                 return self.answers.answer(call, CacheStatus.BYPASS, entry)
             cached = await self._lookup(call)
             if cached is not None:
@@ -260,37 +192,6 @@ class Pipeline:
             streamed.chunks = within(self.fallbacks.deadline(begun), streamed.chunks)
             return streamed
 
-    def retarget(self, call: Call, model: ModelInfo) -> Call:
-        """The same request for `model` (a fallback): its own key, entry, TTL and prices
-        (and the same requester, for its regenerates)."""
-        body = {**call.body, "model": model.name}
-        retargeted = self.prepare(
-            call.api,
-            body,
-            model=model,
-            tenant=call.tenant,
-            controls=call.controls,
-            prompt=call.prompt,
-        )
-        if retargeted.requester is not None:
-            retargeted.requester = call.requester
-        return retargeted
-
-    async def _batch_for(self, batch: EmbeddingBatch, model: ModelInfo) -> EmbeddingBatch:
-        """The same embeddings request for `model` (a fallback), its inputs keyed for it."""
-        encoding = None
-        if model.tokenizer is not None and self.tokens is not None:
-            with contextlib.suppress(EncodingNotLoadedError):
-                encoding = self.tokens.get_encoding(model.tokenizer)
-        return await self.prepare_embeddings(
-            {**batch.request, "model": model.name},
-            batch.items,
-            model=model,
-            tenant=batch.tenant,
-            controls=batch.controls,
-            encoding=encoding,
-        )
-
     @staticmethod
     def _clock() -> float:
         return asyncio.get_running_loop().time()
@@ -313,7 +214,7 @@ class Pipeline:
             raw = self.leases.peek(call.skey)
             return None if raw is None else self._usable(call, raw)
         try:
-            raw = await self.reads.get(call.skey, self.slide_ms(call.model))
+            raw = await self.reads.get(call.skey, self.expiry.slide_ms(call.model))
         except CacheUnavailable as exc:
             self._cache_failed(call, exc.message)
             return None
@@ -484,7 +385,7 @@ class Pipeline:
                 return await self._regenerate(call, feed)
             claim: Claim[Entry] = Claim()
             if call.controls.read:  # a no-cache request must not wait for someone's answer
-                decode, slide_ms = partial(self._usable, call), self.slide_ms(call.model)
+                decode, slide_ms = partial(self._usable, call), self.expiry.slide_ms(call.model)
                 claim = await (
                     self.leases.claim(call.skey, decode, slide_ms=slide_ms)
                     if slide_ms
@@ -503,16 +404,16 @@ class Pipeline:
             async with claim:
                 try:
                     if feed is None:
-                        entry = await self._provider_call(call)
+                        entry = await self.answering.whole(call)
                     else:
-                        entry = await self._stream_call(call, feed)
+                        entry = await self.answering.stream(call, feed)
                 except ProviderError as exc:
                     if shared(exc):  # waiters elsewhere answer it (or fall back), not call again
                         claim.share_failure(exc)
                     raise
                 writes = call.controls.write and call.api.storable(entry.response)
                 if writes and not claim.degraded:  # a degraded claim failed Redis already
-                    ttl = self.ttl_for(call)
+                    ttl = self.expiry.ttl(call.model, call.controls)
                     value = entry.encode(ttl)
                     try:
                         if feed is None:  # answered once Redis has it, not once it replied
@@ -536,9 +437,9 @@ class Pipeline:
         entry while it holds fewer than `CACHE_VARIANTS` answers. Two processes adding at
         once may lose one of the two (the last write wins); neither is ever served wrongly."""
         if feed is None:
-            entry = await self._provider_call(call)
+            entry = await self.answering.whole(call)
         else:
-            entry = await self._stream_call(call, feed)
+            entry = await self.answering.stream(call, feed)
         entry.index = -1  # not stored (yet)
         if not call.controls.write or not call.api.storable(entry.response):
             return entry, CacheStatus.MISS
@@ -550,7 +451,7 @@ class Pipeline:
             whole = entry if stored is None else stored.with_answer(entry)
             if stored is None:
                 entry.index = 0
-            ttl = self.ttl_for(call)
+            ttl = self.expiry.ttl(call.model, call.controls)
             await self.store.set(call.skey, whole.encode(ttl), ttl)
         except CacheUnavailable as exc:
             self._cache_failed(call, exc.message)
@@ -559,76 +460,12 @@ class Pipeline:
         return entry, CacheStatus.MISS
 
     async def _bypass_stream(self, call: Call, feed: Feed) -> tuple[Entry, CacheStatus]:
-        return await self._stream_call(call, feed), CacheStatus.BYPASS
-
-    async def _stream_call(self, call: Call, feed: Feed) -> Entry:
-        """One streamed provider call, each chunk appended to `feed` the moment it arrives.
-
-        The feed is closed as soon as the stream is complete (before any store), or with the
-        error when it fails, is cut short, or runs past `UPSTREAM_TIMEOUT` in total (the
-        provider, `RoutingProvider`, bounds and counts every call).
-        """
-        try:
-            api = call.api
-            chunks = self.provider.stream(api.path, api.stream_body(call.body))
-            try:
-                async for chunk in chunks:
-                    feed.append(chunk)
-                    if api.finished(chunk):
-                        break
-            finally:
-                aclose = getattr(chunks, "aclose", None)
-                if aclose is not None:
-                    await aclose()
-            response = call.api.assemble(feed.chunks)
-        except GatewayError as exc:
-            feed.close(exc)
-            raise
-        except BaseException:
-            feed.close(ProviderError("The upstream stream was interrupted.", status_code=502))
-            raise
-        feed.close()
-        return await self._entry(call, response, feed.chunks)
-
-    async def _provider_call(self, call: Call) -> Entry:
-        response = await self.upstream(call.api.path, call.body)
-        return await self._entry(call, response)
-
-    async def _entry(
-        self, call: Call, response: dict[str, Any], chunks: list[dict[str, Any]] | None = None
-    ) -> Entry:
-        """The entry of a fresh answer, with usage counted by us if the provider sent none."""
-        usage = call.api.usage(response)
-        if usage is None and self.tokens is not None:
-            usage = await estimate_usage(call.api, self.tokens, call.model, call.body, response)
-        return Entry.fresh(response, model=call.model.name, usage=usage, chunks=chunks)
+        return await self.answering.stream(call, feed), CacheStatus.BYPASS
 
     async def upstream(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
         """One provider call (the provider bounds it by `UPSTREAM_TIMEOUT`, waiting for a slot
         of its upstream's `UPSTREAM_CONCURRENCY` included, and counts it if it fails)."""
         return await self.provider.create(path, body)
-
-    def slide_ms(self, model: ModelInfo) -> int:
-        """What a hit of `model` sets its entry's TTL back to at most (ms), 0: not sliding."""
-        return self.max_ttl * 1000 if model.sliding else 0
-
-    def model_ttl_ms(self, model: ModelInfo) -> int:
-        """What an embeddings hit of a sliding `model` gives its entries (ms): the model's TTL,
-        capped, without jitter (a vector entry does not carry the TTL it was stored with);
-        0 when not sliding."""
-        if not model.sliding:
-            return 0
-        return min(model.ttl or self.default_ttl, self.max_ttl) * 1000
-
-    def ttl_for(self, call: Call) -> float:
-        return self.ttl(call.model, call.controls)
-
-    def ttl(self, model: ModelInfo, controls: CacheControls) -> float:
-        """The requested TTL (capped), else the model's or the default with ±10 % jitter."""
-        if controls.ttl is not None:
-            return float(min(controls.ttl, self.max_ttl))
-        base = model.ttl or self.default_ttl
-        return float(min(base * random.uniform(1 - JITTER, 1 + JITTER), self.max_ttl))
 
     def _cache_failed(self, call: Call, reason: str) -> None:
         log.warning("cache unavailable, bypassing: %s", reason)
