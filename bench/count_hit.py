@@ -134,6 +134,31 @@ def _total(path: Path) -> int:
     raise ValueError(f"no total in {path}")
 
 
+def callgrind_child(module: str, n: int, folder: Path) -> Path:
+    """Run `python -m <module> --child -n <n>` under callgrind (the child dumps a part per
+    stage with `_dump`); the path the parts are numbered after (`<path>.1`, `.2`, ...)."""
+    if shutil.which("valgrind") is None:
+        sys.exit("valgrind is not installed (apt-get install valgrind)")
+    out = folder / "cg.out"
+    subprocess.run(
+        [
+            "valgrind",
+            "--tool=callgrind",
+            f"--callgrind-out-file={out}",
+            sys.executable,
+            "-m",
+            module,
+            "--child",
+            "-n",
+            str(n),
+        ],
+        env={**os.environ, "PYTHONHASHSEED": "0"},
+        check=True,
+        capture_output=True,
+    )
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("-n", type=int, default=2000, help="hits per configuration")
@@ -142,26 +167,8 @@ def main() -> None:
     if args.child:
         asyncio.run(_child(args.n))
         return
-    if shutil.which("valgrind") is None:
-        sys.exit("valgrind is not installed (apt-get install valgrind)")
     with tempfile.TemporaryDirectory() as tmp:
-        out = Path(tmp) / "cg.out"
-        subprocess.run(
-            [
-                "valgrind",
-                "--tool=callgrind",
-                f"--callgrind-out-file={out}",
-                sys.executable,
-                "-m",
-                "bench.count_hit",
-                "--child",
-                "-n",
-                str(args.n),
-            ],
-            env={**os.environ, "PYTHONHASHSEED": "0"},
-            check=True,
-            capture_output=True,
-        )
+        out = callgrind_child("bench.count_hit", args.n, Path(tmp))
         # Part 1 is start-up and warm-up; part k + 2 the k-th configuration's hits.
         print(f"{'a chat cache hit':<44} {'instructions':>12}")
         for k, name in enumerate(CONFIGURATIONS):

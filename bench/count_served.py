@@ -16,13 +16,10 @@ from __future__ import annotations
 import argparse
 import gc
 import os
-import shutil
-import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
-from bench.count_hit import _dump, _total
+from bench.count_hit import _dump, _total, callgrind_child
 
 
 async def _child(n: int) -> None:
@@ -61,26 +58,8 @@ def main() -> None:
 
         uvloop.run(_child(args.n))
         return
-    if shutil.which("valgrind") is None:
-        sys.exit("valgrind is not installed (apt-get install valgrind)")
     with tempfile.TemporaryDirectory() as tmp:
-        out = Path(tmp) / "cg.out"
-        subprocess.run(
-            [
-                "valgrind",
-                "--tool=callgrind",
-                f"--callgrind-out-file={out}",
-                sys.executable,
-                "-m",
-                "bench.count_served",
-                "--child",
-                "-n",
-                str(args.n),
-            ],
-            env={**os.environ, "PYTHONHASHSEED": "0"},
-            check=True,
-            capture_output=True,
-        )
+        out = callgrind_child("bench.count_served", args.n, Path(tmp))
         # Part 1 is start-up and warm-up, part 2 the hits.
         level = os.environ.get("LOG_LEVEL", "INFO")
         per_hit = _total(Path(f"{out}.2")) / args.n
