@@ -133,6 +133,25 @@ def test_what_was_held_back_at_shutdown_is_said(configured: io.StringIO) -> None
     )
 
 
+def test_every_kind_held_back_is_said_once_and_the_saying_is_never_held_back(
+    configured: io.StringIO,
+) -> None:
+    """Two kinds held back on one logger give two last words, not one and a count of the
+    other (the last words share a template, so they used to be held back like any repeat,
+    and a second shutdown reported the first one's held-back last words)."""
+    repeat_limit().now = lambda: 100.0
+    log = logging.getLogger("genai_api.pipeline")
+    for _ in range(3):
+        log.warning("cache unavailable, bypassing: %s", "x")
+        log.warning("store refused: %s", "y")
+    flush_logs()
+    flush_logs()
+    said = [line for line in configured.getvalue().splitlines() if "held back" in line]
+    assert len(said) == 2, said
+    assert "2 more like 'cache unavailable, bypassing: %s'" in said[0]
+    assert "2 more like 'store refused: %s'" in said[1]
+
+
 def test_http_client_request_lines_stay_quiet_at_info(configured: io.StringIO) -> None:
     logging.getLogger("httpx").info("HTTP Request: POST http://upstream/v1/chat/completions")
     logging.getLogger("openai").info("Request options: {'json_data': {'messages': '...'}}")

@@ -18,7 +18,7 @@ import respx
 
 from genai_api.settings import Settings
 from genai_api.store.redis import WARM_CONNECTIONS, RedisStore, redis_options
-from tests.conftest import CHAT, chat_response, make_settings, running
+from tests.conftest import CHAT, Running, chat_response, make_settings, running
 from tests.redis_server import RedisServer
 
 pytestmark = pytest.mark.redis
@@ -27,7 +27,12 @@ PATH = "/v1/chat/completions"
 
 
 def settings(server: RedisServer, **overrides: Any) -> Settings:
-    values: dict[str, Any] = {"redis_timeout": 0.2, "redis_breaker_seconds": 30}
+    # No L1: a hit answered from this process's memory would never meet the sick Redis.
+    values: dict[str, Any] = {
+        "redis_timeout": 0.2,
+        "redis_breaker_seconds": 30,
+        "cache_l1_max_bytes": 0,
+    }
     return make_settings(cache_backend="redis", redis_url=server.url, **{**values, **overrides})
 
 
@@ -39,6 +44,19 @@ def hung(server: RedisServer) -> Iterator[None]:
         yield
     finally:
         server.proc.send_signal(signal.SIGCONT)
+
+
+async def stored(gw: Running, body: dict[str, Any] = CHAT) -> None:
+    """Ask for `body` until it is a HIT: its entry is in Redis and the first request's
+    background work (script loading, the fill's reply) is over. On a loaded machine a first
+    request's round trip can pass the tests' short `REDIS_TIMEOUT` and bypass, storing
+    nothing: a test that hangs Redis next would then see a MISS it did not cause."""
+    for _ in range(20):
+        answer = await gw.http.post(PATH, json=body)
+        if answer.headers["x-cache"] == "HIT":
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"never stored: {answer.headers['x-cache']}")
 
 
 def chat(content: str) -> dict[str, Any]:
@@ -56,7 +74,7 @@ async def test_a_request_meets_at_most_one_redis_failure(
     provider: respx.Route, redis_server: RedisServer
 ) -> None:
     async with running(settings(redis_server, redis_breaker_failures=3)) as gw:
-        await gw.http.post(PATH, json=chat("warm"))
+        await stored(gw, chat("warm"))
         # Start-up work still running in the background (the leases' script loading, late on
         # a loaded machine) would meet the hang too: only the request's operations count.
         background = list(gw.gateway.pipeline.leases._tasks)  # type: ignore[attr-defined]
@@ -73,10 +91,12 @@ async def test_a_request_meets_at_most_one_redis_failure(
 async def test_one_slow_moment_does_not_stop_caching(
     provider: respx.Route, redis_server: RedisServer
 ) -> None:
-    async with running(settings(redis_server)) as gw:
-        await gw.http.post(PATH, json=CHAT)
+    async with running(settings(redis_server, redis_timeout=0.5)) as gw:
+        await stored(gw)
+        breaker = gw.gateway.store.breaker
         with hung(redis_server):
             slow = await gw.http.post(PATH, json=CHAT)
+        assert (breaker.failures, breaker.is_open) == (1, False)
         after = await gw.http.post(PATH, json=CHAT)
     assert slow.headers["x-cache"] == "BYPASS"
     assert after.headers["x-cache"] == "HIT"  # one failure left the breaker closed
@@ -87,7 +107,7 @@ async def test_open_breaker_skips_redis_until_a_background_probe_answers(
 ) -> None:
     tuned = settings(redis_server, redis_breaker_failures=1, redis_breaker_seconds=0.05)
     async with running(tuned) as gw:
-        await gw.http.post(PATH, json=CHAT)
+        await stored(gw)
         breaker = gw.gateway.store.breaker
         with hung(redis_server):
             opened = await gw.http.post(PATH, json=CHAT)

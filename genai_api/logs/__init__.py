@@ -83,6 +83,7 @@ class RedactSecrets(logging.Filter):
 
 
 REPEAT_SECONDS = 10.0
+_LAST_WORD = "held_back_at_shutdown"  # marks `flush_logs`'s reports: never held back themselves
 _REPEATS_KEPT = 1024  # distinct warnings remembered; the memo starts over when full
 
 
@@ -105,7 +106,7 @@ class RepeatLimit(logging.Filter):
         self._lock = threading.Lock()  # filters run outside the handler's lock
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if record.levelno < logging.WARNING:
+        if record.levelno < logging.WARNING or getattr(record, _LAST_WORD, False):
             return True
         key = (record.name, record.levelno, str(record.msg))
         now = self.now()
@@ -211,6 +212,10 @@ def flush_logs() -> None:
             if isinstance(limit, RepeatLimit):
                 for name, level, template, count in limit.held_back():
                     logging.getLogger(name).log(
-                        level, "%d more like %r were held back before shutdown", count, template
+                        level,
+                        "%d more like %r were held back before shutdown",
+                        count,
+                        template,
+                        extra={_LAST_WORD: True},
                     )
         handler.flush()
