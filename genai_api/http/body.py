@@ -68,6 +68,11 @@ async def read_json(request: Request) -> dict[str, Any]:
 
     The size limit is enforced while reading, by `BodyLimitMiddleware`.
     """
+    return (await read_json_bytes(request))[0]
+
+
+async def read_json_bytes(request: Request) -> tuple[dict[str, Any], bytes]:
+    """`read_json`, and the bytes it parsed (what a body seen before is known by)."""
     if not _is_json_type(request.headers.get("content-type", "")):
         raise UnsupportedMediaType(
             "Unsupported Content-Type; send the body as application/json (UTF-8).",
@@ -90,4 +95,4 @@ async def read_json(request: Request) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise InvalidRequest("The request body must be a JSON object.", code="invalid_json")
     check_shape(raw, data)
-    return data
+    return data, raw

@@ -16,6 +16,7 @@ from genai_api.controls import CacheControls
 from genai_api.keys import canonical_key, storage_key
 from genai_api.models.table import ModelInfo
 from genai_api.pipeline.call import Call
+from genai_api.pipeline.repeats import Keys, Repeats
 from genai_api.pipeline.variants import Variants
 from genai_api.savings.tokenizer import TokenCounter
 from genai_api.semantic.layer import SemanticCache
@@ -38,6 +39,7 @@ class Preparer:
         self.tagged = tagged  # storage keys carry hash tags (a Redis Cluster)
         self.cache_nondeterministic = cache_nondeterministic
         self.variants = variants
+        self.repeats = Repeats()  # the keys of bodies seen before, by their bytes
         self.semantic: SemanticCache | None = None  # set by the gateway when a model opts in
         # The tokenizers the models table can name, by name: a model's is known exactly.
         self._exact: dict[str | None, Encoding] = (
@@ -54,22 +56,40 @@ class Preparer:
         controls: CacheControls,
         prompt: str | None = None,
         caller: str | None = None,
+        raw: bytes | None = None,
     ) -> Call:
         """The call for a checked `body` of `api`: its keys, and whether it may be cached.
-        `caller`: who sent it, when that is not `tenant` (`Authenticator.identity`)."""
-        encoding = self._exact.get(model.tokenizer)
-        key_body = api.key_body(body, encoding)
-        key = canonical_key(api.name, key_body, tenant=tenant)
-        cacheable = not api.bypass(body) and (
-            self.cache_nondeterministic or not api.nondeterministic(body)
-        )
-        semantic = None
-        if model.semantic is not None and cacheable and self.semantic is not None:
-            semantic = self.semantic.pending(
-                model.semantic, api.name, key_body, tenant=tenant, model=model.name, prompt=prompt
-            )
+        `caller`: who sent it, when that is not `tenant` (`Authenticator.identity`). `raw`:
+        the bytes `body` was parsed from, when it was parsed from nothing else (its keys are
+        then remembered for its repeats, `Repeats`; not for a model with semantic hits,
+        whose request also needs the key body)."""
+        known = None
+        if raw is not None and model.semantic is None:
+            known = self.repeats.keys(raw, api, tenant, model, prompt)
+            if known is None:
+                known = self._keys(api, body, model, tenant, prompt)
+                self.repeats.remember(raw, api, tenant, prompt, known)
+        if known is not None:
+            key, skey, cacheable = known.key, known.skey, known.cacheable
+            nondeterministic, semantic = known.nondeterministic, None
+        else:
+            key_body = api.key_body(body, self._exact.get(model.tokenizer))
+            key = canonical_key(api.name, key_body, tenant=tenant)
+            skey = self._skey(api, tenant, model, key, prompt)
+            nondeterministic = api.nondeterministic(body)
+            cacheable = self._cacheable(api, body, nondeterministic)
+            semantic = None
+            if model.semantic is not None and cacheable and self.semantic is not None:
+                semantic = self.semantic.pending(
+                    model.semantic,
+                    api.name,
+                    key_body,
+                    tenant=tenant,
+                    model=model.name,
+                    prompt=prompt,
+                )
         requester = None
-        if cacheable and self.variants.enabled and api.nondeterministic(body):
+        if cacheable and nondeterministic and self.variants.enabled:
             requester = self.variants.requester(caller or tenant, body)
         return Call(
             api=api,
@@ -77,15 +97,36 @@ class Preparer:
             body=body,
             controls=controls,
             key=key,
-            skey=storage_key(
-                self.namespace, api.kind, tenant, model.name, key, prompt, tagged=self.tagged
-            ),
+            skey=skey,
             cacheable=cacheable,
             requester=requester,
             tenant=tenant,
             prompt=prompt,
             semantic=semantic,
         )
+
+    def _keys(
+        self, api: Api, body: dict[str, Any], model: ModelInfo, tenant: str, prompt: str | None
+    ) -> Keys:
+        key = canonical_key(
+            api.name, api.key_body(body, self._exact.get(model.tokenizer)), tenant=tenant
+        )
+        nondeterministic = api.nondeterministic(body)
+        return Keys(
+            model=model,
+            key=key,
+            skey=self._skey(api, tenant, model, key, prompt),
+            cacheable=self._cacheable(api, body, nondeterministic),
+            nondeterministic=nondeterministic,
+        )
+
+    def _skey(self, api: Api, tenant: str, model: ModelInfo, key: str, prompt: str | None) -> str:
+        return storage_key(
+            self.namespace, api.kind, tenant, model.name, key, prompt, tagged=self.tagged
+        )
+
+    def _cacheable(self, api: Api, body: dict[str, Any], nondeterministic: bool) -> bool:
+        return not api.bypass(body) and (self.cache_nondeterministic or not nondeterministic)
 
     def retarget(self, call: Call, model: ModelInfo) -> Call:
         """The same request for `model` (a fallback): its own key, entry, TTL and prices

@@ -13,7 +13,7 @@ from starlette.responses import Response
 from genai_api.apis import CHAT, COMPLETIONS, RESPONSES, Api
 from genai_api.controls import parse_controls
 from genai_api.gateway import Gateway
-from genai_api.http.body import read_json
+from genai_api.http.body import read_json_bytes
 from genai_api.http.deps import GatewayDep, TenantDep
 from genai_api.http.observe import note_model
 from genai_api.http.openapi import json_body
@@ -34,9 +34,11 @@ async def complete(
     """Shared by every generating API and prompt templates: validate, check what the body
     names is the caller's, run the pipeline, record what the answer gives the caller, render
     (as SSE when the body says `stream: true`)."""
+    raw = None  # the bytes of a body read here: its check and keys are known on a repeat
     if body is None:
-        body = await read_json(request)
-    api.check(body)  # names the offending parameter
+        body, raw = await read_json_bytes(request)
+    pipeline = gateway.pipeline
+    pipeline.calls.repeats.check(api, body, raw)  # names the offending parameter
     model = gateway.models.get(body["model"])
     note_model(request, model.name)
     tenancy = gateway.tenancy
@@ -46,17 +48,24 @@ async def complete(
         request.headers, body.pop("cache", None), max_ttl=gateway.settings.cache_max_ttl
     )
     caller = gateway.auth.identity(request, tenant) if gateway.auth.shared else None
-    call = gateway.pipeline.prepare(
-        api, body, caller=caller, model=model, tenant=tenant, controls=controls, prompt=prompt
+    call = pipeline.prepare(
+        api,
+        body,
+        caller=caller,
+        model=model,
+        tenant=tenant,
+        controls=controls,
+        prompt=prompt,
+        raw=raw,
     )
     if body.get("stream") is True:
-        streamed = await gateway.pipeline.run_stream(call)
+        streamed = await pipeline.run_stream(call)
         if streamed.fallback is not None:  # logged and counted as the model that answered
             note_model(request, streamed.fallback)
         if tenancy.recording:
             streamed = await owned.record_stream(tenancy, tenant, api, streamed)
         return render_stream(streamed)
-    outcome = await gateway.pipeline.run(call)
+    outcome = await pipeline.run(call)
     if outcome.fallback is not None:
         note_model(request, outcome.fallback)
     if tenancy.recording:  # e.g. the response id it is served: the tenant's from now on
