@@ -2,7 +2,8 @@
 
 Vectors are kept as float32 bytes, so `base64` is one `b64encode` per vector (exactly what
 OpenAI sends) and `float` lets orjson print numpy float32 arrays: the shortest decimal that
-reads back as the same float32, written in C, with no Python float list in between.
+reads back as the same float32, written in C, with no Python float list in between; the
+text of a vector served lately is printed once (`genai_api.embeddings.float_texts`).
 """
 
 from __future__ import annotations
@@ -12,8 +13,9 @@ from typing import Any
 import orjson
 from starlette.responses import Response
 
+from genai_api.embeddings.float_texts import FLOAT_TEXTS
 from genai_api.embeddings.runner import EmbeddingOutcome
-from genai_api.embeddings.vectors import as_array, as_base64
+from genai_api.embeddings.vectors import as_base64
 
 
 def embedding_headers(outcome: EmbeddingOutcome) -> dict[str, str]:
@@ -34,7 +36,7 @@ def embedding_headers(outcome: EmbeddingOutcome) -> dict[str, str]:
 
 
 def render_embeddings(outcome: EmbeddingOutcome, encoding_format: str) -> Response:
-    encode: Any = as_base64 if encoding_format == "base64" else as_array
+    encode: Any = as_base64 if encoding_format == "base64" else FLOAT_TEXTS.text
     doc = {
         "object": "list",
         "data": [
