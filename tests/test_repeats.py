@@ -11,10 +11,9 @@ import orjson
 import pytest
 import respx
 
-from genai_api.apis import CHAT as CHAT_API
 from genai_api.apis.chat import ChatApi
 from genai_api.models.table import ModelInfo
-from genai_api.pipeline.repeats import Keys, Repeats
+from genai_api.pipeline.repeats import Repeats, same_model
 from tests.conftest import CHAT, chat_response, make_settings, running
 
 PATH = "/v1/chat/completions"
@@ -101,31 +100,51 @@ async def test_the_same_bytes_from_another_tenant_are_keyed_for_it(
     assert a.headers["x-cache-key"] != b.headers["x-cache-key"]
 
 
-def _keys(model: ModelInfo) -> Keys:
-    return Keys(model=model, key="k", skey="s", cacheable=True, nondeterministic=False)
-
-
-def test_an_equal_model_entry_is_reused_and_a_changed_one_is_not() -> None:
-    repeats = Repeats()
+def test_an_equal_model_entry_counts_as_the_same_and_a_changed_one_does_not() -> None:
     model = ModelInfo("gpt-4o-mini")
-    repeats.remember(b"{}", CHAT_API, "t", None, _keys(model))
-    assert repeats.keys(b"{}", CHAT_API, "t", model, None) is not None
+    assert same_model(model, model)
     # An unknown model's defaults are made anew for each request: equal, not the same.
-    assert repeats.keys(b"{}", CHAT_API, "t", ModelInfo("gpt-4o-mini"), None) is not None
-    changed = replace(model, tokenizer="cl100k_base")
-    assert repeats.keys(b"{}", CHAT_API, "t", changed, None) is None
-    assert repeats.keys(b"{}", CHAT_API, "other", model, None) is None
-    assert repeats.keys(b"{}", CHAT_API, "t", model, "a-template") is None
+    assert same_model(model, ModelInfo("gpt-4o-mini"))
+    assert not same_model(model, replace(model, tokenizer="cl100k_base"))
 
 
 def test_the_table_is_bounded_and_starts_over_when_full() -> None:
     repeats = Repeats(max_bytes=100, max_body_bytes=60)
-    model = ModelInfo("m")
     first, second, big = b"a" * 60, b"b" * 60, b"c" * 61
-    repeats.remember(first, CHAT_API, "t", None, _keys(model))
-    repeats.remember(big, CHAT_API, "t", None, _keys(model))
-    assert repeats.keys(big, CHAT_API, "t", model, None) is None  # over the body bound
-    assert repeats.keys(first, CHAT_API, "t", model, None) is not None
-    repeats.remember(second, CHAT_API, "t", None, _keys(model))  # 120 > 100: emptied first
-    assert repeats.keys(first, CHAT_API, "t", model, None) is None
-    assert repeats.keys(second, CHAT_API, "t", model, None) is not None
+    repeats.keep((first, "x"), 1)
+    repeats.keep((big, "x"), 2)
+    assert repeats.recall((big, "x")) is None  # over the body bound
+    assert repeats.recall((first, "x")) == 1
+    repeats.keep((second, "x"), 3)  # 120 > 100: emptied first
+    assert repeats.recall((first, "x")) is None
+    assert repeats.recall((second, "x")) == 3
+
+
+async def test_a_repeated_embeddings_batch_is_keyed_once_per_tenant(
+    upstream: respx.MockRouter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from genai_api.embeddings import runner
+    from tests.embeddings_provider import Provider
+
+    upstream.post("/embeddings").mock(side_effect=Provider())
+    keyed: list[int] = []
+    embedding_keys = runner.embedding_keys
+
+    def counted(*args: Any, **kwargs: Any) -> list[str]:
+        keyed.append(len(args[1]))
+        return embedding_keys(*args, **kwargs)
+
+    monkeypatch.setattr(runner, "embedding_keys", counted)
+    raw = orjson.dumps({"model": "text-embedding-3-small", "input": ["one", "two", "three"]})
+    settings = make_settings(gateway_api_keys="key-a,key-b")
+    async with running(settings) as gw:
+        answers = [
+            await gw.http.post(
+                "/v1/embeddings", content=raw, headers={**JSON, "authorization": f"Bearer {k}"}
+            )
+            for k in ("key-a", "key-a", "key-b", "key-a")
+        ]
+    assert [a.headers["x-cache"] for a in answers] == ["MISS", "HIT", "MISS", "HIT"]
+    assert len({a.headers["x-cache-key"] for a in answers}) == 2  # one per tenant
+    assert keyed == [3, 3]  # once for each tenant
+    assert answers[1].json()["data"] == answers[0].json()["data"]

@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, TypeVar
@@ -117,8 +117,6 @@ async def prepare(
         for pos, text_key in zip(texts, key([keyed[pos] for pos in texts]), strict=True):
             keys[pos] = text_key
     skeys = [prefix + tag(key) for key in keys] if tagged else [prefix + key for key in keys]
-    upstream = {k: v for k, v in body.items() if k not in ("input", "cache")}
-    upstream["encoding_format"] = "base64"  # exact float32 and a third of the bytes
     # A one-input request's X-Cache-Key is its entry's, so `DELETE /v1/cache {"key"}` removes
     # what it named; a batch's names the batch, whose entries are the inputs' own.
     if len(keys) == 1:
@@ -127,13 +125,30 @@ async def prepare(
         whole = {k: v for k, v in body.items() if k != "encoding_format"}
         whole["input"] = keyed
         batch_key = request_key("embeddings", whole, tenant=tenant)
+    return batch_of(body, items, model, tenant, controls, encoding, skeys, batch_key)
+
+
+def batch_of(
+    body: dict[str, Any],
+    items: list[Item],
+    model: ModelInfo,
+    tenant: str,
+    controls: CacheControls,
+    encoding: tiktoken.Encoding | None,
+    skeys: Sequence[str],
+    key: str,
+) -> EmbeddingBatch:
+    """The batch of `body` whose keys are known (`prepare` worked them out, now or for the
+    same bytes before)."""
+    upstream = {k: v for k, v in body.items() if k not in ("input", "cache")}
+    upstream["encoding_format"] = "base64"  # exact float32 and a third of the bytes
     return EmbeddingBatch(
         model=model,
         items=items,
-        skeys=skeys,
+        skeys=list(skeys),
         body=upstream,
         controls=controls,
-        key=batch_key,
+        key=key,
         encoding=encoding,
         tenant=tenant,
         request=body,

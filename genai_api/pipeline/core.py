@@ -40,6 +40,7 @@ from genai_api.pipeline.embedding_batches import EmbeddingBatches
 from genai_api.pipeline.expiry import Expiry
 from genai_api.pipeline.fallbacks import Fallbacks, within
 from genai_api.pipeline.prepare import Preparer
+from genai_api.pipeline.repeats import Repeats
 from genai_api.pipeline.variants import Variants
 from genai_api.providers.base import Provider
 from genai_api.savings.accounting import Accounting, CacheStatus
@@ -91,6 +92,8 @@ class Pipeline:
         # A provider call made into an entry (usage counted where the provider sent none).
         self.answering = Answering(provider, self.upstream, tokens)
         self.answers = Answers(accounting)  # outcomes and their counting
+        # What a body seen before was checked and keyed to, by its bytes.
+        self.repeats = Repeats()
         # A request's `Call`: its keys, whether it may be cached, its requester.
         self.calls = Preparer(
             namespace=namespace,
@@ -98,6 +101,7 @@ class Pipeline:
             cache_nondeterministic=cache_nondeterministic,
             tokens=tokens,
             variants=self.variants,
+            repeats=self.repeats,
         )
         self.prepare = self.calls.prepare
         self.retarget = self.calls.retarget
@@ -111,7 +115,12 @@ class Pipeline:
         )
         # Embedding batches: keyed per input, run by the runner, made again for fallbacks.
         self.batches = EmbeddingBatches(
-            self.embeddings, self.fallbacks, namespace=namespace, tagged=tagged, tokens=tokens
+            self.embeddings,
+            self.fallbacks,
+            namespace=namespace,
+            tagged=tagged,
+            tokens=tokens,
+            repeats=self.repeats,
         )
         self.prepare_embeddings = self.batches.prepare
         self.run_embeddings = self.batches.run

@@ -14,11 +14,18 @@ import contextlib
 from typing import TYPE_CHECKING, Any
 
 from genai_api.controls import CacheControls
-from genai_api.embeddings.runner import EmbeddingBatch, EmbeddingOutcome, EmbeddingRunner, prepare
+from genai_api.embeddings.runner import (
+    EmbeddingBatch,
+    EmbeddingOutcome,
+    EmbeddingRunner,
+    batch_of,
+    prepare,
+)
 from genai_api.embeddings.upstream import Item
 from genai_api.errors import ProviderError
 from genai_api.models.table import ModelInfo
 from genai_api.pipeline.fallbacks import Fallbacks
+from genai_api.pipeline.repeats import Repeats, same_model
 from genai_api.savings.tokenizer import EncodingNotLoadedError, TokenCounter
 from genai_api.store import budget
 
@@ -35,8 +42,10 @@ class EmbeddingBatches:
         namespace: str,
         tagged: bool,
         tokens: TokenCounter | None,
+        repeats: Repeats,
     ) -> None:
         self.runner = runner
+        self.repeats = repeats
         self.fallbacks = fallbacks
         self.namespace = namespace
         self.tagged = tagged  # storage keys carry hash tags (a Redis Cluster)
@@ -51,9 +60,19 @@ class EmbeddingBatches:
         tenant: str,
         controls: CacheControls,
         encoding: Encoding | None,
+        raw: bytes | None = None,
     ) -> EmbeddingBatch:
-        """An embeddings request: a key per input (see `genai_api.embeddings.runner`)."""
-        return await prepare(
+        """An embeddings request: a key per input (see `genai_api.embeddings.runner`).
+        `raw`: the bytes `body` was parsed from; a batch seen before is not keyed again
+        (`Repeats`: its keys are a function of those bytes, the tenant, the model and its
+        tokenizer)."""
+        name = None
+        if raw is not None:
+            name = (raw, "embeddings", tenant, model.name, encoding and encoding.name)
+            kept = self.repeats.recall(name)
+            if kept is not None and same_model(kept[0], model):
+                return batch_of(body, items, model, tenant, controls, encoding, kept[1], kept[2])
+        batch = await prepare(
             self.namespace,
             body,
             items,
@@ -63,6 +82,9 @@ class EmbeddingBatches:
             encoding=encoding,
             tagged=self.tagged,
         )
+        if name is not None:
+            self.repeats.keep(name, (model, tuple(batch.skeys), batch.key))
+        return batch
 
     async def run(self, batch: EmbeddingBatch) -> EmbeddingOutcome:
         """Answer an embeddings batch input by input, each its own entry and flight."""

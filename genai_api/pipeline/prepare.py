@@ -16,7 +16,7 @@ from genai_api.controls import CacheControls
 from genai_api.keys import canonical_key, storage_key
 from genai_api.models.table import ModelInfo
 from genai_api.pipeline.call import Call
-from genai_api.pipeline.repeats import Keys, Repeats
+from genai_api.pipeline.repeats import Keys, Repeats, same_model
 from genai_api.pipeline.variants import Variants
 from genai_api.savings.tokenizer import TokenCounter
 from genai_api.semantic.layer import SemanticCache
@@ -34,12 +34,13 @@ class Preparer:
         cache_nondeterministic: bool,
         tokens: TokenCounter | None,
         variants: Variants,
+        repeats: Repeats,
     ) -> None:
         self.namespace = namespace
         self.tagged = tagged  # storage keys carry hash tags (a Redis Cluster)
         self.cache_nondeterministic = cache_nondeterministic
         self.variants = variants
-        self.repeats = Repeats()  # the keys of bodies seen before, by their bytes
+        self.repeats = repeats  # the check and keys of bodies seen before, by their bytes
         self.semantic: SemanticCache | None = None  # set by the gateway when a model opts in
         # The tokenizers the models table can name, by name: a model's is known exactly.
         self._exact: dict[str | None, Encoding] = (
@@ -63,12 +64,13 @@ class Preparer:
         the bytes `body` was parsed from, when it was parsed from nothing else (its keys are
         then remembered for its repeats, `Repeats`; not for a model with semantic hits,
         whose request also needs the key body)."""
-        known = None
+        known: Keys | None = None
         if raw is not None and model.semantic is None:
-            known = self.repeats.keys(raw, api, tenant, model, prompt)
-            if known is None:
+            name = (raw, api.name, tenant, model.name, prompt)
+            known = self.repeats.recall(name)
+            if known is None or not same_model(known.model, model):
                 known = self._keys(api, body, model, tenant, prompt)
-                self.repeats.remember(raw, api, tenant, prompt, known)
+                self.repeats.keep(name, known)
         if known is not None:
             key, skey, cacheable = known.key, known.skey, known.cacheable
             nondeterministic, semantic = known.nondeterministic, None

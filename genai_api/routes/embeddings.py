@@ -15,7 +15,7 @@ from genai_api.apis.schema import validate
 from genai_api.controls import parse_controls
 from genai_api.embeddings.runner import OFFLOAD_VECTORS
 from genai_api.gateway import Gateway
-from genai_api.http.body import read_json
+from genai_api.http.body import read_json_bytes
 from genai_api.http.deps import GatewayDep, TenantDep
 from genai_api.http.observe import note_model
 from genai_api.http.openapi import json_body
@@ -55,8 +55,9 @@ async def embed(
     request: Request, gateway: Gateway, tenant: str, body: dict[str, Any] | None = None
 ) -> Response:
     """Validate, run the per-input pipeline, render; `body` when the caller already has it."""
+    raw = None  # the bytes of a body read here: a batch seen before is not keyed again
     if body is None:
-        body = await read_json(request)
+        body, raw = await read_json_bytes(request)
     if not isinstance(body.get("model"), str) or "input" not in body:
         validate(EmbeddingRequest, body)  # names the missing or mistyped parameter
     model = gateway.models.get(body["model"])
@@ -71,7 +72,7 @@ async def embed(
         request.headers, body.pop("cache", None), max_ttl=gateway.settings.cache_max_ttl
     )
     batch = await gateway.pipeline.prepare_embeddings(
-        body, items, model=model, tenant=tenant, controls=controls, encoding=encoding
+        body, items, model=model, tenant=tenant, controls=controls, encoding=encoding, raw=raw
     )
     outcome = await gateway.pipeline.run_embeddings(batch)
     note_model(request, outcome.model)  # the fallback's, when one answered
