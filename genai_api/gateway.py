@@ -184,6 +184,7 @@ class Gateway:
         await self.accounting.aclose()  # the last increments, before the store's pool closes
         await self.provider.aclose()
         await self.passthrough.aclose()
+        await self.tenancy.aclose()  # owner records a full Redis refused, before the store closes
         await self.store.close()
         self.metrics.close()
 

@@ -3,6 +3,7 @@ stored response..., and who may reach it.
 
 - `guard.Tenancy`: the rule, in four calls (`check`, `record`, `owner_of`, `forget`);
 - `owners`: the records (Redis, shared by every replica; or this process's memory);
+- `kept`: what each process keeps of them against a full or evicting Redis (CONTRACT §6);
 - `catalogue`: which object a pass-through path is about;
 - `ids`, `forms`: the object ids a request body names and an answer carries;
 - `lists`: list answers filtered to the caller's objects, paginated.

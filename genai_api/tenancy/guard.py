@@ -19,7 +19,8 @@ With one key (and `CACHE_SCOPE=tenant`) nothing is refused, but creations are st
 
 When the backend fails, an enforced check or record raises a 503 (`tenancy_unavailable`):
 a rule that cannot be checked is not waived. When it is only recording, a failure is logged
-and the request goes on.
+and the request goes on. A Redis that is full is not failing: a record it refuses is kept in
+the process until it has room, and one it evicted is written back (`kept.py`).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from genai_api.errors import CacheUnavailable, GatewayError, NotFound
 from genai_api.settings import Settings
 from genai_api.store.base import CacheStore
 from genai_api.store.near import redis_of
+from genai_api.tenancy.kept import KeptOwnerRecords
 from genai_api.tenancy.owners import (
     MemoryOwnerRecords,
     Owner,
@@ -64,14 +66,15 @@ class Tenancy:
 
     @classmethod
     def build(cls, settings: Settings, store: CacheStore) -> Tenancy:
-        """Records in the cache's Redis when there is one (shared by every replica), else in
-        this process; none when the gateway has no tenants to tell apart."""
+        """Records in the cache's Redis when there is one (shared by every replica; kept
+        against a full or evicting Redis), else in this process; none when the gateway has
+        no tenants to tell apart."""
         keys = set(settings.client_keys)
         if settings.cache_scope != "tenant" or not keys:
             return cls(None, enforced=False)
         redis = redis_of(store)
         records: OwnerRecords = (
-            RedisOwnerRecords(redis, settings.cache_namespace)
+            KeptOwnerRecords(RedisOwnerRecords(redis, settings.cache_namespace))
             if redis is not None
             else MemoryOwnerRecords()
         )
@@ -155,3 +158,8 @@ class Tenancy:
             await self.records.forget(object_id)
         except CacheUnavailable as exc:
             log.warning("could not forget the owner of %s: %s", object_id, exc)
+
+    async def aclose(self) -> None:
+        """Write what the records keep in this process, if they can (at shutdown)."""
+        if self.records is not None:
+            await self.records.aclose()

@@ -6,10 +6,10 @@ through the gateway. Every operation touches one key, so the records work unchan
 Redis Cluster (several ids at once go in a pipeline, never a multi-key command).
 
 Records carry no TTL on purpose: under a `volatile-*` eviction policy Redis evicts only keys
-that have one (the cache entries), so a full Redis never forgets who owns what. Under an
-`allkeys-*` policy a record can be evicted; its object then answers 404 to every tenant,
-its owner included (the rule fails closed, never open). `DELETE /v1/cache` never matches
-them (it deletes `{namespace}:e:*`).
+that have one (the cache entries), so a full Redis never forgets who owns what. What a full
+Redis refuses and what an `allkeys-*` policy evicts is kept, or written back, by each process
+(`kept.py`), never so that a tenant reaches another's object: a record nobody has stays a 404
+for everyone. `DELETE /v1/cache` never matches them (it deletes `{namespace}:e:*`).
 
     records = MemoryOwnerRecords()
     await records.claim("file-abc", Owner("t1", "file"))   # -> Owner("t1", "file")
@@ -58,6 +58,10 @@ class OwnerRecords(Protocol):
 
     async def forget(self, object_id: str) -> None: ...
 
+    async def aclose(self) -> None:
+        """At shutdown: write what waits in the process, if anything does."""
+        ...
+
 
 class MemoryOwnerRecords:
     """Records in this process (CACHE_BACKEND=memory): one process, one truth."""
@@ -75,6 +79,9 @@ class MemoryOwnerRecords:
 
     async def forget(self, object_id: str) -> None:
         self._owners.pop(object_id, None)
+
+    async def aclose(self) -> None:
+        return None
 
 
 class RedisOwnerRecords:
@@ -125,3 +132,6 @@ class RedisOwnerRecords:
     async def forget(self, object_id: str) -> None:
         client = self._redis.client
         await self._redis.guarded(lambda: client.delete(self.key(object_id)))
+
+    async def aclose(self) -> None:
+        return None
