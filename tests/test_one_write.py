@@ -80,6 +80,13 @@ async def test_nothing_is_written_to_a_closing_transport() -> None:
     assert recorder.calls == []
 
 
+async def test_closing_is_the_transports() -> None:
+    transport, recorder = _wrapped()
+    assert not transport.is_closing()
+    recorder.closed = True
+    assert transport.is_closing()
+
+
 class Counted(BoundedHttpToolsProtocol):
     """The served protocol, with the socket's transport counting its writes."""
 

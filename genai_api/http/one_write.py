@@ -62,6 +62,11 @@ class OneWriteTransport:
         else:
             self.transport.writelines(held)
 
+    def is_closing(self) -> bool:
+        # Asked by uvicorn after every response: spelled out, it does not go through
+        # `__getattr__` (a failed lookup first, then a Python call).
+        return self.transport.is_closing()
+
     def get_write_buffer_size(self) -> int:
         held = sum(len(data) for data in self.held) if self.held else 0
         return held + self.transport.get_write_buffer_size()
