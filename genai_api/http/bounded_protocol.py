@@ -18,6 +18,13 @@ It also sends each answer's head and body in one system call, not two
 (`genai_api.http.one_write`), and checks and builds a response's head for less than
 uvicorn's own cycle (`genai_api.http.lean_cycle`).
 
+uvicorn's keep-alive timeout (an idle connection is closed `timeout_keep_alive` after its
+last answer) is kept with one timer per connection instead of one per request: uvicorn
+cancels its timer on every chunk read and arms a new one after every answer, ~3.8k
+instructions a request in uvloop. Here a chunk only marks the connection busy and an answer
+notes when it ended; the timer, when it fires, closes a connection idle that long, or waits
+out the rest (the timeout is uvicorn's, to the millisecond libuv's timers have).
+
 It costs the hot path two short calls per request (~0.5 µs): the timer is armed only for
 a request that did not arrive in one piece. A chunk read while a head is still arriving
 counts whole, except the one the head began in (how much of it was head is unknown:
@@ -58,6 +65,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
     _timer: asyncio.TimerHandle | None = None
     _refused = False  # answered 4xx: what still arrives is dropped until the connection closes
     _arrived = 0.0  # when the last chunk of a request still arriving came (the loop's clock)
+    _idle_since: float | None = None  # when the last answer ended, if nothing came since
 
     on_headers_complete = lean_on_headers_complete()  # uvicorn's, creating a `LeanCycle`
 
@@ -69,7 +77,36 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         # The answer leaves now, whole (the transport is a OneWriteTransport; not `cast`:
         # a Python call on every request).
         self.transport.flush()  # type: ignore[attr-defined]
-        HttpToolsProtocol.on_response_complete(self)
+        # uvicorn's on_response_complete but for its keep-alive timer (the module says why).
+        self.server_state.total_requests += 1
+        if self.transport.is_closing():
+            return
+        self._idle_since = None
+        self.flow.resume_reading()
+        if self.pipeline:  # a request that came meanwhile starts now
+            cycle, app = self.pipeline.pop()
+            self._start_asgi_task(cycle, app)
+            return
+        self._idle_since = self.loop.time()
+        if self.timeout_keep_alive_task is None:
+            self.timeout_keep_alive_task = self.loop.call_later(
+                self.timeout_keep_alive, self._keep_alive_due
+            )
+
+    def _unset_keepalive_if_required(self) -> None:
+        # uvicorn calls this on every chunk read (and after each answer, and when the
+        # connection is lost) to cancel its keep-alive timer: here, to say it is not idle.
+        self._idle_since = None
+
+    def _keep_alive_due(self) -> None:
+        self.timeout_keep_alive_task = None
+        if self._idle_since is None:
+            return  # a request is under way: its answer arms the timer again
+        rest = self._idle_since + self.timeout_keep_alive - self.loop.time()
+        if rest >= 0.001:  # libuv's timers count milliseconds
+            self.timeout_keep_alive_task = self.loop.call_later(rest, self._keep_alive_due)
+        else:
+            self.timeout_keep_alive_handler()  # uvicorn's: closes the connection
 
     def data_received(self, data: bytes) -> None:
         if self._refused:
@@ -102,6 +139,9 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+        if self.timeout_keep_alive_task is not None:
+            self.timeout_keep_alive_task.cancel()
+            self.timeout_keep_alive_task = None
         HttpToolsProtocol.connection_lost(self, exc)
 
     def send_400_response(self, msg: str) -> None:
