@@ -1,10 +1,11 @@
-"""`LeanCycle` answers byte for byte as uvicorn's own cycle, errors included, for less work.
+"""`lean_request` and `LeanCycle` start requests and answer them byte for byte as uvicorn.
 
 Each case feeds the same raw request to uvicorn's `HttpToolsProtocol` and to the same protocol
-creating a `LeanCycle` (and to the served `BoundedHttpToolsProtocol`, whose one-write transport
-joins the writes), with an app sending the same messages, and compares everything observable:
-each write, whether the connection was closed, what the app's `send` raised, the access log
-line, and the framing state the cycle ended in.
+with `lean_request.on_headers_complete` (so a `LeanCycle`; and to the served
+`BoundedHttpToolsProtocol`, whose one-write transport joins the writes), with an app sending
+the same messages, and compares everything observable: the scope the app got, each write,
+whether the connection was closed, what the app's `send` raised, the access log line, and
+the framing state the cycle ended in.
 """
 
 from __future__ import annotations
@@ -24,15 +25,17 @@ from uvicorn.protocols.http import httptools_impl
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 from uvicorn.server import ServerState
 
-from genai_api.http import lean_cycle
+from genai_api.http import lean_cycle, lean_request
 from genai_api.http.bounded_protocol import BoundedHttpToolsProtocol
-from genai_api.http.lean_cycle import LeanCycle, lean_on_headers_complete
+from genai_api.http.lean_cycle import LeanCycle
+from genai_api.http.lean_request import served_on_headers_complete
 
 
 class LeanProtocol(HttpToolsProtocol):
-    """uvicorn's protocol with only the cycle changed: writes compare one by one."""
+    """uvicorn's protocol with only the request's start (and so the cycle) changed: writes
+    compare one by one."""
 
-    on_headers_complete = lean_on_headers_complete()
+    on_headers_complete = lean_request.on_headers_complete
 
 
 class Recorder(asyncio.Transport):
@@ -65,6 +68,9 @@ class Recorder(asyncio.Transport):
     def resume_reading(self) -> None:
         pass
 
+    def set_protocol(self, protocol: asyncio.BaseProtocol) -> None:
+        self.protocol = protocol  # a websocket's
+
     def get_extra_info(self, name: str, default: Any = None) -> Any:
         return {"sockname": ("127.0.0.1", 8000), "peername": ("127.0.0.1", 50000)}.get(
             name, default
@@ -78,6 +84,7 @@ class Outcome:
     errors: list[str]  # what each `send` raised, in order
     access: list[str]
     state: tuple[Any, ...]  # the last cycle's framing state
+    scopes: list[tuple[Any, ...]]  # what the app was told of each request
 
 
 def start(status: Any = 200, headers: Any = None, **extra: Any) -> dict[str, Any]:
@@ -91,11 +98,17 @@ def body(data: Any = b"", more: bool = False) -> dict[str, Any]:
     return {"type": "http.response.body", "body": data, "more_body": more}
 
 
-def script_app(messages: list[Any], errors: list[str], read: bool = True) -> Any:
+SCOPE = ("type", "method", "http_version", "path", "raw_path", "query_string", "root_path")
+
+
+def script_app(
+    messages: list[Any], errors: list[str], scopes: list[tuple[Any, ...]], read: bool = True
+) -> Any:
     """An app that reads the request, then sends `messages` (a callable makes one afresh),
     recording and re-raising what `send` raises (uvicorn then answers or closes as it does)."""
 
     async def app(scope: Any, receive: Any, send: Any) -> None:
+        scopes.append(tuple(scope.get(key) for key in SCOPE))
         if read:
             while (await receive()).get("more_body"):
                 pass
@@ -115,11 +128,12 @@ async def serve(
     request: bytes | list[bytes] = b"GET /p?q=1 HTTP/1.1\r\nHost: t\r\n\r\n",
     default_headers: list[tuple[bytes, bytes]] | None = None,
     read: bool = True,
+    **config_options: Any,
 ) -> Outcome:
     errors: list[str] = []
-    config = uvicorn.Config(
-        script_app(messages, errors, read), loop="none", log_config=None, lifespan="off"
-    )
+    scopes: list[tuple[Any, ...]] = []
+    app = script_app(messages, errors, scopes, read)
+    config = uvicorn.Config(app, loop="none", log_config=None, lifespan="off", **config_options)
     config.load()
     state = ServerState()
     state.default_headers = list(default_headers or [])
@@ -134,9 +148,12 @@ async def serve(
             protocol.data_received(chunk)
             await _settle(state)
     cycle = protocol.cycle
-    framing = (cycle.keep_alive, cycle.chunked_encoding, cycle.expected_content_length)
-    done = (cycle.response_started, cycle.response_complete, cycle.waiting_for_100_continue)
-    outcome = Outcome(transport.writes, transport.closed, errors, access, framing + done)
+    state_: tuple[Any, ...] = ()  # none if no request got as far as a cycle
+    if cycle is not None:
+        framing = (cycle.keep_alive, cycle.chunked_encoding, cycle.expected_content_length)
+        done = (cycle.response_started, cycle.response_complete, cycle.waiting_for_100_continue)
+        state_ = framing + done
+    outcome = Outcome(transport.writes, transport.closed, errors, access, state_, scopes)
     protocol.connection_lost(None)  # its timers with it
     return outcome
 
@@ -301,6 +318,52 @@ async def test_header_injection_is_refused_in_uvicorns_words() -> None:
     assert ours.closed  # uvicorn closes a connection whose app failed mid-answer
 
 
+def get(target: str, *headers: str, version: str = "1.1") -> bytes:
+    lines = [f"GET {target} HTTP/{version}", "Host: t", *headers]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode()
+
+
+REQUESTS = {
+    "a query": get("/v1/x?a=1&b=%20"),
+    "an empty query": get("/v1/x?"),
+    "escapes in the path": get("/a%20b/%2F/%25"),
+    "an absolute URL": get("http://h:1/p/q?r"),
+    "a fragment": get("/p#f"),
+    "asterisk": b"OPTIONS * HTTP/1.1\r\nHost: t\r\n\r\n",
+    "HTTP/1.0": get("/p", version="1.0"),
+    "HTTP/1.0, keep-alive": get("/p", "Connection: keep-alive", version="1.0"),
+    "a websocket upgrade": get("/ws", "Connection: Upgrade", "Upgrade: websocket"),
+    "another upgrade": get("/p", "Connection: Upgrade", "Upgrade: h2c"),
+    "a method in lower case": b"get /p HTTP/1.1\r\nHost: t\r\n\r\n",
+    "a long URL": get("/" + "a" * 2000),
+    "one URL twice": get("/same?x") + get("/same?x"),
+    "two URLs": get("/one") + get("/two?2"),
+}
+NOT_CALLED = {"a websocket upgrade", "a method in lower case"}  # a websocket's; a 400
+OK = answer([(CL, b"2")], body(b"ok"))
+
+
+@pytest.mark.parametrize("case", REQUESTS)
+@pytest.mark.parametrize("options", [{}, {"root_path": "/api"}, {"limit_concurrency": 1}])
+async def test_requests_start_as_uvicorns(case: str, options: dict[str, Any]) -> None:
+    request = REQUESTS[case]
+    theirs = await serve(HttpToolsProtocol, OK, request, **options)
+    assert await serve(LeanProtocol, OK, request, **options) == theirs
+    called = "limit_concurrency" not in options and case not in NOT_CALLED
+    assert bool(theirs.scopes) is called  # the cases are what they say
+
+
+async def test_urls_seen_are_remembered_and_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(lean_request, "_URLS", {})
+    monkeypatch.setattr(lean_request, "MAX_URLS", 2)
+    for path in ("/a", "/b", "/c?x", "/" + "l" * lean_request.MAX_URL_BYTES):
+        for options in ({}, {"root_path": "/r"}, {}):  # a root path of its own: made again
+            theirs = await serve(HttpToolsProtocol, OK, get(path), **options)
+            assert await serve(LeanProtocol, OK, get(path), **options) == theirs
+            assert len(lean_request._URLS) <= 2
+    assert list(lean_request._URLS) == [b"/c?x"]  # emptied when full; a long URL is not kept
+
+
 DATE = [(b"date", b"Mon, 01 Jan 2024 00:00:00 GMT"), (b"server", b"uvicorn")]
 
 
@@ -387,8 +450,9 @@ async def test_a_gone_client_and_back_pressure_are_uvicorns() -> None:
         assert len(transport.writes) == written and not state.tasks
 
 
-# uvicorn internals LeanCycle relies on. A change here means: compare uvicorn's new code with
-# genai_api/http/lean_cycle.py, adapt it, then update these fingerprints (and CHECKED_UVICORN).
+# uvicorn internals lean_request and LeanCycle copy or rely on. A change here means: compare
+# uvicorn's new code with genai_api/http/lean_*.py, adapt them, then update these fingerprints
+# (and CHECKED_UVICORN).
 FINGERPRINTS = {
     "RequestResponseCycle.send": "abdd8601b326a8da",
     "HttpToolsProtocol.on_headers_complete": "1ea8589acfad92d8",
@@ -407,9 +471,22 @@ def test_uvicorn_code_is_the_code_lean_cycle_was_checked_against() -> None:
             HttpToolsProtocol.on_headers_complete
         ),
     }
-    assert found == FINGERPRINTS, "uvicorn changed: re-check genai_api/http/lean_cycle.py"
-    # `lean_on_headers_complete` swaps the class by its global name, looked up when called.
-    assert "RequestResponseCycle" in HttpToolsProtocol.on_headers_complete.__code__.co_names
+    assert found == FINGERPRINTS, "uvicorn changed: re-check genai_api/http/lean_*.py"
+    # lean_request creates the cycle with its arguments in this order.
+    assert list(inspect.signature(RequestResponseCycle.__init__).parameters) == [
+        "self",
+        "scope",
+        "transport",
+        "flow",
+        "logger",
+        "access_logger",
+        "access_log",
+        "default_headers",
+        "message_event",
+        "expect_100_continue",
+        "keep_alive",
+        "on_response",
+    ]
     # Values are checked as one joined by a tab, one byte at a time: the expression must be
     # a set of single bytes, and allow the tab.
     pattern = httptools_impl.HEADER_VALUE_RE.pattern
@@ -425,11 +502,7 @@ def test_the_value_table_refuses_exactly_what_uvicorn_refuses() -> None:
     assert lean_cycle._JOINT.translate(table) == lean_cycle._JOINT
 
 
-def test_an_unchecked_uvicorn_keeps_its_own_cycle(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_an_unchecked_uvicorn_keeps_its_own(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert BoundedHttpToolsProtocol.on_headers_complete is lean_request.on_headers_complete
     monkeypatch.setattr(uvicorn, "__version__", "9.0.0")
-    assert lean_on_headers_complete() is HttpToolsProtocol.on_headers_complete
-    monkeypatch.undo()
-    lean = lean_on_headers_complete()
-    assert lean is not HttpToolsProtocol.on_headers_complete
-    assert lean.__code__ is HttpToolsProtocol.on_headers_complete.__code__
-    assert lean.__globals__["RequestResponseCycle"] is LeanCycle
+    assert served_on_headers_complete() is HttpToolsProtocol.on_headers_complete

@@ -15,8 +15,8 @@ memory for ever. This protocol, what `genai-api serve` runs:
 - answers malformed HTTP with OpenAI's error envelope, not uvicorn's plain text.
 
 It also sends each answer's head and body in one system call, not two
-(`genai_api.http.one_write`), and checks and builds a response's head for less than
-uvicorn's own cycle (`genai_api.http.lean_cycle`).
+(`genai_api.http.one_write`), and starts a request and checks and builds its answer's head
+for less than uvicorn (`genai_api.http.lean_request`, `genai_api.http.lean_cycle`).
 
 uvicorn's keep-alive timeout (an idle connection is closed `timeout_keep_alive` after its
 last answer) is kept with one timer per connection instead of one per request: uvicorn
@@ -40,7 +40,7 @@ import orjson
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from genai_api.errors import InvalidRequest
-from genai_api.http.lean_cycle import lean_on_headers_complete
+from genai_api.http.lean_request import served_on_headers_complete
 from genai_api.http.limits import LONG_BODY
 from genai_api.http.one_write import OneWriteTransport
 
@@ -67,7 +67,8 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
     _arrived = 0.0  # when the last chunk of a request still arriving came (the loop's clock)
     _idle_since: float | None = None  # when the last answer ended, if nothing came since
 
-    on_headers_complete = lean_on_headers_complete()  # uvicorn's, creating a `LeanCycle`
+    # uvicorn's, for less, creating a `LeanCycle` (`genai_api.http.lean_request`)
+    on_headers_complete = served_on_headers_complete()
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         wrapped = cast(asyncio.Transport, OneWriteTransport(transport, self.loop))

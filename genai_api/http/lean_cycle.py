@@ -24,23 +24,20 @@ called directly rather than through uvicorn's `send` (a second coroutine per mes
 instructions a request); back-pressure, a client gone and messages out of order are
 uvicorn's `send` itself.
 
-This copies uvicorn internals (`send`'s head, its table and expressions): `genai-api serve`
-uses `LeanCycle` only on the uvicorn versions it was checked against (`CHECKED_UVICORN`,
-otherwise uvicorn's own cycle), and tests/test_lean_cycle.py fails when uvicorn's code changes.
+This copies uvicorn internals (`send`, its table and expressions): `genai-api serve` uses
+`LeanCycle` (through `genai_api.http.lean_request`) only on the uvicorn versions it was
+checked against (`CHECKED_UVICORN`, otherwise uvicorn's own cycle), and
+tests/test_lean_cycle.py fails when uvicorn's code changes.
 """
 
 from __future__ import annotations
 
-import types
-from collections.abc import Callable
 from typing import Any
 
-import uvicorn
 from uvicorn.protocols.http.httptools_impl import (
     HEADER_RE,
     HEADER_VALUE_RE,
     STATUS_LINE,
-    HttpToolsProtocol,
     RequestResponseCycle,
 )
 from uvicorn.protocols.utils import get_client_addr, get_path_with_query_string
@@ -204,24 +201,3 @@ def _head(
     except Exception:
         return None  # what uvicorn makes of it, uvicorn says
     return status_code, content, framing
-
-
-def lean_on_headers_complete() -> Callable[[HttpToolsProtocol], None]:
-    """uvicorn's `HttpToolsProtocol.on_headers_complete`, its very code, but creating a
-    `LeanCycle` where it creates a `RequestResponseCycle` (on the uvicorn versions checked;
-    otherwise uvicorn's function itself).
-
-    The cycle is made in the middle of that method (and its task started there); overriding
-    it would copy ~50 lines of uvicorn, and changing the object's class afterwards would cost
-    every request and miss a task that ran eagerly. The copy looks the class name up in a copy
-    of uvicorn's module namespace in which the name is `LeanCycle`: nothing else differs."""
-    function = HttpToolsProtocol.on_headers_complete
-    if not uvicorn.__version__.startswith(CHECKED_UVICORN):
-        return function
-    namespace = {**function.__globals__, "RequestResponseCycle": LeanCycle}
-    lean = types.FunctionType(
-        function.__code__, namespace, function.__name__, function.__defaults__, function.__closure__
-    )
-    lean.__qualname__ = function.__qualname__
-    lean.__doc__ = function.__doc__
-    return lean
