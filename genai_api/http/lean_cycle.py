@@ -5,9 +5,9 @@ expression searches (one on the name, one on the value) and lowers the name: 14 
 a cache hit's 7 headers, the largest single cost the server adds to a hit (~22k of its ~500k
 instructions, callgrind). `LeanCycle` checks the same things for less:
 
-- a name is checked by uvicorn's own expression once, then remembered as valid with its
-  lowered form (`_NAMES`: names are the app's own, a few dozen; bounded all the same, as an
-  app could echo names a client chose);
+- a name is checked by uvicorn's own expression once, then remembered as valid with what
+  uvicorn writes for it, `<name lowered>: ` (`_NAMES`: names are the app's own, a few
+  dozen; bounded all the same, as an app could echo names a client chose);
 - the values are checked together: joined by a tab (a byte every value may hold), in one
   pass over a 256-byte table made from uvicorn's expression (`_VALUE_TABLE`), where uvicorn
   runs one search per value.
@@ -45,7 +45,7 @@ from uvicorn.protocols.utils import get_client_addr, get_path_with_query_string
 CHECKED_UVICORN = ("0.55.",)  # version prefixes whose `send` LeanCycle was checked against
 
 MAX_NAMES = 512  # valid header names remembered (each a few dozen bytes)
-_NAMES: dict[bytes, bytes] = {}  # a name uvicorn's HEADER_RE accepts -> the name lowered
+_NAMES: dict[bytes, bytes] = {}  # a name uvicorn's HEADER_RE accepts -> b"<it lowered>: "
 
 # Each byte uvicorn's HEADER_VALUE_RE refuses maps to another byte, each other byte to itself:
 # values are valid when translating them changes nothing. A tab, the joint, is allowed.
@@ -55,21 +55,20 @@ _VALUE_TABLE = bytes(
 )
 
 _CRLF = b"\r\n"
-_COLON = b": "
-_CONTENT_LENGTH = b"content-length"
-_TRANSFER_ENCODING = b"transfer-encoding"
-_CONNECTION = b"connection"
+_CONTENT_LENGTH = b"content-length: "
+_TRANSFER_ENCODING = b"transfer-encoding: "
+_CONNECTION = b"connection: "
 _FRAMING = frozenset((_CONTENT_LENGTH, _TRANSFER_ENCODING, _CONNECTION))
 
 
 def _valid_name(name: Any) -> bytes | None:
-    """`name` lowered, if uvicorn accepts it and it can be remembered; else None."""
+    """`<name lowered>: `, if uvicorn accepts `name` and it can be remembered; else None."""
     if type(name) is not bytes or HEADER_RE.search(name):
         return None
-    lowered = name.lower()
+    prefix = name.lower() + b": "
     if len(_NAMES) < MAX_NAMES:
-        _NAMES[name] = lowered
-    return lowered
+        _NAMES[name] = prefix
+    return prefix
 
 
 class LeanCycle(RequestResponseCycle):
@@ -168,8 +167,8 @@ class LeanCycle(RequestResponseCycle):
 def _head(
     default_headers: list[tuple[bytes, bytes]], message: Any
 ) -> tuple[int, list[bytes], list[tuple[bytes, Any]]] | None:
-    """The status, the head's lines so far and its framing headers (lowered name, value), in
-    order; or None when uvicorn's own `send` must take the message. No side effects: the
+    """The status, the head's lines so far and its framing headers (`<name lowered>: `,
+    value), in order; or None when uvicorn's own `send` must take the message. No side effects: the
     message's headers are only read when they are a list or tuple (read twice, then)."""
     try:
         if message["type"] != "http.response.start":
@@ -186,14 +185,16 @@ def _head(
         names = _NAMES
         for part in (default_headers, headers):
             for name, value in part:
-                lowered = names.get(name) if type(name) is bytes else None
-                if lowered is None:
-                    lowered = _valid_name(name)
-                    if lowered is None:
+                # The type first: a memoryview equal to a name remembered would match it,
+                # where uvicorn fails (it has no `lower`).
+                prefix = names.get(name) if type(name) is bytes else None
+                if prefix is None:
+                    prefix = _valid_name(name)
+                    if prefix is None:
                         return None
-                if lowered in _FRAMING:
-                    framing.append((lowered, value))
-                content += (lowered, _COLON, value, _CRLF)
+                if prefix in _FRAMING:
+                    framing.append((prefix, value))
+                content += (prefix, value, _CRLF)
                 values.append(value)
         joined = _JOINT.join(values)
         if joined.translate(_VALUE_TABLE) != joined:
