@@ -16,6 +16,7 @@ import uvicorn
 from starlette.types import Receive, Scope, Send
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from genai_api.http import bounded_protocol
 from genai_api.http.bounded_protocol import BoundedHttpToolsProtocol
 from tests.conftest import wait_until
 from tests.redis_server import free_port
@@ -36,14 +37,19 @@ async def app(scope: Scope, receive: Receive, send: Send) -> None:
     await send({"type": "http.response.body", "body": b"ok"})
 
 
-@pytest.fixture(params=[HttpToolsProtocol, BoundedHttpToolsProtocol], ids=["uvicorn", "served"])
-async def port(request: pytest.FixtureRequest) -> AsyncIterator[int]:
+@pytest.fixture(params=["uvicorn", "served", "served, uvicorn not checked"])
+async def port(
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[int]:
+    protocol = HttpToolsProtocol if request.param == "uvicorn" else BoundedHttpToolsProtocol
+    if request.param == "served, uvicorn not checked":
+        monkeypatch.setattr(bounded_protocol, "_CHECKED", False)  # uvicorn's own timer
     number = free_port()
     config = uvicorn.Config(
         app,
         host="127.0.0.1",
         port=number,
-        http=request.param,
+        http=protocol,
         lifespan="off",
         log_config=None,
         timeout_keep_alive=IDLE,  # type: ignore[arg-type]  # uvicorn passes it to call_later

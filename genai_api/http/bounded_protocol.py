@@ -23,7 +23,8 @@ last answer) is kept with one timer per connection instead of one per request: u
 cancels its timer on every chunk read and arms a new one after every answer, ~3.8k
 instructions a request in uvloop. Here a chunk only marks the connection busy and an answer
 notes when it ended; the timer, when it fires, closes a connection idle that long, or waits
-out the rest (the timeout is uvicorn's, to the millisecond libuv's timers have).
+out the rest (the timeout is uvicorn's, to the millisecond libuv's timers have). This copies
+uvicorn's `on_response_complete`: on a uvicorn it was not checked against, uvicorn's own runs.
 
 It costs the hot path two short calls per request (~0.5 µs): the timer is armed only for
 a request that did not arrive in one piece. A chunk read while a head is still arriving
@@ -40,6 +41,7 @@ import orjson
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from genai_api.errors import InvalidRequest
+from genai_api.http.lean_cycle import uvicorn_checked
 from genai_api.http.lean_request import served_on_headers_complete
 from genai_api.http.limits import LONG_BODY
 from genai_api.http.one_write import OneWriteTransport
@@ -47,6 +49,8 @@ from genai_api.http.one_write import OneWriteTransport
 MAX_HEAD_BYTES = 64 * 1024
 READ_SECONDS = 30.0
 LINGER_SECONDS = 2.0
+
+_CHECKED = uvicorn_checked()  # else uvicorn's own keep-alive timer
 
 _REASONS = {408: b"Request Timeout", 431: b"Request Header Fields Too Large", 400: b"Bad Request"}
 
@@ -78,6 +82,9 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         # The answer leaves now, whole (the transport is a OneWriteTransport; not `cast`:
         # a Python call on every request).
         self.transport.flush()  # type: ignore[attr-defined]
+        if not _CHECKED:
+            HttpToolsProtocol.on_response_complete(self)
+            return
         # uvicorn's on_response_complete but for its keep-alive timer (the module says why).
         self.server_state.total_requests += 1
         if self.transport.is_closing():
@@ -97,7 +104,10 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
     def _unset_keepalive_if_required(self) -> None:
         # uvicorn calls this on every chunk read (and after each answer, and when the
         # connection is lost) to cancel its keep-alive timer: here, to say it is not idle.
-        self._idle_since = None
+        if _CHECKED:
+            self._idle_since = None
+        else:
+            HttpToolsProtocol._unset_keepalive_if_required(self)
 
     def _keep_alive_due(self) -> None:
         self.timeout_keep_alive_task = None

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import uvicorn
 from uvicorn.protocols.http.httptools_impl import (
     HEADER_RE,
     HEADER_VALUE_RE,
@@ -42,7 +43,15 @@ from uvicorn.protocols.http.httptools_impl import (
 )
 from uvicorn.protocols.utils import get_client_addr, get_path_with_query_string
 
-CHECKED_UVICORN = ("0.55.",)  # version prefixes whose `send` LeanCycle was checked against
+# uvicorn versions (prefixes) whose code LeanCycle, lean_request and the served protocol's
+# keep-alive timer were checked against (tests/test_lean_cycle.py, tests/test_keep_alive.py).
+CHECKED_UVICORN = ("0.55.",)
+
+
+def uvicorn_checked() -> bool:
+    """Whether the uvicorn installed is one of those: otherwise its own code runs."""
+    return uvicorn.__version__.startswith(CHECKED_UVICORN)
+
 
 MAX_NAMES = 512  # valid header names remembered (each a few dozen bytes)
 _NAMES: dict[bytes, bytes] = {}  # a name uvicorn's HEADER_RE accepts -> b"<it lowered>: "

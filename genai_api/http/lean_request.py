@@ -26,11 +26,10 @@ import urllib.parse
 from collections.abc import Callable
 
 import httptools
-import uvicorn
 from uvicorn.protocols.http.flow_control import service_unavailable
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from genai_api.http.lean_cycle import CHECKED_UVICORN, LeanCycle
+from genai_api.http.lean_cycle import LeanCycle, uvicorn_checked
 
 MAX_URLS = 256
 MAX_URL_BYTES = 512
@@ -41,7 +40,7 @@ _URLS: dict[bytes, tuple[str, str, bytes, bytes]] = {}
 def served_on_headers_complete() -> Callable[[HttpToolsProtocol], None]:
     """`on_headers_complete` below on the uvicorn versions it was checked against; else
     uvicorn's own (and its own cycle)."""
-    if uvicorn.__version__.startswith(CHECKED_UVICORN):
+    if uvicorn_checked():
         return on_headers_complete
     return HttpToolsProtocol.on_headers_complete
 
