@@ -22,15 +22,11 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from bench.ports import free_port
+
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 PAGE = os.sysconf("SC_PAGE_SIZE")
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def cores() -> tuple[str | None, str | None]:

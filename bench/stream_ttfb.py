@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -28,6 +27,8 @@ from typing import Any
 
 import httpx
 import orjson
+
+from bench.ports import free_port
 
 DEADLINE_S = 30.0
 PIECES = 20
@@ -94,12 +95,6 @@ def serve_upstream(port: int, first_ms: float) -> None:
 
 
 # --- the measurement -----------------------------------------------------------------------
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @contextmanager
@@ -205,7 +200,7 @@ def main(argv: list[str] | None = None) -> None:
         serve_upstream(args.upstream, args.first_ms)
         return
     deadline = time.monotonic() + DEADLINE_S
-    up_port, gw_port = _free_port(), _free_port()
+    up_port, gw_port = free_port(), free_port()
     upstream, gateway = f"http://127.0.0.1:{up_port}", f"http://127.0.0.1:{gw_port}"
     env = {
         k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "CACHE_BACKEND", "PROVIDER")

@@ -272,6 +272,38 @@ async def wait_until(predicate: Callable[[], bool], within: float = 5.0) -> None
         await asyncio.sleep(0.01)
 
 
+class Calls:
+    """Counts the calls of `owner.name` (behaviour unchanged): a test waits for a request to
+    reach a step (`Coalescer.join`: it is on a flight) instead of sleeping a fixed time, which
+    a loaded machine can outlast before the request gets there."""
+
+    def __init__(self, owner: Any, name: str) -> None:
+        self.count = 0
+        original = getattr(owner, name)
+
+        def counted(*args: Any, **kwargs: Any) -> Any:
+            self.count += 1
+            return original(*args, **kwargs)
+
+        setattr(owner, name, counted)
+
+
+async def until_hit(
+    gw: Running, body: dict[str, Any], path: str = "/v1/chat/completions", within: float = 5.0
+) -> httpx.Response:
+    """Ask `body` until it is a HIT, for at most `within` s; the last answer (the caller
+    asserts on it). A request right after the one that stored the entry can arrive while that
+    one's background work (the store, the end of its flight) still runs, on a loaded machine
+    long enough to make it a MISS or COALESCED. A test that also counts provider calls still
+    proves that no request in between went upstream."""
+    deadline = asyncio.get_running_loop().time() + within
+    while True:
+        answer = await gw.http.post(path, json=body)
+        if answer.headers.get("x-cache") == "HIT" or asyncio.get_running_loop().time() > deadline:
+            return answer
+        await asyncio.sleep(0.05)
+
+
 @pytest.fixture(scope="session")
 def search_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A Redis with the query engine, shared by the session (tests isolate by namespace)."""

@@ -11,11 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from bench.ports import free_port
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+__all__ = ["RedisServer", "external_redis_url", "free_port", "require_redis"]
 
 
 class RedisServer:
@@ -67,6 +65,8 @@ class RedisServer:
         self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
+            if self.proc.poll() is not None:  # it could not bind: whatever answers is not ours
+                break
             try:
                 with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
                     return self

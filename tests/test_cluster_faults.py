@@ -85,6 +85,14 @@ async def one_call_for_fifty(
     assert statuses["MISS"] == 1 and statuses["COALESCED"] + statuses["HIT"] == 49
 
 
+def short_lived_client() -> httpx.AsyncClient:
+    """A client that reuses a connection only if it was idle under 1 s. Between its requests
+    these tests ask the topology, sleep and wait for failovers, on a loaded machine ~5 s: the
+    gateway's own keep-alive bound, when it closes an idle connection even as a request
+    arrives on it ("Server disconnected without sending a response")."""
+    return httpx.AsyncClient(timeout=10, limits=httpx.Limits(keepalive_expiry=1.0))
+
+
 def bodies(n: int) -> list[dict[str, Any]]:
     return [{**CHAT, "seed": i} for i in range(n)]
 
@@ -147,7 +155,7 @@ async def test_a_killed_primary_fails_no_request_and_hits_resume_after_promotion
         tmp_path, slow_upstream, REDIS_MODE="cluster", REDIS_URL=cluster.url, CACHE_L1_MAX_BYTES="0"
     )
     try:
-        async with httpx.AsyncClient(timeout=10) as client:
+        async with short_lived_client() as client:
             await one_call_for_fifty(client, service, slow_upstream)
             keys = await store_all(client, service, bodies(24))  # every primary holds some
             await asyncio.to_thread(cluster.sync)
@@ -322,7 +330,7 @@ async def test_a_killed_sentinel_primary_fails_no_request_and_hits_resume(
             REDIS_SENTINELS=sentinels.sentinels_setting,
             CACHE_L1_MAX_BYTES="0",
         )
-        async with httpx.AsyncClient(timeout=10) as client:
+        async with short_lived_client() as client:
             await one_call_for_fifty(client, service, slow_upstream)
             await store_all(client, service, bodies(8))
             load = Load(service.url, bodies(8), workers=8)

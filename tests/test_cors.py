@@ -24,7 +24,6 @@ from genai_api.http.cors import EXPOSED
 from tests.chromium import Chromium, Page, needs_chromium
 from tests.conftest import CHAT, chat_response, make_settings, running
 from tests.live_server import live_server
-from tests.redis_server import free_port
 
 KEY = "browser-key"
 ADMIN = "browser-admin"
@@ -46,7 +45,7 @@ def page_port() -> Iterator[int]:
         def log_message(self, format: str, *args: Any) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:

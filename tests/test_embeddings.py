@@ -23,7 +23,7 @@ import respx
 from genai_api.controls import DEFAULT_CONTROLS
 from genai_api.embeddings.vectors import VectorEntry
 from genai_api.settings import Settings
-from tests.conftest import make_settings, running, stats_doc
+from tests.conftest import Calls, make_settings, running, stats_doc, wait_until
 from tests.embeddings_provider import (
     MODEL,
     PRICE,
@@ -198,10 +198,11 @@ async def test_batch_inside_another_batchs_flight_is_coalesced(
 ) -> None:
     provider.gate = asyncio.Event()
     async with running(backend()) as gw:
+        flights = Calls(gw.gateway.pipeline.embeddings.flights, "run")
         a = asyncio.create_task(embed(gw, ["x", "y", "z"]))
         await asyncio.wait_for(provider.arrived.acquire(), 5)
         b = asyncio.create_task(embed(gw, ["z", "x"]))
-        await asyncio.sleep(0.1)  # b has looked up and joined a's flight
+        await wait_until(lambda: flights.count == 2, within=30)  # b looked up, joined a's flight
         provider.gate.set()
         first, second = await asyncio.gather(a, b)
         stats = stats_doc(await gw.http.get("/v1/cache/stats"))

@@ -55,11 +55,11 @@ async def test_a_lease_has_no_ttl_and_is_taken_over_once_its_deadline_passed(
 ) -> None:
     key = entry_key(ns)
     async with node(redis_url, ns, lease=0.4) as a, node(redis_url, ns, poll=0.05) as b:
+        loop = asyncio.get_running_loop()
+        started = loop.time()  # before the claim: a stall after it would shorten the wait
         dead = await a.claim(key, raw)  # never entered: never renewed, as if its process died
         assert isinstance(dead, HeldLease)
         assert await a.store.client.pttl(dead.lock) == -1
-        loop = asyncio.get_running_loop()
-        started = loop.time()
         taker = await asyncio.wait_for(b.claim(key, raw), 10)
         took = loop.time() - started
         assert isinstance(taker, HeldLease)
@@ -108,8 +108,13 @@ async def test_a_renewal_racing_the_holders_own_fill_leaves_no_lease(
                 await asyncio.sleep(0.001 * (i % 25))
                 await claim.fill(a.store, key, b"answer", 60)
             await batch.fill(keys_of(ns, 2, start=1000 + 2 * i), read, Fetcher())
-        await asyncio.sleep(0.2)
-        left = await locks_left(a.store.client, ns)
+        # A renewal still in flight may take a lease again and give it back: wait for that
+        # (a lease left behind stays a key for ever: its deadline does not delete it).
+        for _ in range(100):
+            left = await locks_left(a.store.client, ns)
+            if not left:
+                break
+            await asyncio.sleep(0.05)
     assert left == []
 
 
@@ -236,8 +241,11 @@ async def test_a_full_redis_refusing_the_renewals_set_keeps_the_lease_by_a_ttl(
                 still = await holder(admin, claim.lock)
                 await admin.delete(*filler)  # memory back
                 await admin.config_set("maxmemory", "2mb")
-                await asyncio.sleep(0.5)
-                freed_ttl = await admin.pttl(claim.lock)
+                for _ in range(50):  # the next renewal tick (every 0.2 s; later when loaded)
+                    freed_ttl = await admin.pttl(claim.lock)
+                    if freed_ttl == -1:
+                        break
+                    await asyncio.sleep(0.05)
                 await claim.fill(a.store, key, b"answer", 60)
             left = await admin.exists(claim.lock)
         await admin.aclose()

@@ -101,10 +101,14 @@ async def test_requests_joining_a_running_flight_do_not_read_the_cache(
         first = asyncio.create_task(gw.http.post("/v1/chat/completions", json=CHAT))
         await asyncio.wait_for(started.wait(), 10)
         before = await gets()
+        joined = Counter[str]()
+        spy_on_joins(gw.gateway.pipeline.coalescer, lambda: joined.update(["join"]))
         joiners = [
             asyncio.create_task(gw.http.post("/v1/chat/completions", json=CHAT)) for _ in range(10)
         ]
-        await asyncio.sleep(0.3)  # every joiner is parked on the flight by now
+        # Every joiner parked on the flight (a fixed sleep can end first on a loaded machine,
+        # and a read made after it would go uncounted).
+        await wait_until(lambda: joined["join"] == 10, within=30)
         during = await gets() - before
         release.set()
         answers = [await first, *await asyncio.gather(*joiners)]

@@ -13,7 +13,7 @@ import redis.asyncio as aioredis
 import respx
 
 from genai_api.entry import Entry
-from tests.conftest import CHAT, chat_response
+from tests.conftest import CHAT, Calls, chat_response, wait_until
 from tests.streaming_client import (
     HELLO,
     REASONING,
@@ -181,10 +181,11 @@ async def test_non_stream_request_joins_a_streamed_flight(upstream: respx.MockRo
     held = HeldStream()
     route = upstream.post("/chat/completions").mock(side_effect=held)
     async with streaming(make_settings()) as gw:
+        joins = Calls(gw.gateway.pipeline.coalescer, "join")
         held.send(HELLO[0])
         raw = await gw.client.chat.completions.with_raw_response.create(**STREAM)
         whole = asyncio.create_task(gw.client.chat.completions.with_raw_response.create(**CHAT))
-        await asyncio.sleep(0.2)  # lets it reach the pipeline and join the flight
+        await wait_until(lambda: joins.count == 2, within=30)  # it joined the flight
         assert not whole.done()
         held.send(*HELLO[1:])
         held.end()
@@ -206,10 +207,11 @@ async def test_stream_request_joins_a_non_streamed_flight(upstream: respx.MockRo
 
     route = upstream.post("/chat/completions").mock(side_effect=slow)
     async with streaming(make_settings()) as gw:
+        joins = Calls(gw.gateway.pipeline.coalescer, "join")
         whole = asyncio.create_task(gw.client.chat.completions.create(**CHAT))
         await asyncio.wait_for(called.wait(), 5)  # the non-streamed flight is in the air
         streamed = asyncio.create_task(collect(gw))
-        await asyncio.sleep(0.2)  # lets it reach the pipeline and join the flight
+        await wait_until(lambda: joins.count == 2, within=30)  # it joined the flight
         release.set()
         await whole
         headers, chunks = await streamed

@@ -14,6 +14,7 @@ from typing import Any
 import httpx
 import orjson
 import pytest
+import redis.asyncio as aioredis
 import respx
 
 from genai_api.settings import Settings
@@ -169,6 +170,19 @@ async def test_a_streamed_regenerate_streams_a_new_answer_through_the_sdk(
     )
 
 
+async def recorded(url: str, namespace: str) -> None:
+    """Until a requester's record of the answers served to it is in Redis (at most 5 s)."""
+    client = aioredis.from_url(url)
+    try:
+        for _ in range(100):
+            if [k async for k in client.scan_iter(match=f"{namespace}:seen:*")]:
+                return
+            await asyncio.sleep(0.05)
+    finally:
+        await client.aclose()
+    raise AssertionError("the record of what was served never reached Redis")
+
+
 @pytest.mark.redis
 async def test_a_regenerate_is_recognised_on_another_replica(
     provider: Numbered, redis_url: str
@@ -176,7 +190,7 @@ async def test_a_regenerate_is_recognised_on_another_replica(
     settings = regenerating(cache_backend="redis", redis_url=redis_url)
     async with running(settings) as one, running(settings) as two:
         first = await ask(one)
-        await asyncio.sleep(0.2)  # the record is written in the background
+        await recorded(redis_url, settings.cache_namespace)  # written in the background
         again = await ask(two)
         other = await ask(two, key="key-b")
     assert seen([first, again]) == [("MISS", "answer 1"), ("MISS", "answer 2")]
