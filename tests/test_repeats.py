@@ -13,7 +13,7 @@ import respx
 
 from genai_api.apis.chat import ChatApi
 from genai_api.models.table import ModelInfo
-from genai_api.pipeline.repeats import Repeats, same_model
+from genai_api.pipeline.repeats import ENTRY_BYTES, Repeats, same_model
 from tests.conftest import CHAT, chat_response, make_settings, running
 
 PATH = "/v1/chat/completions"
@@ -109,13 +109,14 @@ def test_an_equal_model_entry_counts_as_the_same_and_a_changed_one_does_not() ->
 
 
 def test_the_table_is_bounded_and_starts_over_when_full() -> None:
-    repeats = Repeats(max_bytes=100, max_body_bytes=60)
+    one = 60 + ENTRY_BYTES  # what an entry of a 60-byte body counts
+    repeats = Repeats(max_bytes=2 * one - 1, max_body_bytes=60)
     first, second, big = b"a" * 60, b"b" * 60, b"c" * 61
     repeats.keep((first, "x"), 1)
     repeats.keep((big, "x"), 2)
     assert repeats.recall((big, "x")) is None  # over the body bound
     assert repeats.recall((first, "x")) == 1
-    repeats.keep((second, "x"), 3)  # 120 > 100: emptied first
+    repeats.keep((second, "x"), 3)  # two entries do not fit: emptied first
     assert repeats.recall((first, "x")) is None
     assert repeats.recall((second, "x")) == 3
 
