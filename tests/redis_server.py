@@ -7,6 +7,8 @@ import shutil
 import socket
 import subprocess
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -79,6 +81,18 @@ class RedisServer:
             self.proc.kill()
             self.proc.wait(timeout=10)
             self.proc = None
+
+
+@contextmanager
+def capped(folder: Path, policy: str, maxmemory: str = "8mb") -> Iterator[RedisServer]:
+    """A throwaway redis-server with `maxmemory` and `maxmemory-policy` set: to fill."""
+    server = RedisServer(
+        folder, extra_args=["--maxmemory", maxmemory, "--maxmemory-policy", policy]
+    ).start()
+    try:
+        yield server
+    finally:
+        server.stop()
 
 
 def external_redis_url() -> str | None:

@@ -40,7 +40,7 @@ from tests.conftest import (
     topology_settings,
 )
 from tests.embeddings_provider import Provider, assert_vectors, embed
-from tests.redis_server import RedisServer
+from tests.redis_server import RedisServer, capped
 from tests.redis_topologies import RedisClusterServers
 
 pytestmark = pytest.mark.redis
@@ -203,13 +203,8 @@ def fill(port: int) -> int:
 
 @pytest.fixture
 def small_redis(tmp_path: Path, redis_binary: None) -> Iterator[RedisServer]:
-    server = RedisServer(
-        tmp_path, extra_args=["--maxmemory", "8mb", "--maxmemory-policy", "noeviction"]
-    ).start()
-    try:
+    with capped(tmp_path, "noeviction") as server:
         yield server
-    finally:
-        server.stop()
 
 
 async def test_a_filled_redis_still_answers_embedding_batches_from_what_it_holds(

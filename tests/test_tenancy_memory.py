@@ -28,7 +28,7 @@ from genai_api.store.redis import RedisStore, redis_options
 from genai_api.tenancy.kept import KeptOwnerRecords
 from genai_api.tenancy.owners import Owner, RedisOwnerRecords
 from tests.conftest import make_settings, running
-from tests.redis_server import RedisServer
+from tests.redis_server import RedisServer, capped
 from tests.responses_client import REQUEST
 from tests.test_passthrough_tenancy import BATCH_LINE, KEYS, Tenants
 from tests.test_passthrough_tenancy import fake as fake  # the fixture
@@ -42,24 +42,14 @@ JUNK = 10_000  # keys `fill` may write
 
 @pytest.fixture
 def noeviction(tmp_path: Path, redis_binary: None) -> Iterator[RedisServer]:
-    server = RedisServer(
-        tmp_path, extra_args=["--maxmemory", "8mb", "--maxmemory-policy", "noeviction"]
-    ).start()
-    try:
+    with capped(tmp_path, "noeviction") as server:
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture
 def allkeys_lru(tmp_path: Path, redis_binary: None) -> Iterator[RedisServer]:
-    server = RedisServer(
-        tmp_path, extra_args=["--maxmemory", "8mb", "--maxmemory-policy", "allkeys-lru"]
-    ).start()
-    try:
+    with capped(tmp_path, "allkeys-lru") as server:
         yield server
-    finally:
-        server.stop()
 
 
 @asynccontextmanager
