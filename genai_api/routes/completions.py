@@ -38,7 +38,7 @@ async def complete(
     if body is None:
         body, raw = await read_json_bytes(request)
     pipeline = gateway.pipeline
-    pipeline.calls.repeats.check(api, body, raw)  # names the offending parameter
+    pipeline.repeats.check(api, body, raw)  # names the offending parameter
     model = gateway.models.get(body["model"])
     note_model(request, model.name)
     tenancy = gateway.tenancy
